@@ -1,0 +1,223 @@
+// Argument parsing and the `run` command (see cli.h).
+#include "cli.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "collector.h"
+#include "errors.h"
+#include "report_json.h"
+#include "report_text.h"
+
+namespace heapscope::analyzer {
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+struct AgentFlag {
+  const char* name;  // as in agent_options.inc, underscores
+  const char* type;
+  const char* default_value;
+  const char* help;
+};
+
+constexpr AgentFlag kAgentFlags[] = {
+#define HEAPSCOPE_OPTION(type, name, default_value, help) {#name, #type, #default_value, help},
+#include "heapscope/agent_options.inc"
+#undef HEAPSCOPE_OPTION
+};
+
+std::string flag_name(const char* option) {
+  std::string name = option;
+  for (char& c : name)
+    if (c == '_') c = '-';
+  return "--" + name;
+}
+
+int parse_int(const std::string& text, const std::string& option) {
+  int value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc() || end != text.data() + text.size() || value < 0 || value > 255)
+    throw UsageError(fmt::format("{} needs a number from 0 to 255, not '{}'", option, text));
+  return value;
+}
+
+// Checks that an output file can be written before the program runs, so a typo does not cost
+// the user the run they just recorded.
+void check_writable(const std::string& path, const char* what) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) throw IoError(fmt::format("cannot write the {} to {}: {}", what, path, strerror(errno)));
+  close(fd);
+}
+
+void write_file(const std::string& path, const std::string& content, const char* what) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  out.flush();
+  if (!out) throw IoError(fmt::format("cannot write the {} to {}: {}", what, path, strerror(errno)));
+}
+
+std::string agent_path() {
+  if (const char* forced = getenv("HEAPSCOPE_AGENT"); forced != nullptr && *forced != '\0') return forced;
+  char self[PATH_MAX];
+  const ssize_t length = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (length <= 0) throw IoError("cannot find heapscope's own location in /proc/self/exe");
+  std::string path(self, static_cast<size_t>(length));
+  path = path.substr(0, path.rfind('/'));            // .../bin
+  path = path.substr(0, path.rfind('/')) + "/lib/libheapscope.so";
+  if (access(path.c_str(), R_OK) != 0)
+    throw IoError(fmt::format("the agent library {} is missing (set HEAPSCOPE_AGENT to its path)", path));
+  if (path.find(' ') != std::string::npos || path.find(':') != std::string::npos)
+    throw IoError(fmt::format("the agent path {} contains a space or colon, which LD_PRELOAD cannot carry", path));
+  return path;
+}
+
+int run_command(const std::vector<std::string>& arguments) {
+  const RunArguments run = parse_run_arguments(arguments);
+  if (run.json_path) check_writable(*run.json_path, "JSON report");
+  if (run.log_path) check_writable(*run.log_path, "text report");
+
+  CollectOptions collect;
+  collect.command = run.command;
+  collect.agent_path = agent_path();
+  collect.agent_options = run.agent_options;
+  CollectResult result;
+  try {
+    result = run_and_collect(collect);
+  } catch (const LaunchError& error) {
+    std::cerr << "heapscope: " << error.what() << "\n";
+    return error.exit_code();
+  }
+
+  Symbolizer symbolizer;
+  const Report report = build_report(result.processes, symbolizer);
+  const std::string text = render_text(report);
+  if (run.log_path) {
+    write_file(*run.log_path, text, "text report");
+  } else {
+    std::cerr << text << std::flush;
+  }
+  if (run.json_path) write_file(*run.json_path, to_json(report).dump(2) + "\n", "JSON report");
+
+  if (run.error_exitcode && report.has_findings()) return *run.error_exitcode;
+  if (result.launched_exit.signal) return 128 + *result.launched_exit.signal;
+  return result.launched_exit.code.value_or(kExitToolFailure);
+}
+
+}  // namespace
+
+std::string usage_text() {
+  std::string text =
+      "usage: heapscope run [OPTIONS] [--] PROGRAM [ARGS...]\n"
+      "       heapscope --help | --version\n\n"
+      "Runs PROGRAM with the heapscope agent, then reports heap errors and leaks.\n\n"
+      "Report options:\n"
+      "  --json FILE            write the JSON report (schema heapscope.report v1) to FILE\n"
+      "  --log-file FILE        write the text report to FILE instead of stderr\n"
+      "  --error-exitcode N     exit N (0..255) when any heap error or leak was found\n\n"
+      "Agent options (also settable as HEAPSCOPE_OPTIONS=key=value:...):\n";
+  for (const AgentFlag& flag : kAgentFlags) {
+    const std::string value = std::strcmp(flag.type, "bool") == 0 ? "[=yes|no]" : " N";
+    text += fmt::format("  {:<22} {} (default {})\n", flag_name(flag.name) + value, flag.help,
+                        flag.default_value);
+  }
+  text +=
+      "\nExit status: the program's own; 128+N if it was killed by signal N; N of\n"
+      "--error-exitcode when something was found; 126 if PROGRAM cannot be executed,\n"
+      "127 if it is not found; 125 if heapscope itself failed.\n";
+  return text;
+}
+
+RunArguments parse_run_arguments(const std::vector<std::string>& arguments) {
+  RunArguments run;
+  std::vector<std::string> agent_settings;
+  size_t i = 0;
+  auto value_of = [&](const std::string& option, const std::string& inline_value, bool has_inline) {
+    if (has_inline) return inline_value;
+    if (i + 1 >= arguments.size()) throw UsageError(fmt::format("{} needs a value", option));
+    return arguments[++i];
+  };
+  for (; i < arguments.size(); ++i) {
+    const std::string& argument = arguments[i];
+    if (argument == "--") {
+      ++i;
+      break;
+    }
+    if (!argument.starts_with("--")) break;  // the program starts here
+    const size_t equals = argument.find('=');
+    const std::string option = argument.substr(0, equals);
+    const bool has_inline = equals != std::string::npos;
+    const std::string inline_value = has_inline ? argument.substr(equals + 1) : "";
+    if (option == "--json") {
+      run.json_path = value_of(option, inline_value, has_inline);
+    } else if (option == "--log-file") {
+      run.log_path = value_of(option, inline_value, has_inline);
+    } else if (option == "--error-exitcode") {
+      run.error_exitcode = parse_int(value_of(option, inline_value, has_inline), option);
+    } else {
+      const AgentFlag* flag = nullptr;
+      for (const AgentFlag& candidate : kAgentFlags)
+        if (flag_name(candidate.name) == option) flag = &candidate;
+      if (flag == nullptr)
+        throw UsageError(fmt::format("unknown option '{}' (see heapscope --help)", option));
+      std::string value;
+      if (std::strcmp(flag->type, "bool") == 0) {
+        value = has_inline ? inline_value : "yes";
+        if (value != "yes" && value != "no" && value != "true" && value != "false" && value != "1" && value != "0")
+          throw UsageError(fmt::format("{} takes yes or no, not '{}'", option, value));
+      } else {
+        value = value_of(option, inline_value, has_inline);
+        if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos || value.size() > 9)
+          throw UsageError(fmt::format("{} needs a whole number, not '{}'", option, value));
+      }
+      agent_settings.push_back(fmt::format("{}={}", flag->name, value));
+    }
+  }
+  run.command.assign(arguments.begin() + static_cast<std::ptrdiff_t>(std::min(i, arguments.size())), arguments.end());
+  if (run.command.empty()) throw UsageError("no program given to run (usage: heapscope run [OPTIONS] -- PROGRAM [ARGS...])");
+  for (const std::string& setting : agent_settings)
+    run.agent_options += (run.agent_options.empty() ? "" : ":") + setting;
+  return run;
+}
+
+int run_cli(int argc, char** argv) {
+  const std::vector<std::string> arguments(argv + 1, argv + argc);
+  try {
+    if (arguments.empty()) {
+      std::cerr << usage_text();
+      return kExitToolFailure;
+    }
+    const std::string& command = arguments[0];
+    if (command == "--help" || command == "-h" || command == "help") {
+      std::cout << usage_text();
+      return 0;
+    }
+    if (command == "--version") {
+      std::cout << "heapscope " << kVersion << "\n";
+      return 0;
+    }
+    if (command == "run") return run_command({arguments.begin() + 1, arguments.end()});
+    throw UsageError(fmt::format("unknown command '{}' (see heapscope --help)", command));
+  } catch (const UsageError& error) {
+    std::cerr << "heapscope: " << error.what() << "\n";
+  } catch (const FormatError& error) {
+    std::cerr << "heapscope: bad event data: " << error.what() << "\n";
+  } catch (const IoError& error) {
+    std::cerr << "heapscope: " << error.what() << "\n";
+  } catch (const std::exception& error) {
+    std::cerr << "heapscope: internal error: " << error.what() << "\n";
+  }
+  return kExitToolFailure;
+}
+
+}  // namespace heapscope::analyzer

@@ -1,0 +1,29 @@
+// Command-line interface of the `heapscope` program: argument parsing and the `run` command.
+// main.cpp only calls run_cli() and returns its status. Exit statuses are documented in
+// docs/cli.md.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace heapscope::analyzer {
+
+inline constexpr int kExitToolFailure = 125;  // heapscope itself failed (usage, I/O, bad input)
+
+struct RunArguments {
+  std::vector<std::string> command;
+  std::optional<std::string> json_path;
+  std::optional<std::string> log_path;
+  std::optional<int> error_exitcode;
+  std::string agent_options;  // "key=value:..." built from the agent option flags
+};
+
+// Parses the arguments after `run`. Throws UsageError with a message naming the problem.
+RunArguments parse_run_arguments(const std::vector<std::string>& arguments);
+
+// The whole program: dispatches the subcommand, prints errors, returns the exit status.
+int run_cli(int argc, char** argv);
+
+std::string usage_text();
+
+}  // namespace heapscope::analyzer

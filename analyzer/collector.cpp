@@ -1,0 +1,311 @@
+// Launch, ring discovery and draining for `heapscope run` (see collector.h).
+#include "collector.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "errors.h"
+#include "heapscope/event_format.h"
+#include "ring_reader.h"
+
+extern char** environ;
+
+namespace heapscope::analyzer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A private directory for the rings: mkdtemp creates it 0700, so other users can neither read
+// the events nor plant files in it.
+class SessionDirectory {
+ public:
+  SessionDirectory() {
+    const char* base = getenv("TMPDIR");
+    std::string pattern = fmt::format("{}/heapscope.XXXXXX", base != nullptr && *base ? base : "/tmp");
+    if (mkdtemp(pattern.data()) == nullptr)
+      throw IoError(fmt::format("cannot create a session directory {}: {}", pattern, strerror(errno)));
+    path_ = pattern;
+  }
+  ~SessionDirectory() {
+    if (DIR* dir = opendir(path_.c_str())) {
+      while (dirent* entry = readdir(dir)) {
+        if (entry->d_name[0] != '.') unlink(fmt::format("{}/{}", path_, entry->d_name).c_str());
+      }
+      closedir(dir);
+    }
+    rmdir(path_.c_str());
+  }
+  SessionDirectory(const SessionDirectory&) = delete;
+  SessionDirectory& operator=(const SessionDirectory&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Ignores SIGINT/SIGQUIT while the program runs (the terminal sends them to the program too),
+// like system(3), so an interrupted program still gets its report.
+class IgnoreInterrupts {
+ public:
+  IgnoreInterrupts() {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGINT, &ignore, &saved_int_);
+    sigaction(SIGQUIT, &ignore, &saved_quit_);
+  }
+  ~IgnoreInterrupts() {
+    sigaction(SIGINT, &saved_int_, nullptr);
+    sigaction(SIGQUIT, &saved_quit_, nullptr);
+  }
+  const struct sigaction& saved_int() const { return saved_int_; }
+  const struct sigaction& saved_quit() const { return saved_quit_; }
+
+ private:
+  struct sigaction saved_int_ {};
+  struct sigaction saved_quit_ {};
+};
+
+struct Ring {
+  std::unique_ptr<RingReader> reader;
+  size_t process_index = 0;  // into the result's processes
+  int pidfd = -1;
+  bool closed = false;
+};
+
+int open_pidfd(int pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+bool has_ended(int pidfd) {
+  if (pidfd < 0) return true;
+  pollfd poller{pidfd, POLLIN, 0};
+  return poll(&poller, 1, 0) > 0;
+}
+
+std::vector<std::string> child_environment(const CollectOptions& options, const std::string& session) {
+  std::vector<std::string> env;
+  std::string preload = options.agent_path;
+  std::string agent_options = options.agent_options;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view variable(*entry);
+    if (variable.starts_with("LD_PRELOAD=")) {
+      preload += " " + std::string(variable.substr(11));
+    } else if (variable.starts_with(fmt::format("{}=", format::kOptionsEnv))) {
+      // The user's own HEAPSCOPE_OPTIONS first: the command line's, parsed later, win.
+      const std::string own(variable.substr(std::strlen(format::kOptionsEnv) + 1));
+      agent_options = agent_options.empty() ? own : own + ":" + agent_options;
+    } else if (!variable.starts_with(fmt::format("{}=", format::kSessionEnv)) &&
+               !variable.starts_with(fmt::format("{}=", format::kCollectorPidEnv))) {
+      env.emplace_back(variable);
+    }
+  }
+  env.push_back("LD_PRELOAD=" + preload);
+  env.push_back(fmt::format("{}={}", format::kSessionEnv, session));
+  env.push_back(fmt::format("{}={}", format::kCollectorPidEnv, getpid()));
+  env.push_back(fmt::format("{}={}", format::kOptionsEnv, agent_options));
+  return env;
+}
+
+// Starts the program; exec failures come back through a close-on-exec pipe.
+pid_t launch(const CollectOptions& options, const std::string& session, const IgnoreInterrupts& signals) {
+  std::vector<std::string> env_strings = child_environment(options, session);
+  std::vector<char*> env;
+  for (std::string& variable : env_strings) env.push_back(variable.data());
+  env.push_back(nullptr);
+  std::vector<std::string> argv_strings = options.command;
+  std::vector<char*> argv;
+  for (std::string& argument : argv_strings) argv.push_back(argument.data());
+  argv.push_back(nullptr);
+
+  int report_pipe[2];
+  if (pipe2(report_pipe, O_CLOEXEC) != 0)
+    throw IoError(fmt::format("cannot create a pipe: {}", strerror(errno)));
+  const pid_t child = fork();
+  if (child < 0) throw IoError(fmt::format("cannot fork: {}", strerror(errno)));
+  if (child == 0) {
+    close(report_pipe[0]);
+    sigaction(SIGINT, &signals.saved_int(), nullptr);
+    sigaction(SIGQUIT, &signals.saved_quit(), nullptr);
+    execvpe(argv[0], argv.data(), env.data());
+    const int error = errno;
+    (void)!write(report_pipe[1], &error, sizeof(error));
+    _exit(kExitNotFound);
+  }
+  close(report_pipe[1]);
+  int error = 0;
+  ssize_t got;
+  do {
+    got = read(report_pipe[0], &error, sizeof(error));
+  } while (got < 0 && errno == EINTR);
+  close(report_pipe[0]);
+  if (got == sizeof(error)) {
+    waitpid(child, nullptr, 0);
+    const std::string& program = options.command[0];
+    if (error == ENOENT || error == ENOTDIR)
+      throw LaunchError(fmt::format("{}: command not found", program), kExitNotFound);
+    throw LaunchError(fmt::format("{}: cannot execute: {}", program, strerror(error)), kExitNotExecutable);
+  }
+  return child;
+}
+
+class Collector {
+ public:
+  Collector(const std::string& session, CollectResult& result) : session_(session), result_(result) {}
+  ~Collector() {
+    for (Ring& ring : rings_)
+      if (ring.pidfd >= 0) close(ring.pidfd);
+  }
+
+  // Picks up rings that appeared since the last call. Returns true if any did.
+  bool discover(pid_t launched) {
+    DIR* dir = opendir(session_.c_str());
+    if (dir == nullptr) throw IoError(fmt::format("cannot read {}: {}", session_, strerror(errno)));
+    std::vector<std::string> fresh;
+    while (dirent* entry = readdir(dir)) {
+      const std::string name = entry->d_name;
+      if (name.size() > 5 && name.ends_with(".ring") && !known_.contains(name)) fresh.push_back(name);
+    }
+    closedir(dir);
+    // Rings of one pid in creation order (the name carries the creation time): exec order.
+    std::sort(fresh.begin(), fresh.end(), [](const std::string& a, const std::string& b) {
+      return std::strtoull(a.c_str() + a.find('-') + 1, nullptr, 10) <
+             std::strtoull(b.c_str() + b.find('-') + 1, nullptr, 10);
+    });
+    bool added = false;
+    for (const std::string& name : fresh) {
+      auto reader = std::make_unique<RingReader>(fmt::format("{}/{}", session_, name));
+      if (!reader->is_ready()) continue;  // header not published yet: next round
+      known_.insert(name);
+      const int pid = reader->pid();
+      // A newer image of the same pid means the older one ended by exec.
+      for (Ring& ring : rings_)
+        if (!ring.closed && ring.reader->pid() == pid) finish(ring);
+      Ring ring;
+      ring.reader = std::move(reader);
+      ring.pidfd = open_pidfd(pid);
+      ring.process_index = result_.processes.size();
+      result_.processes.emplace_back();
+      result_.processes.back().launched = pid == launched;
+      rings_.push_back(std::move(ring));
+      added = true;
+    }
+    return added;
+  }
+
+  // Drains every open ring; closes those whose process has ended. Returns records delivered.
+  size_t drain() {
+    size_t delivered = 0;
+    for (Ring& ring : rings_) {
+      if (ring.closed) continue;
+      // Check for the end before draining: whatever was committed before it is then drained.
+      const bool ended = has_ended(ring.pidfd);
+      delivered += drain_one(ring);
+      if (ended) finish(ring);
+    }
+    result_.records += delivered;
+    return delivered;
+  }
+
+  bool all_closed() const {
+    return std::all_of(rings_.begin(), rings_.end(), [](const Ring& ring) { return ring.closed; });
+  }
+
+  void give_up_waiting() {
+    for (Ring& ring : rings_) {
+      if (ring.closed) continue;
+      drain_one(ring);
+      result_.processes[ring.process_index].still_running = true;
+      finish(ring);
+    }
+  }
+
+ private:
+  size_t drain_one(Ring& ring) {
+    ProcessModel& model = result_.processes[ring.process_index].model;
+    return ring.reader->drain([&model](const RecordView& record) { model.apply(record); });
+  }
+
+  void finish(Ring& ring) {
+    drain_one(ring);
+    TracedProcess& process = result_.processes[ring.process_index];
+    process.incomplete = (ring.reader->state() & format::kRingIncomplete) != 0;
+    process.ring_waits = ring.reader->waits();
+    if (ring.pidfd >= 0) close(ring.pidfd);
+    ring.pidfd = -1;
+    ring.closed = true;
+  }
+
+  std::string session_;
+  CollectResult& result_;
+  std::vector<Ring> rings_;
+  std::set<std::string> known_;
+};
+
+ExitInfo exit_info(int status) {
+  ExitInfo info;
+  if (WIFEXITED(status)) info.code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) info.signal = WTERMSIG(status);
+  return info;
+}
+
+}  // namespace
+
+CollectResult run_and_collect(const CollectOptions& options) {
+  if (options.command.empty()) throw UsageError("no program given to run");
+  SessionDirectory session;
+  IgnoreInterrupts interrupts;
+  CollectResult result;
+  Collector collector(session.path(), result);
+  const pid_t child = launch(options, session.path(), interrupts);
+  result.launched_pid = child;
+
+  bool child_running = true;
+  Clock::time_point child_end{};
+  auto idle = std::chrono::microseconds(50);
+  for (;;) {
+    bool progress = collector.discover(child);
+    progress = collector.drain() > 0 || progress;
+    if (child_running) {
+      int status = 0;
+      const pid_t done = waitpid(child, &status, WNOHANG);
+      if (done == child) {
+        child_running = false;
+        child_end = Clock::now();
+        result.launched_exit = exit_info(status);
+        continue;  // one more discovery round for rings made just before the end
+      }
+    } else if (collector.all_closed()) {
+      break;
+    } else if (Clock::now() - child_end > options.grace) {
+      collector.give_up_waiting();
+      break;
+    }
+    if (progress) {
+      idle = std::chrono::microseconds(50);
+    } else {
+      std::this_thread::sleep_for(idle);
+      idle = std::min(idle * 2, std::chrono::microseconds(2000));
+    }
+  }
+  // The launched image that ran to the end carries the wait status.
+  for (TracedProcess& process : result.processes) {
+    if (process.launched && !process.model.ended_by_exec()) process.exit = result.launched_exit;
+    else if (process.model.exit_status()) process.exit.code = process.model.exit_status();
+  }
+  return result;
+}
+
+}  // namespace heapscope::analyzer

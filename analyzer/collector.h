@@ -1,0 +1,47 @@
+// The collector side of `heapscope run`: makes a private session directory, starts the program
+// with the agent preloaded, drains every ring that appears there (one per process image: the
+// program, its forked children and whatever they exec), and returns what each image recorded
+// once the program and its traced descendants have ended.
+#pragma once
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "report.h"
+
+namespace heapscope::analyzer {
+
+struct CollectOptions {
+  std::vector<std::string> command;  // program and arguments (PATH is searched)
+  std::string agent_path;            // absolute path of libheapscope.so
+  std::string agent_options;         // HEAPSCOPE_OPTIONS for the agent
+  // How long to keep collecting from descendants after the launched program has ended.
+  std::chrono::milliseconds grace{2000};
+};
+
+struct CollectResult {
+  std::vector<TracedProcess> processes;  // in the order their rings appeared
+  ExitInfo launched_exit;
+  int launched_pid = 0;
+  uint64_t records = 0;
+};
+
+// Exit statuses for a program that could not be started, as a shell uses them.
+inline constexpr int kExitNotFound = 127;
+inline constexpr int kExitNotExecutable = 126;
+
+// A program that could not be started: `exit_code` is kExitNotFound or kExitNotExecutable.
+class LaunchError : public std::runtime_error {
+ public:
+  LaunchError(const std::string& message, int exit_code)
+      : std::runtime_error(message), exit_code_(exit_code) {}
+  int exit_code() const noexcept { return exit_code_; }
+
+ private:
+  int exit_code_;
+};
+
+// Runs the program to completion and collects. Throws LaunchError, IoError, FormatError.
+CollectResult run_and_collect(const CollectOptions& options);
+
+}  // namespace heapscope::analyzer

@@ -1,0 +1,89 @@
+// Record validation for the event format (see event_reader.h).
+#include "event_reader.h"
+
+#include <fmt/format.h>
+
+#include "errors.h"
+
+namespace heapscope::analyzer {
+namespace {
+
+using format::EventKind;
+
+size_t fixed_size(EventKind kind) {
+  switch (kind) {
+    case EventKind::kPadding: return 8;
+    case EventKind::kProcess: return sizeof(format::ProcessEvent);
+    case EventKind::kModule: return sizeof(format::ModuleEvent);
+    case EventKind::kStack: return sizeof(format::StackEvent);
+    case EventKind::kAlloc: return sizeof(format::AllocEvent);
+    case EventKind::kFree: return sizeof(format::FreeEvent);
+    case EventKind::kCorruption: return sizeof(format::CorruptionEvent);
+    case EventKind::kExit: return sizeof(format::ExitEvent);
+    case EventKind::kExec: return sizeof(format::ExecEvent);
+    case EventKind::kExecFailed: return sizeof(format::EventHeader);
+    case EventKind::kAgentEnd: return sizeof(format::AgentEndEvent);
+  }
+  return 0;
+}
+
+// Bytes of variable payload the record announces after its fixed part.
+uint64_t announced_payload(const RecordView& record) {
+  switch (record.kind) {
+    case EventKind::kProcess: {
+      const auto& r = record.as<format::ProcessEvent>();
+      return uint64_t{r.argv_bytes} + r.exe_bytes;
+    }
+    case EventKind::kModule: return record.as<format::ModuleEvent>().path_bytes;
+    case EventKind::kStack: {
+      const auto& r = record.as<format::StackEvent>();
+      if (r.frame_count > format::kMaxFrames)
+        throw FormatError(fmt::format("stack record with {} frames (limit {})", r.frame_count,
+                                      format::kMaxFrames));
+      return uint64_t{r.frame_count} * 8;
+    }
+    case EventKind::kExec: return record.as<format::ExecEvent>().path_bytes;
+    default: return 0;
+  }
+}
+
+}  // namespace
+
+const char* kind_name(format::EventKind kind) noexcept {
+  switch (kind) {
+    case EventKind::kPadding: return "padding";
+    case EventKind::kProcess: return "process";
+    case EventKind::kModule: return "module";
+    case EventKind::kStack: return "stack";
+    case EventKind::kAlloc: return "alloc";
+    case EventKind::kFree: return "free";
+    case EventKind::kCorruption: return "corruption";
+    case EventKind::kExit: return "exit";
+    case EventKind::kExec: return "exec";
+    case EventKind::kExecFailed: return "exec-failed";
+    case EventKind::kAgentEnd: return "agent-end";
+  }
+  return "unknown";
+}
+
+RecordView decode_record(uint16_t kind_value, std::span<const std::byte> bytes) {
+  const auto kind = static_cast<EventKind>(kind_value);
+  const size_t fixed = fixed_size(kind);
+  if (fixed == 0) throw FormatError(fmt::format("unknown record kind {}", kind_value));
+  if (bytes.size() < fixed || bytes.size() % 8 != 0)
+    throw FormatError(fmt::format("{} record of {} bytes (needs at least {}, a multiple of 8)",
+                                  kind_name(kind), bytes.size(), fixed));
+  RecordView record{kind, bytes};
+  if (kind == EventKind::kPadding) return record;
+  if (fixed + announced_payload(record) > bytes.size())
+    throw FormatError(fmt::format("{} record of {} bytes announces {} bytes of payload",
+                                  kind_name(kind), bytes.size(), announced_payload(record)));
+  return record;
+}
+
+std::string_view payload_text(std::span<const std::byte> payload, size_t offset, size_t length) {
+  if (offset > payload.size() || length > payload.size() - offset) return {};
+  return {reinterpret_cast<const char*>(payload.data()) + offset, length};
+}
+
+}  // namespace heapscope::analyzer

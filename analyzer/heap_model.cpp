@@ -1,0 +1,132 @@
+// Per-process reconstruction from records (see heap_model.h).
+#include "heap_model.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace heapscope::analyzer {
+
+using format::EventKind;
+
+void ProcessModel::apply(const RecordView& record) {
+  ++records_;
+  switch (record.kind) {
+    case EventKind::kProcess: return on_process(record);
+    case EventKind::kModule: return on_module(record);
+    case EventKind::kStack: return on_stack(record);
+    case EventKind::kAlloc: return on_alloc(record.as<format::AllocEvent>());
+    case EventKind::kFree: return on_free(record.as<format::FreeEvent>());
+    case EventKind::kCorruption: return on_corruption(record.as<format::CorruptionEvent>());
+    case EventKind::kExit: exit_status_ = record.as<format::ExitEvent>().status; return;
+    case EventKind::kExec: exec_pending_ = true; return;
+    case EventKind::kExecFailed: exec_pending_ = false; return;
+    case EventKind::kAgentEnd: agent_end_ = true; return;
+    case EventKind::kPadding: return;
+  }
+}
+
+void ProcessModel::on_process(const RecordView& record) {
+  const auto& event = record.as<format::ProcessEvent>();
+  pid_ = event.pid;
+  parent_pid_ = event.parent_pid;
+  max_frames_ = event.max_frames;
+  const auto payload = record.payload<format::ProcessEvent>();
+  const std::string_view args = payload_text(payload, 0, event.argv_bytes);
+  argv_.clear();
+  size_t start = 0;
+  while (start < args.size()) {
+    size_t end = args.find('\0', start);
+    if (end == std::string_view::npos) end = args.size();
+    argv_.emplace_back(args.substr(start, end - start));
+    start = end + 1;
+  }
+  exe_ = std::string(payload_text(payload, event.argv_bytes, event.exe_bytes));
+}
+
+void ProcessModel::on_module(const RecordView& record) {
+  const auto& event = record.as<format::ModuleEvent>();
+  Module module;
+  module.path = std::string(payload_text(record.payload<format::ModuleEvent>(), 0, event.path_bytes));
+  module.load_bias = event.load_bias;
+  module.start = event.start;
+  module.end = event.end;
+  const uint32_t id_bytes = std::min<uint32_t>(event.build_id_bytes, sizeof(event.build_id));
+  for (uint32_t i = 0; i < id_bytes; ++i) module.build_id += fmt::format("{:02x}", event.build_id[i]);
+  modules_.push_back(std::move(module));
+}
+
+int ProcessModel::module_of(uint64_t address) const noexcept {
+  // Latest first: a range reused after dlclose/dlopen belongs to the newest module.
+  for (size_t i = modules_.size(); i-- > 0;)
+    if (address >= modules_[i].start && address < modules_[i].end) return static_cast<int>(i);
+  return -1;
+}
+
+void ProcessModel::on_stack(const RecordView& record) {
+  const auto& event = record.as<format::StackEvent>();
+  Stack stack;
+  stack.frames.resize(event.frame_count);
+  memcpy(stack.frames.data(), record.payload<format::StackEvent>().data(), event.frame_count * 8);
+  stack.modules.reserve(stack.frames.size());
+  for (uint64_t frame : stack.frames) stack.modules.push_back(module_of(frame));
+  stacks_[event.stack_id] = std::move(stack);
+}
+
+void ProcessModel::on_alloc(const format::AllocEvent& event) {
+  ++counters_.allocations;
+  counters_.bytes_allocated += event.size;
+  auto [slot, fresh] = live_.try_emplace(event.address);
+  if (!fresh) counters_.live_bytes -= slot->second.size;  // a free we never saw; keep sums sane
+  slot->second = LiveBlock{event.size, event.stack_id, static_cast<format::Family>(event.family),
+                           static_cast<format::Api>(event.api)};
+  counters_.live_bytes += event.size;
+  counters_.peak_live_bytes = std::max(counters_.peak_live_bytes, counters_.live_bytes);
+}
+
+void ProcessModel::on_free(const format::FreeEvent& event) {
+  const auto slot = live_.find(event.address);
+  if (slot == live_.end()) {
+    ++counters_.unknown_frees;
+    return;
+  }
+  ++counters_.frees;
+  counters_.live_bytes -= slot->second.size;
+  live_.erase(slot);
+}
+
+void ProcessModel::on_corruption(const format::CorruptionEvent& event) {
+  errors_.push_back(HeapError{static_cast<format::ErrorKind>(event.error), event.address,
+                              event.block_size, event.bad_offset, event.stack_id,
+                              event.alloc_stack_id, event.free_stack_id, event.alloc_family,
+                              event.free_api, (event.header.flags & format::kDetectedAtExit) != 0,
+                              event.thread_id});
+}
+
+const Stack* ProcessModel::stack(uint32_t id) const noexcept {
+  const auto found = stacks_.find(id);
+  return found == stacks_.end() ? nullptr : &found->second;
+}
+
+std::vector<LeakGroup> ProcessModel::leak_groups() const {
+  std::unordered_map<uint32_t, LeakGroup> groups;
+  for (const auto& [address, block] : live_) {
+    LeakGroup& group = groups[block.stack_id];
+    group.stack_id = block.stack_id;
+    group.family = block.family;
+    ++group.blocks;
+    group.bytes += block.size;
+  }
+  std::vector<LeakGroup> sorted;
+  sorted.reserve(groups.size());
+  for (auto& [id, group] : groups) sorted.push_back(group);
+  std::sort(sorted.begin(), sorted.end(), [](const LeakGroup& a, const LeakGroup& b) {
+    if (a.bytes != b.bytes) return a.bytes > b.bytes;
+    if (a.blocks != b.blocks) return a.blocks > b.blocks;
+    return a.stack_id < b.stack_id;
+  });
+  return sorted;
+}
+
+}  // namespace heapscope::analyzer

@@ -1,0 +1,115 @@
+// Rebuilds one traced process image from its records: who it is, its modules and stacks, the
+// live heap with counts and peak, and the heap errors the agent detected. Memory is
+// proportional to live blocks and distinct stacks, not to the number of events.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "event_reader.h"
+
+namespace heapscope::analyzer {
+
+struct Module {
+  std::string path;
+  uint64_t load_bias = 0;
+  uint64_t start = 0;
+  uint64_t end = 0;
+  std::string build_id;  // hex
+};
+
+struct Stack {
+  std::vector<uint64_t> frames;   // return addresses, innermost first
+  std::vector<int> modules;       // index into ProcessModel::modules() per frame, -1 if none
+};
+
+struct LiveBlock {
+  uint64_t size = 0;
+  uint32_t stack_id = 0;
+  format::Family family = format::Family::kMalloc;
+  format::Api api = format::Api::kMalloc;
+};
+
+struct HeapError {
+  format::ErrorKind kind{};
+  uint64_t address = 0;
+  uint64_t block_size = 0;
+  int64_t bad_offset = 0;
+  uint32_t stack_id = 0;
+  uint32_t alloc_stack_id = 0;
+  uint32_t free_stack_id = 0;
+  uint8_t alloc_family = 0;
+  uint8_t free_api = 0;
+  bool detected_at_exit = false;
+  uint32_t thread_id = 0;
+};
+
+struct HeapCounters {
+  uint64_t allocations = 0;     // successful allocation calls (realloc counts one)
+  uint64_t frees = 0;           // releases (realloc counts one for the old block)
+  uint64_t bytes_allocated = 0;
+  uint64_t live_bytes = 0;
+  uint64_t peak_live_bytes = 0;
+  uint64_t unknown_frees = 0;   // frees of blocks this image never saw (inherited over fork)
+};
+
+// Leaks at exit grouped by allocation stack.
+struct LeakGroup {
+  uint32_t stack_id = 0;
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+  format::Family family = format::Family::kMalloc;
+};
+
+class ProcessModel {
+ public:
+  void apply(const RecordView& record);
+
+  int pid() const noexcept { return pid_; }
+  int parent_pid() const noexcept { return parent_pid_; }
+  const std::vector<std::string>& argv() const noexcept { return argv_; }
+  const std::string& exe() const noexcept { return exe_; }
+  uint32_t max_frames() const noexcept { return max_frames_; }
+  std::optional<int> exit_status() const noexcept { return exit_status_; }
+  // True when the image ended by a successful exec (its heap was released by the kernel).
+  bool ended_by_exec() const noexcept { return exec_pending_; }
+  bool agent_finished() const noexcept { return agent_end_; }
+  uint64_t records() const noexcept { return records_; }
+
+  const HeapCounters& counters() const noexcept { return counters_; }
+  const std::unordered_map<uint64_t, LiveBlock>& live() const noexcept { return live_; }
+  const std::vector<Module>& modules() const noexcept { return modules_; }
+  const Stack* stack(uint32_t id) const noexcept;
+  const std::vector<HeapError>& errors() const noexcept { return errors_; }
+
+  // Live blocks grouped by allocation stack, largest total first.
+  std::vector<LeakGroup> leak_groups() const;
+
+ private:
+  void on_process(const RecordView& record);
+  void on_module(const RecordView& record);
+  void on_stack(const RecordView& record);
+  void on_alloc(const format::AllocEvent& event);
+  void on_free(const format::FreeEvent& event);
+  void on_corruption(const format::CorruptionEvent& event);
+  int module_of(uint64_t address) const noexcept;
+
+  int pid_ = 0;
+  int parent_pid_ = 0;
+  std::vector<std::string> argv_;
+  std::string exe_;
+  uint32_t max_frames_ = 0;
+  std::optional<int> exit_status_;
+  bool exec_pending_ = false;
+  bool agent_end_ = false;
+  uint64_t records_ = 0;
+  HeapCounters counters_;
+  std::unordered_map<uint64_t, LiveBlock> live_;
+  std::vector<Module> modules_;
+  std::unordered_map<uint32_t, Stack> stacks_;
+  std::vector<HeapError> errors_;
+};
+
+}  // namespace heapscope::analyzer

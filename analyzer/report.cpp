@@ -1,0 +1,142 @@
+// Assembly of the report from process models (see report.h).
+#include "report.h"
+
+#include <algorithm>
+
+namespace heapscope::analyzer {
+namespace {
+
+FrameList symbolize_stack(const ProcessModel& model, uint32_t stack_id, Symbolizer& symbolizer) {
+  FrameList frames;
+  const Stack* stack = model.stack(stack_id);
+  if (stack == nullptr) return frames;
+  for (size_t i = 0; i < stack->frames.size(); ++i) {
+    const int module_index = stack->modules[i];
+    const Module* module = module_index >= 0 ? &model.modules()[static_cast<size_t>(module_index)] : nullptr;
+    const auto& expanded = symbolizer.symbolize(module, stack->frames[i]);
+    frames.insert(frames.end(), expanded.begin(), expanded.end());
+  }
+  return frames;
+}
+
+ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer) {
+  const ProcessModel& model = traced.model;
+  ProcessReport report;
+  report.pid = model.pid();
+  report.parent_pid = model.parent_pid();
+  report.command = model.argv();
+  report.exe = model.exe();
+  report.exit = traced.exit;
+  report.launched = traced.launched;
+  report.ended_by_exec = model.ended_by_exec();
+  report.still_running = traced.still_running;
+  report.complete = !traced.incomplete;
+
+  const HeapCounters& counters = model.counters();
+  report.summary.allocations = counters.allocations;
+  report.summary.frees = counters.frees;
+  report.summary.bytes_allocated = counters.bytes_allocated;
+  report.summary.peak_live_bytes = counters.peak_live_bytes;
+  report.summary.live_blocks = model.live().size();
+  report.summary.live_bytes = counters.live_bytes;
+  report.summary.error_count = model.errors().size();
+
+  // exec releases the whole heap and a running process has not leaked yet.
+  if (!report.ended_by_exec && !report.still_running) {
+    for (const LeakGroup& group : model.leak_groups()) {
+      LeakRecord leak;
+      leak.blocks = group.blocks;
+      leak.bytes = group.bytes;
+      leak.allocator = family_name(static_cast<uint8_t>(group.family));
+      leak.stack_id = group.stack_id;
+      leak.stack = symbolize_stack(model, group.stack_id, symbolizer);
+      report.leaks.push_back(std::move(leak));
+    }
+  }
+  for (const HeapError& error : model.errors()) {
+    ErrorRecord record;
+    record.kind = error_kind_name(error.kind);
+    record.address = error.address;
+    record.block_size = error.block_size;
+    record.offset = error.bad_offset;
+    record.allocator = family_name(error.alloc_family);
+    record.release = api_name(error.free_api);
+    record.detected_at_exit = error.detected_at_exit;
+    record.thread_id = error.thread_id;
+    record.stack = symbolize_stack(model, error.stack_id, symbolizer);
+    if (error.alloc_stack_id != 0)
+      record.alloc_stack = symbolize_stack(model, error.alloc_stack_id, symbolizer);
+    if (error.free_stack_id != 0)
+      record.free_stack = symbolize_stack(model, error.free_stack_id, symbolizer);
+    report.errors.push_back(std::move(record));
+  }
+  return report;
+}
+
+}  // namespace
+
+bool Report::has_findings() const noexcept {
+  return std::any_of(processes.begin(), processes.end(), [](const ProcessReport& process) {
+    return !process.errors.empty() || !process.leaks.empty();
+  });
+}
+
+Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbolizer) {
+  Report report;
+  std::vector<const TracedProcess*> order;
+  for (const TracedProcess& process : traced) {
+    const bool nothing_to_say = process.model.ended_by_exec() && process.model.errors().empty();
+    if (!nothing_to_say) order.push_back(&process);
+  }
+  // The launched program's final image first; the rest in the order they appeared.
+  std::stable_sort(order.begin(), order.end(), [](const TracedProcess* a, const TracedProcess* b) {
+    return a->launched > b->launched;
+  });
+  for (const TracedProcess* process : order)
+    report.processes.push_back(build_process(*process, symbolizer));
+  return report;
+}
+
+const char* error_kind_name(format::ErrorKind kind) noexcept {
+  switch (kind) {
+    case format::ErrorKind::kOverflow: return "overflow";
+    case format::ErrorKind::kUnderflow: return "underflow";
+    case format::ErrorKind::kDoubleFree: return "double_free";
+    case format::ErrorKind::kInvalidFree: return "invalid_free";
+    case format::ErrorKind::kMismatchedFree: return "mismatched_free";
+    case format::ErrorKind::kUseAfterFree: return "use_after_free";
+  }
+  return "unknown";
+}
+
+const char* family_name(uint8_t family) noexcept {
+  switch (static_cast<format::Family>(family)) {
+    case format::Family::kMalloc: return "malloc";
+    case format::Family::kNew: return "new";
+    case format::Family::kNewArray: return "new[]";
+  }
+  return "";
+}
+
+const char* api_name(uint8_t api) noexcept {
+  using format::Api;
+  switch (static_cast<Api>(api)) {
+    case Api::kMalloc: return "malloc";
+    case Api::kCalloc: return "calloc";
+    case Api::kRealloc: return "realloc";
+    case Api::kReallocArray: return "reallocarray";
+    case Api::kMemalign: return "memalign";
+    case Api::kPosixMemalign: return "posix_memalign";
+    case Api::kAlignedAlloc: return "aligned_alloc";
+    case Api::kValloc: return "valloc";
+    case Api::kPvalloc: return "pvalloc";
+    case Api::kFree: return "free";
+    case Api::kNew: return "new";
+    case Api::kNewArray: return "new[]";
+    case Api::kDelete: return "delete";
+    case Api::kDeleteArray: return "delete[]";
+  }
+  return "";
+}
+
+}  // namespace heapscope::analyzer

@@ -1,0 +1,94 @@
+// The report, as data: per traced process its identity, exit, counters, leaks grouped by
+// allocation stack and heap errors, all stacks symbolized. Built once from ProcessModels, then
+// rendered by report_json.cpp (the public contract) and report_text.cpp.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "heap_model.h"
+#include "symbolizer.h"
+
+namespace heapscope::analyzer {
+
+struct ExitInfo {
+  std::optional<int> code;    // exit status, when the process exited
+  std::optional<int> signal;  // terminating signal, when it was killed
+};
+
+// One traced process image as the collector saw it.
+struct TracedProcess {
+  ProcessModel model;
+  ExitInfo exit;
+  bool launched = false;       // the process `heapscope run` started
+  bool still_running = false;  // had not ended when heapscope stopped waiting
+  bool incomplete = false;     // the agent stopped recording before the end
+  uint64_t ring_waits = 0;
+};
+
+using FrameList = std::vector<SymbolizedFrame>;
+
+struct LeakRecord {
+  std::string kind = "unclassified";
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+  std::string allocator;  // "malloc", "new" or "new[]"
+  uint32_t stack_id = 0;
+  FrameList stack;
+};
+
+struct ErrorRecord {
+  std::string kind;                  // overflow, underflow, double_free, ...
+  uint64_t address = 0;
+  uint64_t block_size = 0;
+  int64_t offset = 0;                // first damaged byte relative to address
+  std::string allocator;             // family of the allocation, "" when not ours
+  std::string release;               // the call that released or tried to ("free", "delete"...)
+  bool detected_at_exit = false;
+  uint32_t thread_id = 0;
+  FrameList stack;                   // where it was detected (empty when at exit)
+  std::optional<FrameList> alloc_stack;
+  std::optional<FrameList> free_stack;
+};
+
+struct ProcessSummary {
+  uint64_t allocations = 0;
+  uint64_t frees = 0;
+  uint64_t bytes_allocated = 0;
+  uint64_t peak_live_bytes = 0;
+  uint64_t live_blocks = 0;
+  uint64_t live_bytes = 0;
+  uint64_t error_count = 0;
+};
+
+struct ProcessReport {
+  int pid = 0;
+  int parent_pid = 0;
+  std::vector<std::string> command;
+  std::string exe;
+  ExitInfo exit;
+  bool launched = false;
+  bool ended_by_exec = false;
+  bool still_running = false;
+  bool complete = true;  // the agent recorded to the end
+  ProcessSummary summary;
+  std::vector<LeakRecord> leaks;
+  std::vector<ErrorRecord> errors;
+};
+
+struct Report {
+  std::vector<ProcessReport> processes;
+  // Anything found: an error or a leaked block in any process.
+  bool has_findings() const noexcept;
+};
+
+// Builds the report; the launched process comes first. Images that ended by exec with nothing
+// to report are left out (their heap was released by exec).
+Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbolizer);
+
+const char* error_kind_name(format::ErrorKind kind) noexcept;
+const char* family_name(uint8_t family) noexcept;
+const char* api_name(uint8_t api) noexcept;
+
+}  // namespace heapscope::analyzer

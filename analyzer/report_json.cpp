@@ -1,0 +1,89 @@
+// JSON rendering of the report (see report_json.h and docs/report-json.md).
+#include "report_json.h"
+
+#include <fmt/format.h>
+
+namespace heapscope::analyzer {
+namespace {
+
+using nlohmann::json;
+
+std::string hex(uint64_t value) { return fmt::format("{:#x}", value); }
+
+json frame_json(const SymbolizedFrame& frame) {
+  json out = {{"address", hex(frame.address)},
+              {"function", frame.function.empty() ? json(nullptr) : json(frame.function)},
+              {"file", frame.file.empty() ? json(nullptr) : json(frame.file)},
+              {"line", frame.line > 0 ? json(frame.line) : json(nullptr)},
+              {"module", frame.module.empty() ? json(nullptr) : json(frame.module)}};
+  if (frame.inlined) out["inlined"] = true;
+  return out;
+}
+
+json stack_json(const FrameList& frames) {
+  json out = json::array();
+  for (const SymbolizedFrame& frame : frames) out.push_back(frame_json(frame));
+  return out;
+}
+
+json optional_stack(const std::optional<FrameList>& frames) {
+  return frames.has_value() ? stack_json(*frames) : json(nullptr);
+}
+
+json exit_json(const ExitInfo& exit) {
+  return {{"code", exit.code.has_value() ? json(*exit.code) : json(nullptr)},
+          {"signal", exit.signal.has_value() ? json(*exit.signal) : json(nullptr)}};
+}
+
+json process_json(const ProcessReport& process) {
+  const ProcessSummary& s = process.summary;
+  json leaks = json::array();
+  for (const LeakRecord& leak : process.leaks) {
+    leaks.push_back({{"kind", leak.kind}, {"blocks", leak.blocks}, {"bytes", leak.bytes},
+                     {"allocator", leak.allocator}, {"stack", stack_json(leak.stack)}});
+  }
+  json errors = json::array();
+  for (const ErrorRecord& error : process.errors) {
+    errors.push_back({{"kind", error.kind},
+                      {"address", hex(error.address)},
+                      {"block_size", error.block_size},
+                      {"offset", error.offset},
+                      {"allocator", error.allocator.empty() ? json(nullptr) : json(error.allocator)},
+                      {"release", error.release.empty() ? json(nullptr) : json(error.release)},
+                      {"detected_at_exit", error.detected_at_exit},
+                      {"thread_id", error.thread_id},
+                      {"stack", stack_json(error.stack)},
+                      {"alloc_stack", optional_stack(error.alloc_stack)},
+                      {"free_stack", optional_stack(error.free_stack)}});
+  }
+  return {{"pid", process.pid},
+          {"parent_pid", process.parent_pid},
+          {"command", process.command},
+          {"exe", process.exe},
+          {"launched", process.launched},
+          {"exit", exit_json(process.exit)},
+          {"ended_by_exec", process.ended_by_exec},
+          {"still_running", process.still_running},
+          {"complete", process.complete},
+          {"summary",
+           {{"allocations", s.allocations},
+            {"frees", s.frees},
+            {"bytes_allocated", s.bytes_allocated},
+            {"peak_live_bytes", s.peak_live_bytes},
+            {"live_at_exit", {{"blocks", s.live_blocks}, {"bytes", s.live_bytes}}},
+            {"error_count", s.error_count}}},
+          {"leaks", std::move(leaks)},
+          {"errors", std::move(errors)}};
+}
+
+}  // namespace
+
+nlohmann::json to_json(const Report& report) {
+  json processes = json::array();
+  for (const ProcessReport& process : report.processes) processes.push_back(process_json(process));
+  return {{"schema", "heapscope.report"},
+          {"schema_version", kJsonSchemaVersion},
+          {"processes", std::move(processes)}};
+}
+
+}  // namespace heapscope::analyzer

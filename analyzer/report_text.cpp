@@ -1,0 +1,152 @@
+// Plain-text rendering of the report (see report_text.h).
+#include "report_text.h"
+
+#include <fmt/format.h>
+
+namespace heapscope::analyzer {
+namespace {
+
+// 12712 -> "12,712": byte counts are read by people.
+std::string grouped(uint64_t value) {
+  std::string digits = std::to_string(value);
+  for (int i = static_cast<int>(digits.size()) - 3; i > 0; i -= 3) digits.insert(static_cast<size_t>(i), ",");
+  return digits;
+}
+
+std::string plural(uint64_t count, const char* one, const char* many) {
+  return fmt::format("{} {}", grouped(count), count == 1 ? one : many);
+}
+
+std::string command_line(const ProcessReport& process) {
+  std::string line;
+  for (const std::string& argument : process.command) {
+    if (!line.empty()) line += ' ';
+    line += argument;
+  }
+  return line.empty() ? process.exe : line;
+}
+
+std::string exit_text(const ProcessReport& process) {
+  if (process.still_running) return "still running";
+  if (process.ended_by_exec) return "replaced by exec";
+  if (process.exit.signal) return fmt::format("killed by signal {}", *process.exit.signal);
+  if (process.exit.code) return fmt::format("exit code {}", *process.exit.code);
+  return "exit status unknown";
+}
+
+void append_stack(std::string& out, const FrameList& frames) {
+  if (frames.empty()) {
+    out += "        (no stack recorded)\n";
+    return;
+  }
+  for (size_t i = 0; i < frames.size(); ++i) {
+    const SymbolizedFrame& frame = frames[i];
+    std::string where;
+    if (!frame.file.empty())
+      where = frame.line > 0 ? fmt::format(" ({}:{})", frame.file, frame.line) : fmt::format(" ({})", frame.file);
+    else if (!frame.module.empty())
+      where = fmt::format(" (in {})", frame.module);
+    out += fmt::format("        #{:<2} {:#x} {}{}{}\n", i, frame.address,
+                       frame.function.empty() ? "???" : frame.function.c_str(),
+                       frame.inlined ? " [inlined]" : "", where);
+  }
+}
+
+std::string error_headline(const ErrorRecord& error) {
+  const std::string size = plural(error.block_size, "byte", "bytes");
+  if (error.kind == "overflow")
+    return fmt::format("heap overflow: {} byte(s) past the end of a {} block at {:#x}",
+                       error.offset - static_cast<int64_t>(error.block_size) + 1, size, error.address);
+  if (error.kind == "underflow")
+    return fmt::format("heap underflow: written {} byte(s) before a {} block at {:#x}", -error.offset,
+                       size, error.address);
+  if (error.kind == "double_free")
+    return fmt::format("double free of a {} block at {:#x} by {}()", size, error.address, error.release);
+  if (error.kind == "invalid_free")
+    return fmt::format("invalid free: {:#x} was not returned by an allocation function ({}())",
+                       error.address, error.release);
+  if (error.kind == "mismatched_free")
+    return fmt::format("mismatched free: a {} block allocated by {} released by {} at {:#x}", size,
+                       error.allocator, error.release, error.address);
+  if (error.kind == "use_after_free")
+    return fmt::format("write after free: byte {} of a freed {} block at {:#x} was changed",
+                       error.offset, size, error.address);
+  return error.kind;
+}
+
+void append_process(std::string& out, const ProcessReport& process, const TextOptions& options) {
+  const ProcessSummary& s = process.summary;
+  out += fmt::format("== heapscope: pid {}: {} ({})\n", process.pid, command_line(process),
+                     exit_text(process));
+  out += fmt::format("   {}, {}, {} allocated, peak {} live\n",
+                     plural(s.allocations, "allocation", "allocations"), plural(s.frees, "free", "frees"),
+                     plural(s.bytes_allocated, "byte", "bytes"), plural(s.peak_live_bytes, "byte", "bytes"));
+  uint64_t leaked_bytes = 0;
+  uint64_t leaked_blocks = 0;
+  for (const LeakRecord& leak : process.leaks) {
+    leaked_bytes += leak.bytes;
+    leaked_blocks += leak.blocks;
+  }
+  if (process.still_running) {
+    out += fmt::format("   {} in {} live when heapscope stopped waiting\n",
+                       plural(s.live_bytes, "byte", "bytes"), plural(s.live_blocks, "block", "blocks"));
+  } else {
+    out += fmt::format("   {}: {} in {} from {}; {}\n",
+                       process.ended_by_exec ? "live at exec" : "live at exit",
+                       plural(leaked_bytes, "byte", "bytes"), plural(leaked_blocks, "block", "blocks"),
+                       plural(process.leaks.size(), "allocation stack", "allocation stacks"),
+                       plural(s.error_count, "heap error", "heap errors"));
+  }
+  if (!process.complete)
+    out += "   warning: recording stopped early (collector lost); this report is incomplete\n";
+
+  for (size_t i = 0; i < process.errors.size(); ++i) {
+    const ErrorRecord& error = process.errors[i];
+    out += fmt::format("\n   error {}: {}\n", i + 1, error_headline(error));
+    if (error.detected_at_exit) {
+      out += "      detected at exit\n";
+    } else {
+      out += "      detected at\n";
+      append_stack(out, error.stack);
+    }
+    if (error.alloc_stack) {
+      out += fmt::format("      allocated by {} at\n", error.allocator);
+      append_stack(out, *error.alloc_stack);
+    }
+    if (error.free_stack) {
+      out += "      freed at\n";
+      append_stack(out, *error.free_stack);
+    }
+  }
+  const size_t shown = std::min(process.leaks.size(), options.max_leak_records);
+  for (size_t i = 0; i < shown; ++i) {
+    const LeakRecord& leak = process.leaks[i];
+    out += fmt::format("\n   leak {}: {} in {} allocated by {} ({})\n", i + 1,
+                       plural(leak.bytes, "byte", "bytes"), plural(leak.blocks, "block", "blocks"),
+                       leak.allocator, leak.kind);
+    append_stack(out, leak.stack);
+  }
+  if (shown < process.leaks.size())
+    out += fmt::format("\n   ... and {} more leak records (see --json)\n", process.leaks.size() - shown);
+  out += "\n";
+}
+
+}  // namespace
+
+std::string render_text(const Report& report, const TextOptions& options) {
+  std::string out;
+  if (report.processes.empty()) out += "== heapscope: no traced process recorded anything\n";
+  for (const ProcessReport& process : report.processes) append_process(out, process, options);
+  uint64_t errors = 0;
+  uint64_t leaked = 0;
+  for (const ProcessReport& process : report.processes) {
+    errors += process.errors.size();
+    for (const LeakRecord& leak : process.leaks) leaked += leak.bytes;
+  }
+  out += fmt::format("== heapscope: {} traced, {}, {} leaked\n",
+                     plural(report.processes.size(), "process", "processes"),
+                     plural(errors, "heap error", "heap errors"), plural(leaked, "byte", "bytes"));
+  return out;
+}
+
+}  // namespace heapscope::analyzer

@@ -1,0 +1,88 @@
+// Ring consumer (see ring_reader.h).
+#include "ring_reader.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "errors.h"
+
+namespace heapscope::analyzer {
+
+RingReader::RingReader(const std::string& path) : path_(path) {
+  const int fd = open(path.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) throw IoError(fmt::format("cannot open ring {}: {}", path, strerror(errno)));
+  struct stat info {};
+  if (fstat(fd, &info) != 0 || info.st_size < static_cast<off_t>(sizeof(format::RingHeader))) {
+    close(fd);
+    return;  // header not written yet
+  }
+  mapping_bytes_ = static_cast<size_t>(info.st_size);
+  mapping_ = mmap(nullptr, mapping_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (mapping_ == MAP_FAILED) {
+    mapping_ = nullptr;
+    throw IoError(fmt::format("cannot map ring {}: {}", path, strerror(errno)));
+  }
+  auto* ring = static_cast<format::RingHeader*>(mapping_);
+  const uint32_t magic = __atomic_load_n(&ring->magic, __ATOMIC_ACQUIRE);
+  if (magic == 0) return;  // the agent has not published the header yet
+  if (magic != format::kRingMagic)
+    throw FormatError(fmt::format("{} is not a heapscope ring (magic {:#x})", path, magic));
+  if (ring->version != format::kFormatVersion)
+    throw FormatError(fmt::format("{} has event format version {}; this heapscope reads version {}",
+                                  path, ring->version, format::kFormatVersion));
+  const uint64_t capacity = ring->capacity;
+  if (ring->header_size != sizeof(format::RingHeader) || capacity == 0 ||
+      (capacity & (capacity - 1)) != 0 || sizeof(format::RingHeader) + capacity > mapping_bytes_)
+    throw FormatError(fmt::format("{} has an inconsistent ring header", path));
+  ring_ = ring;
+  data_ = static_cast<std::byte*>(mapping_) + sizeof(format::RingHeader);
+  mask_ = capacity - 1;
+}
+
+RingReader::~RingReader() {
+  if (mapping_ != nullptr) munmap(mapping_, mapping_bytes_);
+}
+
+int RingReader::pid() const noexcept { return ring_ == nullptr ? 0 : ring_->pid; }
+uint32_t RingReader::state() const noexcept {
+  return ring_ == nullptr ? 0 : ring_->state.load(std::memory_order_acquire);
+}
+uint64_t RingReader::waits() const noexcept {
+  return ring_ == nullptr ? 0 : ring_->waits.load(std::memory_order_relaxed);
+}
+
+size_t RingReader::drain(const std::function<void(const RecordView&)>& deliver) {
+  if (ring_ == nullptr) return 0;
+  const uint64_t capacity = mask_ + 1;
+  uint64_t position = ring_->read_pos.load(std::memory_order_relaxed);
+  size_t delivered = 0;
+  for (;;) {
+    const uint64_t offset = position & mask_;
+    auto* kind_slot = reinterpret_cast<uint16_t*>(data_ + offset);
+    const uint16_t kind = __atomic_load_n(kind_slot, __ATOMIC_ACQUIRE);
+    if (kind == 0) break;  // not committed yet: a torn or empty tail
+    uint32_t size = 0;
+    memcpy(&size, data_ + offset + 4, sizeof(size));
+    if (size < 8 || size % 8 != 0 || size > capacity - offset)
+      throw FormatError(fmt::format("ring {}: record of {} bytes at offset {}", path_, size, offset));
+    if (kind != static_cast<uint16_t>(format::EventKind::kPadding)) {
+      deliver(decode_record(kind, std::span<const std::byte>(data_ + offset, size)));
+      ++delivered;
+    }
+    // Zero the slot before publishing read_pos: a producer reusing it must find kind == 0.
+    memset(data_ + offset, 0, size);
+    position += size;
+    ring_->read_pos.store(position, std::memory_order_release);
+  }
+  return delivered;
+}
+
+}  // namespace heapscope::analyzer

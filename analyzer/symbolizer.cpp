@@ -1,0 +1,160 @@
+// libdw-based symbolization (see symbolizer.h).
+#include "symbolizer.h"
+
+#include <cxxabi.h>
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace heapscope::analyzer {
+namespace {
+
+char* no_debuginfo_path = nullptr;
+const Dwfl_Callbacks kOfflineCallbacks = {
+    dwfl_build_id_find_elf, dwfl_standard_find_debuginfo, dwfl_offline_section_address,
+    &no_debuginfo_path};
+
+std::string hex_build_id(Dwfl_Module* module) {
+  const unsigned char* bits = nullptr;
+  GElf_Addr vaddr = 0;
+  const int length = dwfl_module_build_id(module, &bits, &vaddr);
+  std::string hex;
+  for (int i = 0; i < length; ++i) hex += fmt::format("{:02x}", bits[i]);
+  return hex;
+}
+
+// The name of a subprogram or inlined-subroutine DIE: the demangled linkage name when there is
+// one (fully qualified C++), else the plain name.
+std::string die_function_name(Dwarf_Die* die) {
+  Dwarf_Attribute attribute;
+  for (int name : {DW_AT_linkage_name, DW_AT_MIPS_linkage_name}) {
+    if (dwarf_attr_integrate(die, name, &attribute) != nullptr)
+      if (const char* linkage = dwarf_formstring(&attribute)) return demangle(linkage);
+  }
+  if (dwarf_attr_integrate(die, DW_AT_name, &attribute) != nullptr)
+    if (const char* plain = dwarf_formstring(&attribute)) return plain;
+  return {};
+}
+
+}  // namespace
+
+std::string demangle(const char* name) {
+  if (name == nullptr) return {};
+  int status = 0;
+  char* readable = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  if (status != 0 || readable == nullptr) return name;
+  std::string result(readable);
+  free(readable);
+  return result;
+}
+
+struct Symbolizer::OpenModule {
+  Dwfl* dwfl = nullptr;
+  Dwfl_Module* module = nullptr;
+  bool trusted = false;
+  ~OpenModule() {
+    if (dwfl != nullptr) dwfl_end(dwfl);
+  }
+};
+
+Symbolizer::Symbolizer() = default;
+Symbolizer::~Symbolizer() = default;
+
+Symbolizer::OpenModule* Symbolizer::open(const Module& module) {
+  auto key = std::make_pair(module.path, module.load_bias);
+  auto found = modules_.find(key);
+  if (found != modules_.end()) return found->second.get();
+  auto opened = std::make_unique<OpenModule>();
+  if (!module.path.empty() && module.path[0] == '/') {
+    opened->dwfl = dwfl_begin(&kOfflineCallbacks);
+    if (opened->dwfl != nullptr) {
+      dwfl_report_begin(opened->dwfl);
+      opened->module = dwfl_report_elf(opened->dwfl, module.path.c_str(), module.path.c_str(), -1,
+                                       module.load_bias, false);
+      dwfl_report_end(opened->dwfl, nullptr, nullptr);
+      // A rebuilt or replaced binary would give confidently wrong names: require the same id.
+      opened->trusted = opened->module != nullptr &&
+                        (module.build_id.empty() || hex_build_id(opened->module) == module.build_id);
+    }
+  }
+  return modules_.emplace(std::move(key), std::move(opened)).first->second.get();
+}
+
+const std::vector<SymbolizedFrame>& Symbolizer::symbolize(const Module* module, uint64_t address) {
+  OpenModule* open_module = module != nullptr ? open(*module) : nullptr;
+  const auto key = std::make_pair(static_cast<const OpenModule*>(open_module), address);
+  auto cached = cache_.find(key);
+  if (cached != cache_.end()) return cached->second;
+  std::vector<SymbolizedFrame> frames;
+  SymbolizedFrame outer;
+  outer.address = address;
+  if (module != nullptr) outer.module = module->path;
+  if (open_module == nullptr || !open_module->trusted) {
+    frames.push_back(outer);
+    return cache_.emplace(key, std::move(frames)).first->second;
+  }
+  Dwfl_Module* dwfl_module = open_module->module;
+  const Dwarf_Addr pc = address - 1;  // inside the call instruction, not after it
+
+  GElf_Off offset = 0;
+  GElf_Sym symbol{};
+  if (const char* name = dwfl_module_addrinfo(dwfl_module, pc, &offset, &symbol, nullptr, nullptr, nullptr))
+    outer.function = demangle(name);
+  std::string file;
+  int line = 0;
+  if (Dwfl_Line* source = dwfl_module_getsrc(dwfl_module, pc)) {
+    Dwarf_Addr line_address = 0;
+    if (const char* path = dwfl_lineinfo(source, &line_address, &line, nullptr, nullptr, nullptr))
+      file = path;
+  }
+
+  // Expand inlined calls like `addr2line -i`: each inlined scope is a frame at the current
+  // location; its call site becomes the location of the frame around it.
+  Dwarf_Addr bias = 0;
+  Dwarf_Die* cu = dwfl_module_addrdie(dwfl_module, pc, &bias);
+  Dwarf_Die* scopes = nullptr;
+  const int scope_count = cu != nullptr ? dwarf_getscopes(cu, pc - bias, &scopes) : 0;
+  Dwarf_Files* files = nullptr;
+  size_t file_count = 0;
+  if (cu != nullptr) dwarf_getsrcfiles(cu, &files, &file_count);
+  for (int i = 0; i < scope_count; ++i) {
+    const int tag = dwarf_tag(&scopes[i]);
+    if (tag == DW_TAG_subprogram) {
+      std::string name = die_function_name(&scopes[i]);
+      if (!name.empty()) outer.function = std::move(name);
+      break;
+    }
+    if (tag != DW_TAG_inlined_subroutine) continue;
+    SymbolizedFrame inlined;
+    inlined.address = address;
+    inlined.module = outer.module;
+    inlined.function = die_function_name(&scopes[i]);
+    inlined.file = file;
+    inlined.line = line;
+    inlined.inlined = true;
+    frames.push_back(std::move(inlined));
+    Dwarf_Attribute attribute;
+    Dwarf_Word call_file = 0;
+    Dwarf_Word call_line = 0;
+    if (dwarf_attr(&scopes[i], DW_AT_call_file, &attribute) != nullptr &&
+        dwarf_formudata(&attribute, &call_file) == 0 && files != nullptr && call_file < file_count) {
+      const char* path = dwarf_filesrc(files, call_file, nullptr, nullptr);
+      file = path != nullptr ? path : "";
+    }
+    if (dwarf_attr(&scopes[i], DW_AT_call_line, &attribute) != nullptr &&
+        dwarf_formudata(&attribute, &call_line) == 0)
+      line = static_cast<int>(call_line);
+  }
+  free(scopes);
+  outer.file = file;
+  outer.line = line;
+  frames.push_back(std::move(outer));
+  return cache_.emplace(key, std::move(frames)).first->second;
+}
+
+}  // namespace heapscope::analyzer

@@ -1,0 +1,206 @@
+// Wire format shared by preload/ (writer) and analyzer/ (reader). Nothing else defines it.
+// This comment is the specification of the shared-memory ring and of every record in it.
+// Plain data only: standard headers, no dependencies, usable from the allocation hot path.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace heapscope::format {
+
+inline constexpr uint32_t kRingMagic = 0x48534352;  // "HSCR"
+inline constexpr uint16_t kFormatVersion = 1;       // bump on ANY layout change below
+inline constexpr uint32_t kMaxFrames = 64;          // frames per captured stack, hard limit
+inline constexpr uint32_t kMaxPath = 1024;          // bytes of a module path or command line kept
+
+// --- The ring -------------------------------------------------------------------------------
+// One ring per traced process image, in a file `<session>/<pid>-<nonce>.ring` that the agent
+// creates (O_EXCL|O_NOFOLLOW, mode 0600) and the collector maps. Layout: RingHeader, then
+// `capacity` bytes of records (capacity is a power of two).
+//
+// Producers reserve space by CAS on write_pos (never wrapping a record: the tail of the buffer
+// is filled with a kPadding record instead), fill the record, then store `kind` last with
+// release order. The consumer reads `kind` with acquire; 0 means "not committed yet", so it
+// stops at a torn tail. After consuming it zeroes the bytes and publishes read_pos (release).
+// A producer that finds no room waits for the consumer: the ring never drops a record.
+struct alignas(64) RingHeader {
+  uint32_t magic;           // kRingMagic
+  uint16_t version;         // kFormatVersion
+  uint16_t header_size;     // sizeof(RingHeader), data starts here
+  uint64_t capacity;        // bytes of record space, power of two
+  int32_t pid;              // writer's pid
+  int32_t collector_pid;    // who drains us; a producer stops waiting when it is gone
+  uint64_t nonce;           // distinguishes rings of one pid across exec
+  alignas(64) std::atomic<uint64_t> write_pos;  // bytes reserved so far (monotonic)
+  alignas(64) std::atomic<uint64_t> read_pos;   // bytes consumed so far (monotonic)
+  alignas(64) std::atomic<uint32_t> state;      // RingState bits
+  std::atomic<uint32_t> waits;                  // times a producer found the ring full
+};
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+enum RingState : uint32_t {
+  kRingFinished = 1u << 0,    // agent wrote kAgentEnd; more records may still follow from racing threads
+  kRingIncomplete = 1u << 1,  // the agent stopped recording (collector lost, depot full): trace is partial
+};
+
+// --- Records ---------------------------------------------------------------------------------
+// Every record starts with EventHeader; sizes are multiples of 8. Kinds are append-only: never
+// renumber or reuse one.
+enum class EventKind : uint16_t {  // 0 = slot not yet committed
+  kPadding = 1,       // EventHeader only (first 8 bytes meaningful); skip `size` bytes
+  kProcess = 2,       // ProcessEvent: first record of every ring
+  kModule = 3,        // ModuleEvent: a loaded ELF object (at start, after dlopen, on unknown frames)
+  kStack = 4,         // StackEvent + uint64_t frames[frame_count]; first sighting of a stack_id
+  kAlloc = 5,         // AllocEvent
+  kFree = 6,          // FreeEvent
+  kCorruption = 7,    // CorruptionEvent: a heap error detected by the agent
+  kExit = 8,          // ExitEvent: exit() was called with this status
+  kExec = 9,          // ExecEvent: about to execve(); the image ends here unless kExecFailed follows
+  kExecFailed = 10,   // EventHeader only: the preceding execve() returned
+  kAgentEnd = 11,     // AgentEndEvent: the agent's destructor ran (clean end of recording)
+};
+
+struct EventHeader {
+  uint16_t kind;      // EventKind; stored LAST with release order
+  uint16_t flags;     // per-kind
+  uint32_t size;      // whole record in bytes, header included, multiple of 8
+  uint64_t time_ns;   // CLOCK_MONOTONIC
+};
+static_assert(sizeof(EventHeader) == 16);
+
+// Which API made or released a block. Append-only.
+enum class Api : uint8_t {
+  kMalloc = 1, kCalloc = 2, kRealloc = 3, kReallocArray = 4, kMemalign = 5, kPosixMemalign = 6,
+  kAlignedAlloc = 7, kValloc = 8, kPvalloc = 9, kFree = 10,
+  kNew = 11, kNewArray = 12, kDelete = 13, kDeleteArray = 14,
+};
+
+// Which release call a block's allocation requires: free(), delete or delete[].
+enum class Family : uint8_t { kMalloc = 1, kNew = 2, kNewArray = 3 };
+
+struct ProcessEvent {
+  EventHeader header;
+  int32_t pid;
+  int32_t parent_pid;
+  uint32_t argv_bytes;    // length of `argv`: NUL-separated arguments (truncated at kMaxPath)
+  uint32_t exe_bytes;     // length of `exe` (readlink /proc/self/exe)
+  uint32_t max_frames;    // agent option, for the report
+  uint32_t reserved;
+  // followed by char argv[argv_bytes], char exe[exe_bytes], padding to a multiple of 8
+};
+static_assert(sizeof(ProcessEvent) == 40);
+
+struct ModuleEvent {
+  EventHeader header;
+  uint64_t load_bias;     // dlpi_addr: add to ELF virtual addresses
+  uint64_t start;         // lowest mapped address of a PT_LOAD segment
+  uint64_t end;           // one past the highest
+  uint32_t path_bytes;    // length of path, no NUL
+  uint32_t build_id_bytes;
+  uint8_t build_id[32];   // NT_GNU_BUILD_ID, first build_id_bytes valid
+  // followed by char path[path_bytes], padding to a multiple of 8
+};
+static_assert(sizeof(ModuleEvent) == 80);
+
+struct StackEvent {
+  EventHeader header;
+  uint32_t stack_id;      // > 0; 0 means "no stack" everywhere
+  uint32_t frame_count;   // <= kMaxFrames
+  // followed by uint64_t frames[frame_count]: return addresses, innermost first
+};
+static_assert(sizeof(StackEvent) == 24);
+
+struct AllocEvent {
+  EventHeader header;
+  uint64_t address;       // pointer as returned to the program
+  uint64_t size;          // bytes requested (pvalloc: its page-rounded size)
+  uint32_t stack_id;
+  uint32_t thread_id;
+  uint32_t alignment;     // alignment asked for, 0 = default
+  uint8_t api;            // Api
+  uint8_t family;         // Family
+  uint16_t reserved;
+};
+static_assert(sizeof(AllocEvent) == 48);
+
+// A block released by the program. realloc() emits kFree of the old block, then kAlloc.
+// A block freed into the quarantine is reported here at the time of the free call.
+struct FreeEvent {
+  EventHeader header;
+  uint64_t address;
+  uint32_t thread_id;
+  uint8_t api;            // Api of the release call
+  uint8_t reserved[3];
+};
+static_assert(sizeof(FreeEvent) == 32);
+
+// Error kinds, append-only. Names match the JSON report's `errors[].kind`.
+enum class ErrorKind : uint16_t {
+  kOverflow = 1,        // bytes after the block's end were overwritten
+  kUnderflow = 2,       // bytes before the block's start were overwritten
+  kDoubleFree = 3,      // the block was already freed (it sits in the quarantine)
+  kInvalidFree = 4,     // the pointer was never returned by the allocator (or is interior)
+  kMismatchedFree = 5,  // released with the wrong family (malloc/delete, new/free, new[]/delete)
+  kUseAfterFree = 6,    // the freed block's fill pattern changed while it sat in the quarantine
+};
+
+enum CorruptionFlags : uint16_t {
+  kDetectedAtExit = 1u << 0,   // found by the final sweep, not by a call of the program
+};
+
+struct CorruptionEvent {
+  EventHeader header;       // flags: CorruptionFlags
+  uint64_t address;         // user pointer concerned
+  uint64_t block_size;      // requested size of the block, 0 when not ours
+  int64_t bad_offset;       // first damaged byte relative to address (negative = before)
+  uint32_t stack_id;        // where it was detected (0 when detected at exit)
+  uint32_t alloc_stack_id;  // 0 when unknown
+  uint32_t free_stack_id;   // 0 when the block was not freed, or unknown
+  uint32_t thread_id;
+  uint16_t error;           // ErrorKind
+  uint8_t alloc_family;     // Family of the allocation, 0 when unknown
+  uint8_t free_api;         // Api of the release call, 0 when none
+  uint32_t reserved;
+};
+static_assert(sizeof(CorruptionEvent) == 64);
+
+struct ExitEvent {
+  EventHeader header;
+  int32_t status;           // the argument of exit()
+  uint32_t thread_id;
+};
+static_assert(sizeof(ExitEvent) == 24);
+
+struct ExecEvent {
+  EventHeader header;
+  uint32_t path_bytes;
+  uint32_t reserved;
+  // followed by char path[path_bytes], padding to a multiple of 8
+};
+static_assert(sizeof(ExecEvent) == 24);
+
+struct AgentEndEvent {
+  EventHeader header;
+  uint64_t quarantine_bytes;  // still held in the quarantine at the end
+  uint64_t overhead_bytes;    // headers + canaries of live blocks at the end
+  uint64_t ring_waits;        // times a producer waited for the collector
+};
+static_assert(sizeof(AgentEndEvent) == 40);
+
+template <typename T>
+inline constexpr bool kIsRecord =
+    std::is_trivially_copyable_v<T> && sizeof(T) % 8 == 0 && offsetof(T, header) == 0;
+static_assert(kIsRecord<ProcessEvent> && kIsRecord<ModuleEvent> && kIsRecord<StackEvent> &&
+              kIsRecord<AllocEvent> && kIsRecord<FreeEvent> && kIsRecord<CorruptionEvent> &&
+              kIsRecord<ExitEvent> && kIsRecord<ExecEvent> && kIsRecord<AgentEndEvent>);
+
+// Rounds a record size up to the 8-byte multiple the ring requires.
+constexpr uint32_t record_size(size_t bytes) { return static_cast<uint32_t>((bytes + 7) & ~size_t{7}); }
+
+// Environment variables the collector sets for the agent.
+inline constexpr const char* kSessionEnv = "HEAPSCOPE_SESSION";        // directory for ring files
+inline constexpr const char* kCollectorPidEnv = "HEAPSCOPE_COLLECTOR";  // collector pid
+inline constexpr const char* kOptionsEnv = "HEAPSCOPE_OPTIONS";         // key=value:key=value
+
+}  // namespace heapscope::format

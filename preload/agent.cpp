@@ -1,0 +1,338 @@
+// Agent lifecycle (init, fork, exit) and event emission (see agent.h).
+#include "agent.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "block_header.h"
+#include "module_map.h"
+#include "raw_log.h"
+#include "real_alloc.h"
+#include "reentrancy_guard.h"
+#include "ring_writer.h"
+#include "stack_capture.h"
+#include "stack_depot.h"
+#include "sys.h"
+
+namespace heapscope::preload::agent {
+namespace {
+
+enum class State : int { kUninitialized, kInitializing, kReady, kDisabled };
+
+struct Agent {
+  Options options;
+  RingWriter ring;
+  StackDepot depot;
+  BlockIndex index;
+  ForeignBlocks foreign;
+  Quarantine quarantine;
+  ModuleMap modules;
+  const char* session = nullptr;
+  int collector_pid = 0;
+};
+
+// Constant-initialized static storage with a trivial destructor: usable for allocations made
+// before any constructor runs and after every destructor, and never needing the heap itself.
+constinit std::atomic<State> state{State::kUninitialized};
+constinit Agent agent_instance;
+Agent& the_agent() noexcept { return agent_instance; }
+
+void emit_process(int parent_pid) noexcept {
+  char argv[format::kMaxPath];
+  size_t argv_length = 0;
+  const int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    const ssize_t got = read(fd, argv, sizeof(argv));
+    argv_length = got > 0 ? static_cast<size_t>(got) : 0;
+    close(fd);
+  }
+  char exe[format::kMaxPath];
+  const ssize_t exe_got = readlink("/proc/self/exe", exe, sizeof(exe));
+  const size_t exe_length = exe_got > 0 ? static_cast<size_t>(exe_got) : 0;
+
+  Agent& a = the_agent();
+  auto* header = a.ring.reserve(
+      format::record_size(sizeof(format::ProcessEvent) + argv_length + exe_length));
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::ProcessEvent*>(header);
+  record->pid = getpid();
+  record->parent_pid = parent_pid;
+  record->argv_bytes = static_cast<uint32_t>(argv_length);
+  record->exe_bytes = static_cast<uint32_t>(exe_length);
+  record->max_frames = a.options.max_frames;
+  record->reserved = 0;
+  memcpy(reinterpret_cast<char*>(record + 1), argv, argv_length);
+  memcpy(reinterpret_cast<char*>(record + 1) + argv_length, exe, exe_length);
+  RingWriter::commit(header, format::EventKind::kProcess);
+}
+
+// Opens this process's ring and announces the process and its modules.
+bool start_recording(int parent_pid) noexcept {
+  Agent& a = the_agent();
+  const size_t capacity = size_t{a.options.ring_mib} << 20;  // power of two: MiB * 2^20
+  size_t rounded = size_t{1} << 20;
+  while (rounded < capacity) rounded <<= 1;
+  if (!a.ring.open(a.session, a.collector_pid, rounded)) {
+    RawLine().text("heapscope: cannot create the event ring in ").text(a.session)
+        .text("; this process is not traced").emit();
+    return false;
+  }
+  emit_process(parent_pid);
+  a.modules.reset();
+  a.modules.refresh(a.ring);
+  return true;
+}
+
+void before_fork() noexcept {
+  if (state.load(std::memory_order_acquire) != State::kReady) return;
+  Agent& a = the_agent();
+  a.modules.lock();
+  a.quarantine.lock();
+  a.index.lock_all();
+}
+
+void after_fork_parent() noexcept {
+  if (state.load(std::memory_order_acquire) != State::kReady) return;
+  Agent& a = the_agent();
+  a.index.unlock_all();
+  a.quarantine.unlock();
+  a.modules.unlock();
+}
+
+void after_fork_child() noexcept {
+  if (state.load(std::memory_order_acquire) != State::kReady) return;
+  Agent& a = the_agent();
+  a.index.unlock_all();
+  a.quarantine.unlock();
+  a.modules.unlock();
+  sys::forget_thread_id();
+  // The child records into a ring of its own, with a fresh depot: stack ids already defined in
+  // the parent's ring mean nothing to the child's. A depot insert that another thread had
+  // half-done at the fork would otherwise never be published.
+  ReentrancyGuard guard;
+  a.ring.abandon();
+  a.depot.release();
+  if (!a.depot.init() || !start_recording(getppid())) a.ring.abandon();
+}
+
+void on_program_exit(int status, void*) noexcept {
+  if (state.load(std::memory_order_acquire) != State::kReady) return;
+  auto* header = the_agent().ring.reserve(sizeof(format::ExitEvent));
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::ExitEvent*>(header);
+  record->status = status;
+  record->thread_id = sys::thread_id();
+  RingWriter::commit(header, format::EventKind::kExit);
+}
+
+uint64_t random_secret() noexcept {
+  uint64_t secret = 0;
+  if (getrandom(&secret, sizeof(secret), GRND_NONBLOCK) != sizeof(secret))
+    secret = sys::now_ns() ^ (static_cast<uint64_t>(getpid()) << 32);
+  return secret;
+}
+
+bool initialize() noexcept {
+  Agent& a = the_agent();
+  if (!real::resolve()) {
+    RawLine().text("heapscope: cannot find the real allocator; not tracing").emit();
+    return false;
+  }
+  a.session = sys::get_env(format::kSessionEnv);
+  if (a.session == nullptr || *a.session == '\0') return false;  // preloaded without a session
+  if (const char* collector = sys::get_env(format::kCollectorPidEnv)) {
+    for (; *collector >= '0' && *collector <= '9'; ++collector)
+      a.collector_pid = a.collector_pid * 10 + (*collector - '0');
+  }
+  parse_options(sys::get_env(format::kOptionsEnv), a.options);
+  block::set_secret(random_secret());
+  if (!a.index.init() || !a.depot.init() ||
+      !a.quarantine.init(size_t{a.options.quarantine_mib} << 20)) {
+    RawLine().text("heapscope: cannot map the agent's tables; not tracing").emit();
+    return false;
+  }
+  init_stack_capture();
+  if (!start_recording(getppid())) return false;
+  pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+  on_exit(on_program_exit, nullptr);
+  return true;
+}
+
+bool slow_ready() noexcept {
+  State expected = State::kUninitialized;
+  if (state.compare_exchange_strong(expected, State::kInitializing, std::memory_order_acq_rel)) {
+    ReentrancyGuard guard;  // init's own allocations (dlsym, atfork, on_exit) pass through
+    const bool ok = initialize();
+    state.store(ok ? State::kReady : State::kDisabled, std::memory_order_release);
+    return ok;
+  }
+  while (state.load(std::memory_order_acquire) == State::kInitializing) sched_yield();
+  return state.load(std::memory_order_acquire) == State::kReady;
+}
+
+void on_new_stack(uint32_t id, const uint64_t* frames, size_t count, void*) noexcept {
+  Agent& a = the_agent();
+  if (!a.modules.covers(frames, count)) a.modules.refresh(a.ring);
+  auto* header = a.ring.reserve(format::record_size(sizeof(format::StackEvent) + count * 8));
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::StackEvent*>(header);
+  record->stack_id = id;
+  record->frame_count = static_cast<uint32_t>(count);
+  memcpy(reinterpret_cast<char*>(record + 1), frames, count * 8);
+  RingWriter::commit(header, format::EventKind::kStack);
+}
+
+struct ExitSweep {
+  uint64_t overhead_bytes = 0;
+};
+
+void check_live_block(const BlockEntry& entry, void* context) noexcept {
+  auto& sweep = *static_cast<ExitSweep*>(context);
+  sweep.overhead_bytes += entry.front + block::tail_bytes(entry.size);
+  if (entry.state != BlockState::kLive || !the_agent().options.canaries) return;
+  int64_t bad_offset = 0;
+  const int damage = block::check(reinterpret_cast<void*>(entry.address), entry.size, bad_offset);
+  if (damage == 0) return;
+  report_error(ErrorReport{damage > 0 ? format::ErrorKind::kOverflow : format::ErrorKind::kUnderflow,
+                           entry.address, entry.size, bad_offset, 0, entry.alloc_stack_id, 0,
+                           entry.family, 0, format::kDetectedAtExit});
+}
+
+void check_quarantine_at_exit() noexcept {
+  Agent& a = the_agent();
+  uint64_t address = 0;
+  while (a.quarantine.pop(address, /*everything=*/true)) {
+    BlockEntry entry{};
+    if (!a.index.find(address, entry)) continue;
+    const int64_t changed = block::check_fill(reinterpret_cast<void*>(address), entry.size);
+    if (changed >= 0) {
+      report_error(ErrorReport{format::ErrorKind::kUseAfterFree, address, entry.size, changed, 0,
+                               entry.alloc_stack_id, entry.free_stack_id, entry.family,
+                               entry.free_api, format::kDetectedAtExit});
+    }
+    // The process is ending: the block stays with the allocator's pages; releasing it would
+    // race with late frees from other threads for no benefit.
+  }
+}
+
+// Runs from _dl_fini, after the program's atexit handlers and static destructors: the last
+// chance to sweep for damage the program did not trigger through a call of its own.
+__attribute__((destructor)) void finish_recording() {
+  if (state.load(std::memory_order_acquire) != State::kReady || ReentrancyGuard::active()) return;
+  ReentrancyGuard guard;
+  Agent& a = the_agent();
+  check_quarantine_at_exit();
+  ExitSweep sweep;
+  a.index.for_each(check_live_block, &sweep);
+  auto* header = a.ring.reserve(sizeof(format::AgentEndEvent));
+  if (header != nullptr) {
+    auto* record = reinterpret_cast<format::AgentEndEvent*>(header);
+    record->quarantine_bytes = a.quarantine.held_bytes();
+    record->overhead_bytes = sweep.overhead_bytes;
+    record->ring_waits = a.ring.waits();
+    RingWriter::commit(header, format::EventKind::kAgentEnd);
+  }
+  a.ring.set_state(format::kRingFinished);
+}
+
+}  // namespace
+
+HEAPSCOPE_HOT bool ready() noexcept {
+  const State current = state.load(std::memory_order_acquire);
+  if (__builtin_expect(current == State::kReady, 1)) return true;
+  if (current == State::kDisabled) return false;
+  return slow_ready();
+}
+
+const Options& options() noexcept { return the_agent().options; }
+BlockIndex& index() noexcept { return the_agent().index; }
+ForeignBlocks& foreign() noexcept { return the_agent().foreign; }
+Quarantine& quarantine() noexcept { return the_agent().quarantine; }
+
+HEAPSCOPE_HOT uint32_t capture_stack_id() noexcept {
+  Agent& a = the_agent();
+  uint64_t frames[format::kMaxFrames];
+  const size_t count = capture_stack(frames, a.options.max_frames);
+  return a.depot.put(frames, count, on_new_stack, nullptr);
+}
+
+HEAPSCOPE_HOT void emit_alloc(uint64_t address, uint64_t size, uint32_t stack_id,
+                              uint32_t alignment, format::Api api, format::Family family) noexcept {
+  auto* header = the_agent().ring.reserve(sizeof(format::AllocEvent));
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::AllocEvent*>(header);
+  record->address = address;
+  record->size = size;
+  record->stack_id = stack_id;
+  record->thread_id = sys::thread_id();
+  record->alignment = alignment;
+  record->api = static_cast<uint8_t>(api);
+  record->family = static_cast<uint8_t>(family);
+  record->reserved = 0;
+  RingWriter::commit(header, format::EventKind::kAlloc);
+}
+
+HEAPSCOPE_HOT void emit_free(uint64_t address, format::Api api) noexcept {
+  auto* header = the_agent().ring.reserve(sizeof(format::FreeEvent));
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::FreeEvent*>(header);
+  record->address = address;
+  record->thread_id = sys::thread_id();
+  record->api = static_cast<uint8_t>(api);
+  memset(record->reserved, 0, sizeof(record->reserved));
+  RingWriter::commit(header, format::EventKind::kFree);
+}
+
+void report_error(const ErrorReport& report) noexcept {
+  Agent& a = the_agent();
+  auto* header = a.ring.reserve(sizeof(format::CorruptionEvent));
+  if (header != nullptr) {
+    header->flags = report.flags;
+    auto* record = reinterpret_cast<format::CorruptionEvent*>(header);
+    record->address = report.address;
+    record->block_size = report.block_size;
+    record->bad_offset = report.bad_offset;
+    record->stack_id = report.stack_id;
+    record->alloc_stack_id = report.alloc_stack_id;
+    record->free_stack_id = report.free_stack_id;
+    record->thread_id = sys::thread_id();
+    record->error = static_cast<uint16_t>(report.kind);
+    record->alloc_family = report.alloc_family;
+    record->free_api = report.free_api;
+    record->reserved = 0;
+    RingWriter::commit(header, format::EventKind::kCorruption);
+  }
+  if (a.options.abort_on_error) {
+    RawLine().text("heapscope: heap error at ").hex(report.address)
+        .text("; aborting (abort_on_error=1)").emit();
+    abort();
+  }
+}
+
+void emit_exec(const char* path) noexcept {
+  if (!ready()) return;
+  const size_t length = path == nullptr ? 0 : sys::string_length(path);
+  const size_t kept = length > format::kMaxPath ? format::kMaxPath : length;
+  auto* header = the_agent().ring.reserve(format::record_size(sizeof(format::ExecEvent) + kept));
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::ExecEvent*>(header);
+  record->path_bytes = static_cast<uint32_t>(kept);
+  record->reserved = 0;
+  memcpy(reinterpret_cast<char*>(record + 1), path, kept);
+  RingWriter::commit(header, format::EventKind::kExec);
+}
+
+void emit_exec_failed() noexcept {
+  if (!ready()) return;
+  auto* header = the_agent().ring.reserve(sizeof(format::EventHeader));
+  if (header != nullptr) RingWriter::commit(header, format::EventKind::kExecFailed);
+}
+
+}  // namespace heapscope::preload::agent

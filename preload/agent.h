@@ -1,0 +1,52 @@
+// The agent's process-wide state and its event emitters: init on first use, fork and exit
+// handling, and the functions heap_ops uses to record what happens. Everything reachable from
+// an interposed call is hot-path code: no malloc, no locks a signal handler could deadlock on,
+// no exceptions.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "block_index.h"
+#include "heapscope/event_format.h"
+#include "options.h"
+#include "quarantine.h"
+
+namespace heapscope::preload::agent {
+
+// True when allocations are being tracked. The first call initializes the agent; other threads
+// calling meanwhile wait for it. False when init failed or no session is configured, in which
+// case every call passes straight through to the real allocator.
+bool ready() noexcept;
+
+const Options& options() noexcept;
+BlockIndex& index() noexcept;
+ForeignBlocks& foreign() noexcept;
+Quarantine& quarantine() noexcept;
+
+// Captures the caller's stack and returns its depot id (0 if none), emitting its definition
+// (and any new modules) the first time it is seen.
+uint32_t capture_stack_id() noexcept;
+
+void emit_alloc(uint64_t address, uint64_t size, uint32_t stack_id, uint32_t alignment,
+                format::Api api, format::Family family) noexcept;
+void emit_free(uint64_t address, format::Api api) noexcept;
+
+struct ErrorReport {
+  format::ErrorKind kind;
+  uint64_t address = 0;
+  uint64_t block_size = 0;
+  int64_t bad_offset = 0;
+  uint32_t stack_id = 0;
+  uint32_t alloc_stack_id = 0;
+  uint32_t free_stack_id = 0;
+  uint8_t alloc_family = 0;
+  uint8_t free_api = 0;
+  uint16_t flags = 0;
+};
+// Records a heap error; aborts afterwards if the abort_on_error option is set.
+void report_error(const ErrorReport& report) noexcept;
+
+void emit_exec(const char* path) noexcept;
+void emit_exec_failed() noexcept;
+
+}  // namespace heapscope::preload::agent

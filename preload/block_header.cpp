@@ -1,0 +1,102 @@
+// Canary and fill-pattern arithmetic for tracked blocks (see block_header.h). Hot path.
+#include "block_header.h"
+
+#include <cstring>
+
+namespace heapscope::preload::block {
+namespace {
+
+uint64_t process_secret = 0x9e3779b97f4a7c15ull;
+
+// Canary word `index` of the block at `user`: a mix of the secret, the address and the index,
+// so shifted or copied canaries do not match. Bytes are laid out little-endian, word after word:
+// the front canary is words 0-1, the tail canary starts at word 2.
+inline uint64_t canary_word(uintptr_t user, size_t index) noexcept {
+  uint64_t x = (process_secret ^ user) + (index + 1) * 0x9e3779b97f4a7c15ull;
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  return x;
+}
+
+// The tail canary is at most 31 bytes (tail_bytes): four words.
+constexpr size_t kMaxTailWords = 4;
+
+inline void tail_pattern(uintptr_t user, uint64_t (&words)[kMaxTailWords]) noexcept {
+  for (size_t i = 0; i < kMaxTailWords; ++i) words[i] = canary_word(user, 2 + i);
+}
+
+}  // namespace
+
+void set_secret(uint64_t secret) noexcept { process_secret = secret | 1; }
+
+size_t front_bytes(size_t alignment) noexcept {
+  return alignment <= sizeof(BlockHeader) ? sizeof(BlockHeader) : alignment;
+}
+
+size_t tail_bytes(size_t size) noexcept {
+  const size_t to_boundary = (16 - (size & 15)) & 15;
+  return to_boundary + kMinTailBytes;
+}
+
+bool total_bytes(size_t size, size_t alignment, size_t& total) noexcept {
+  size_t with_front = 0;
+  if (__builtin_add_overflow(size, front_bytes(alignment), &with_front)) return false;
+  return !__builtin_add_overflow(with_front, tail_bytes(size), &total);
+}
+
+void arm(void* user, size_t size, size_t front, uint32_t stack_id) noexcept {
+  const auto address = reinterpret_cast<uintptr_t>(user);
+  auto* header = reinterpret_cast<BlockHeader*>(static_cast<char*>(user) - sizeof(BlockHeader));
+  header->size = size;
+  header->alloc_stack_id = stack_id;
+  header->front_offset = static_cast<uint32_t>(front);
+  const uint64_t front_words[2] = {canary_word(address, 0), canary_word(address, 1)};
+  memcpy(header->front_canary, front_words, sizeof(front_words));
+  uint64_t tail_words[kMaxTailWords];
+  tail_pattern(address, tail_words);
+  memcpy(static_cast<uint8_t*>(user) + size, tail_words, tail_bytes(size));
+}
+
+int check(const void* user, size_t size, int64_t& bad_offset) noexcept {
+  const auto address = reinterpret_cast<uintptr_t>(user);
+  const uint64_t front_words[2] = {canary_word(address, 0), canary_word(address, 1)};
+  const auto* expected_front = reinterpret_cast<const uint8_t*>(front_words);
+  const auto* front = static_cast<const uint8_t*>(user) - 16;
+  if (memcmp(front, expected_front, 16) != 0) {
+    size_t i = 0;
+    while (front[i] == expected_front[i]) ++i;
+    bad_offset = static_cast<int64_t>(i) - 16;
+    return -1;
+  }
+  uint64_t tail_words[kMaxTailWords];
+  tail_pattern(address, tail_words);
+  const auto* expected_tail = reinterpret_cast<const uint8_t*>(tail_words);
+  const auto* tail = static_cast<const uint8_t*>(user) + size;
+  const size_t tail_length = tail_bytes(size);
+  if (memcmp(tail, expected_tail, tail_length) != 0) {
+    size_t i = 0;
+    while (tail[i] == expected_tail[i]) ++i;
+    bad_offset = static_cast<int64_t>(size + i);
+    return 1;
+  }
+  return 0;
+}
+
+void fill_freed(void* user, size_t size) noexcept { memset(user, kFreedFill, size); }
+
+int64_t check_fill(const void* user, size_t size) noexcept {
+  const auto* bytes = static_cast<const uint8_t*>(user);
+  size_t i = 0;
+  constexpr uint64_t kWord = 0x0101010101010101ull * kFreedFill;
+  for (; i + 8 <= size; i += 8) {
+    uint64_t word;
+    memcpy(&word, bytes + i, 8);
+    if (word != kWord) break;
+  }
+  for (; i < size; ++i)
+    if (bytes[i] != kFreedFill) return static_cast<int64_t>(i);
+  return -1;
+}
+
+}  // namespace heapscope::preload::block

@@ -1,0 +1,173 @@
+// Sharded open-addressing index of the agent's blocks (see block_index.h). Hot path.
+#include "block_index.h"
+
+#include "sys.h"
+
+namespace heapscope::preload {
+namespace {
+constexpr uint64_t kEmpty = 0;
+constexpr uint64_t kTombstone = 1;
+constexpr size_t kInitialCapacity = 1024;
+}  // namespace
+
+size_t BlockIndex::hash(uint64_t address) noexcept {
+  return static_cast<size_t>((address >> 4) * 0x9e3779b97f4a7c15ull);
+}
+
+BlockIndex::Shard& BlockIndex::shard_for(Shard* shards, uint64_t address) noexcept {
+  return shards[hash(address) >> 56];  // top 8 bits pick the shard, low bits the slot
+}
+
+bool BlockIndex::init() noexcept {
+  for (Shard& shard : shards_) {
+    shard.slots = static_cast<BlockEntry*>(sys::map_anonymous(kInitialCapacity * sizeof(BlockEntry)));
+    if (shard.slots == nullptr) return false;
+    shard.capacity = kInitialCapacity;
+  }
+  return true;
+}
+
+BlockEntry* BlockIndex::lookup(Shard& shard, uint64_t address) noexcept {
+  const size_t mask = shard.capacity - 1;
+  for (size_t i = hash(address) & mask;; i = (i + 1) & mask) {
+    BlockEntry& slot = shard.slots[i];
+    if (slot.address == address) return &slot;
+    if (slot.address == kEmpty) return nullptr;
+  }
+}
+
+bool BlockIndex::grow(Shard& shard) noexcept {
+  // Mostly tombstones: rehash at the same size. Otherwise double.
+  const size_t capacity = shard.used * 4 < shard.capacity ? shard.capacity : shard.capacity * 2;
+  auto* slots = static_cast<BlockEntry*>(sys::map_anonymous(capacity * sizeof(BlockEntry)));
+  if (slots == nullptr) return false;
+  const size_t mask = capacity - 1;
+  for (size_t i = 0; i < shard.capacity; ++i) {
+    const BlockEntry& entry = shard.slots[i];
+    if (entry.address == kEmpty || entry.address == kTombstone) continue;
+    size_t j = hash(entry.address) & mask;
+    while (slots[j].address != kEmpty) j = (j + 1) & mask;
+    slots[j] = entry;
+  }
+  sys::unmap(shard.slots, shard.capacity * sizeof(BlockEntry));
+  shard.slots = slots;
+  shard.capacity = capacity;
+  shard.tombstones = 0;
+  return true;
+}
+
+bool BlockIndex::insert(const BlockEntry& entry) noexcept {
+  Shard& shard = shard_for(shards_, entry.address);
+  SpinLockGuard hold(shard.lock);
+  // Keep the load (including tombstones) under one half: probes stay short.
+  if ((shard.used + shard.tombstones + 1) * 2 > shard.capacity && !grow(shard)) return false;
+  const size_t mask = shard.capacity - 1;
+  size_t i = hash(entry.address) & mask;
+  BlockEntry* reuse = nullptr;
+  for (;; i = (i + 1) & mask) {
+    BlockEntry& slot = shard.slots[i];
+    if (slot.address == entry.address) {  // stale entry for a recycled address: replace it
+      slot = entry;
+      return true;
+    }
+    if (slot.address == kTombstone && reuse == nullptr) reuse = &slot;
+    if (slot.address == kEmpty) break;
+  }
+  if (reuse != nullptr) {
+    --shard.tombstones;
+  } else {
+    reuse = &shard.slots[i];
+  }
+  *reuse = entry;
+  ++shard.used;
+  return true;
+}
+
+FreeCheck BlockIndex::begin_free(uint64_t address, uint32_t free_stack_id, uint8_t free_api,
+                                 BlockEntry& out) noexcept {
+  Shard& shard = shard_for(shards_, address);
+  SpinLockGuard hold(shard.lock);
+  BlockEntry* slot = lookup(shard, address);
+  if (slot == nullptr) return FreeCheck::kNotOurs;
+  out = *slot;
+  if (slot->state == BlockState::kQuarantined) return FreeCheck::kAlreadyFreed;
+  slot->state = BlockState::kQuarantined;
+  slot->free_stack_id = free_stack_id;
+  slot->free_api = free_api;
+  return FreeCheck::kOk;
+}
+
+bool BlockIndex::find(uint64_t address, BlockEntry& out) noexcept {
+  Shard& shard = shard_for(shards_, address);
+  SpinLockGuard hold(shard.lock);
+  const BlockEntry* slot = lookup(shard, address);
+  if (slot == nullptr) return false;
+  out = *slot;
+  return true;
+}
+
+bool BlockIndex::remove(uint64_t address) noexcept {
+  Shard& shard = shard_for(shards_, address);
+  SpinLockGuard hold(shard.lock);
+  BlockEntry* slot = lookup(shard, address);
+  if (slot == nullptr) return false;
+  slot->address = kTombstone;
+  --shard.used;
+  ++shard.tombstones;
+  return true;
+}
+
+void BlockIndex::for_each(void (*visit)(const BlockEntry&, void*), void* context) noexcept {
+  for (Shard& shard : shards_) {
+    SpinLockGuard hold(shard.lock);
+    for (size_t i = 0; i < shard.capacity; ++i) {
+      const BlockEntry& entry = shard.slots[i];
+      if (entry.address != kEmpty && entry.address != kTombstone) visit(entry, context);
+    }
+  }
+}
+
+size_t BlockIndex::live_count() noexcept {
+  size_t total = 0;
+  for (Shard& shard : shards_) {
+    SpinLockGuard hold(shard.lock);
+    total += shard.used;
+  }
+  return total;
+}
+
+void BlockIndex::lock_all() noexcept {
+  for (Shard& shard : shards_) shard.lock.lock();
+}
+
+void BlockIndex::unlock_all() noexcept {
+  for (Shard& shard : shards_) shard.lock.unlock();
+}
+
+void ForeignBlocks::add(uint64_t address) noexcept {
+  const size_t start = static_cast<size_t>((address >> 4) * 0x9e3779b97f4a7c15ull) % kSlots;
+  for (size_t probe = 0; probe < kSlots; ++probe) {
+    uint64_t expected = 0;
+    if (__atomic_compare_exchange_n(&slots_[(start + probe) % kSlots], &expected, address, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+      __atomic_fetch_add(&count_, 1, __ATOMIC_RELEASE);
+      return;
+    }
+  }
+}
+
+bool ForeignBlocks::take(uint64_t address) noexcept {
+  if (__atomic_load_n(&count_, __ATOMIC_ACQUIRE) == 0) return false;  // the common case
+  const size_t start = static_cast<size_t>((address >> 4) * 0x9e3779b97f4a7c15ull) % kSlots;
+  for (size_t probe = 0; probe < kSlots; ++probe) {
+    uint64_t expected = address;
+    if (__atomic_compare_exchange_n(&slots_[(start + probe) % kSlots], &expected, 0, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+      __atomic_fetch_sub(&count_, 1, __ATOMIC_RELEASE);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace heapscope::preload

@@ -1,0 +1,89 @@
+// The agent's index of every block it handed out and has not yet returned to the real
+// allocator (live or quarantined). This is the only proof that a pointer is ours: free() never
+// reads the bytes in front of a pointer before the index has vouched for it.
+//
+// 256 shards, each an open-addressing table behind a SpinLock, grown by mmap (never malloc).
+// A signal handler that interrupts a thread holding a shard lock cannot reach the index: the
+// ReentrancyGuard sends its calls to the pass-through path. fork() takes every shard lock
+// (lock_all) so the child's copy is consistent.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "spin_lock.h"
+
+namespace heapscope::preload {
+
+enum class BlockState : uint8_t { kLive = 1, kQuarantined = 2 };
+
+struct BlockEntry {
+  uint64_t address;         // user pointer; 0 = empty slot, 1 = tombstone
+  uint64_t size;            // requested size, authoritative
+  uint32_t alloc_stack_id;
+  uint32_t free_stack_id;   // set when quarantined
+  uint32_t front;           // bytes from the real allocation to `address`
+  uint8_t family;           // format::Family
+  BlockState state;
+  uint8_t free_api;         // format::Api of the release, when quarantined
+  uint8_t reserved;
+};
+static_assert(sizeof(BlockEntry) == 32);
+
+enum class FreeCheck : uint8_t { kNotOurs, kAlreadyFreed, kOk };
+
+class BlockIndex {
+ public:
+  // Sets up the shards' first tables. Returns false if memory could not be mapped.
+  bool init() noexcept;
+
+  // Adds a live block. Returns false only if the table could not grow (block stays untracked).
+  bool insert(const BlockEntry& entry) noexcept;
+
+  // Looks the block up; on kOk it moves it to kQuarantined with the given free stack and api,
+  // and copies the entry (as it was) to `out`. kAlreadyFreed copies the quarantined entry.
+  FreeCheck begin_free(uint64_t address, uint32_t free_stack_id, uint8_t free_api,
+                       BlockEntry& out) noexcept;
+
+  bool find(uint64_t address, BlockEntry& out) noexcept;
+  bool remove(uint64_t address) noexcept;
+
+  // Calls visit(entry, context) for every entry, shard by shard under the shard lock. The
+  // visitor must not call back into the index.
+  void for_each(void (*visit)(const BlockEntry&, void*), void* context) noexcept;
+
+  size_t live_count() noexcept;
+
+  void lock_all() noexcept;    // before fork()
+  void unlock_all() noexcept;  // after fork(), in the parent and in the child
+
+ private:
+  static constexpr size_t kShards = 256;
+  struct Shard {
+    SpinLock lock;
+    BlockEntry* slots = nullptr;
+    size_t capacity = 0;     // power of two
+    size_t used = 0;         // live + quarantined
+    size_t tombstones = 0;
+  };
+  static size_t hash(uint64_t address) noexcept;
+  static Shard& shard_for(Shard* shards, uint64_t address) noexcept;
+  static BlockEntry* lookup(Shard& shard, uint64_t address) noexcept;
+  static bool grow(Shard& shard) noexcept;
+  Shard shards_[kShards];
+};
+
+// Blocks made while the thread was already inside the agent (signal handler, unwinder, our own
+// init): they come straight from the real allocator with no header. A lock-free fixed set lets
+// free() recognize them and pass them back. If it is full the block simply stays unknown.
+class ForeignBlocks {
+ public:
+  void add(uint64_t address) noexcept;
+  bool take(uint64_t address) noexcept;  // true (and forgets it) if it was ours
+
+ private:
+  static constexpr size_t kSlots = 4096;
+  uint64_t slots_[kSlots] = {};  // accessed only through __atomic builtins
+  uint32_t count_ = 0;
+};
+
+}  // namespace heapscope::preload

@@ -1,0 +1,216 @@
+// Allocation semantics with checks and recording (see heap_ops.h). Hot path: no malloc of our
+// own, no locks except the index/quarantine SpinLocks, which nested calls never reach.
+#include "heap_ops.h"
+
+#include <cstdint>
+#include <cstring>
+
+#include "agent.h"
+#include "block_header.h"
+#include "block_index.h"
+#include "real_alloc.h"
+#include "sys.h"
+
+namespace heapscope::preload::heap {
+namespace {
+
+using format::Api;
+using format::ErrorKind;
+using format::Family;
+
+void* real_allocate(size_t total, size_t alignment, bool zeroed) noexcept {
+  if (alignment <= block::kDefaultAlignment)
+    return zeroed ? real::calloc(1, total) : real::malloc(total);
+  void* out = nullptr;
+  if (real::posix_memalign(&out, alignment, total) != 0) return nullptr;
+  if (zeroed) memset(out, 0, total);
+  return out;
+}
+
+void release_to_real(const BlockEntry& entry) noexcept {
+  real::free(reinterpret_cast<char*>(entry.address) - entry.front);
+}
+
+// Takes blocks out of the quarantine while it is over budget, checking that nothing wrote to
+// them since they were freed.
+void drain_quarantine(uint32_t detecting_stack) noexcept {
+  Quarantine& quarantine = agent::quarantine();
+  BlockIndex& index = agent::index();
+  uint64_t address = 0;
+  while (quarantine.pop(address, /*everything=*/false)) {
+    BlockEntry entry{};
+    if (!index.find(address, entry)) continue;
+    const int64_t changed = block::check_fill(reinterpret_cast<void*>(address), entry.size);
+    if (changed >= 0) {
+      agent::report_error({ErrorKind::kUseAfterFree, address, entry.size, changed,
+                           detecting_stack, entry.alloc_stack_id, entry.free_stack_id,
+                           entry.family, entry.free_api, 0});
+    }
+    index.remove(address);
+    release_to_real(entry);
+  }
+}
+
+bool family_matches(Family family, Api api) noexcept {
+  switch (api) {
+    case Api::kDelete: return family == Family::kNew;
+    case Api::kDeleteArray: return family == Family::kNewArray;
+    default: return family == Family::kMalloc;  // free, realloc(p, 0), realloc's old block
+  }
+}
+
+}  // namespace
+
+HEAPSCOPE_HOT void* passthrough_allocate(size_t size, size_t alignment, bool zeroed,
+                                         bool nested) noexcept {
+  void* block = real_allocate(size, alignment, zeroed);
+  if (nested && block != nullptr && !real::is_bootstrap(block))
+    agent::foreign().add(reinterpret_cast<uint64_t>(block));
+  return block;
+}
+
+HEAPSCOPE_HOT void passthrough_release(void* pointer, bool nested) noexcept {
+  if (pointer == nullptr || real::is_bootstrap(pointer)) return;
+  if (!nested || agent::foreign().take(reinterpret_cast<uint64_t>(pointer))) {
+    real::free(pointer);
+    return;
+  }
+  // A tracked block freed from a signal handler that interrupted this thread inside the agent:
+  // the index is off limits here (its shard may be locked by the interrupted frame). Leaving
+  // the block allocated is the only safe choice; it shows as live at exit.
+}
+
+void* passthrough_reallocate(void* pointer, size_t size, bool nested) noexcept {
+  if (!nested || pointer == nullptr || real::is_bootstrap(pointer)) {
+    void* block = real::realloc(pointer, size);
+    if (nested && block != nullptr) agent::foreign().add(reinterpret_cast<uint64_t>(block));
+    return block;
+  }
+  // Only a foreign block may be resized here; a tracked one cannot be touched (see above).
+  if (!agent::foreign().take(reinterpret_cast<uint64_t>(pointer))) return nullptr;
+  void* block = real::realloc(pointer, size);
+  agent::foreign().add(reinterpret_cast<uint64_t>(block != nullptr ? block : pointer));
+  return block;
+}
+
+size_t passthrough_usable_size(void* pointer) noexcept { return real::usable_size(pointer); }
+
+HEAPSCOPE_HOT void* allocate(size_t size, size_t alignment, Api api, Family family,
+                             bool zeroed) noexcept {
+  size_t total = 0;
+  if (!block::total_bytes(size, alignment, total)) return nullptr;
+  void* real_block = real_allocate(total, alignment, zeroed);
+  if (real_block == nullptr) return nullptr;
+  const size_t front = block::front_bytes(alignment);
+  char* user = static_cast<char*>(real_block) + front;
+  const uint32_t stack_id = agent::capture_stack_id();
+  if (agent::options().canaries) block::arm(user, size, front, stack_id);
+  const BlockEntry entry{reinterpret_cast<uint64_t>(user), size, stack_id, 0,
+                         static_cast<uint32_t>(front), static_cast<uint8_t>(family),
+                         BlockState::kLive, 0, 0};
+  if (!agent::index().insert(entry)) {
+    // The index could not grow (out of memory): hand back nothing rather than a block we could
+    // not recognize at free().
+    real::free(real_block);
+    return nullptr;
+  }
+  agent::emit_alloc(entry.address, size, stack_id,
+                    alignment > block::kDefaultAlignment ? static_cast<uint32_t>(alignment) : 0,
+                    api, family);
+  return user;
+}
+
+HEAPSCOPE_HOT void release(void* pointer, Api api) noexcept {
+  if (pointer == nullptr || real::is_bootstrap(pointer)) return;
+  const auto address = reinterpret_cast<uint64_t>(pointer);
+  if (agent::foreign().take(address)) {
+    real::free(pointer);
+    return;
+  }
+  const uint32_t free_stack = agent::options().free_stacks ? agent::capture_stack_id() : 0;
+  BlockEntry entry{};
+  switch (agent::index().begin_free(address, free_stack, static_cast<uint8_t>(api), entry)) {
+    case FreeCheck::kNotOurs: {
+      const uint32_t stack = free_stack != 0 ? free_stack : agent::capture_stack_id();
+      agent::report_error({ErrorKind::kInvalidFree, address, 0, 0, stack, 0, 0, 0,
+                           static_cast<uint8_t>(api), 0});
+      return;  // never hand an unknown pointer to the real allocator
+    }
+    case FreeCheck::kAlreadyFreed: {
+      const uint32_t stack = free_stack != 0 ? free_stack : agent::capture_stack_id();
+      agent::report_error({ErrorKind::kDoubleFree, address, entry.size, 0, stack,
+                           entry.alloc_stack_id, entry.free_stack_id, entry.family,
+                           static_cast<uint8_t>(api), 0});
+      return;
+    }
+    case FreeCheck::kOk:
+      break;
+  }
+  agent::emit_free(address, api);
+  const auto family = static_cast<Family>(entry.family);
+  if (!family_matches(family, api)) {
+    const uint32_t stack = free_stack != 0 ? free_stack : agent::capture_stack_id();
+    agent::report_error({ErrorKind::kMismatchedFree, address, entry.size, 0, stack,
+                         entry.alloc_stack_id, 0, entry.family, static_cast<uint8_t>(api), 0});
+  }
+  if (agent::options().canaries) {
+    int64_t bad_offset = 0;
+    const int damage = block::check(pointer, entry.size, bad_offset);
+    if (damage != 0) {
+      const uint32_t stack = free_stack != 0 ? free_stack : agent::capture_stack_id();
+      agent::report_error({damage > 0 ? ErrorKind::kOverflow : ErrorKind::kUnderflow, address,
+                           entry.size, bad_offset, stack, entry.alloc_stack_id, 0, entry.family,
+                           static_cast<uint8_t>(api), 0});
+    }
+  }
+  Quarantine& quarantine = agent::quarantine();
+  if (quarantine.accepts(entry.size)) {
+    block::fill_freed(pointer, entry.size);
+    if (quarantine.push(address, entry.size)) {
+      drain_quarantine(free_stack);
+      return;
+    }
+  }
+  agent::index().remove(address);  // before the real free: the address may be reused at once
+  release_to_real(entry);
+}
+
+HEAPSCOPE_HOT void* reallocate(void* pointer, size_t size, Api api) noexcept {
+  if (pointer == nullptr) return allocate(size, 0, api, Family::kMalloc, false);
+  if (size == 0) {
+    release(pointer, api);
+    return nullptr;
+  }
+  BlockEntry entry{};
+  const auto address = reinterpret_cast<uint64_t>(pointer);
+  if (real::is_bootstrap(pointer) || agent::foreign().take(address)) {
+    // Not a tracked block: move it into a tracked one. Its old size is unknown to us beyond
+    // what the real allocator says.
+    const size_t old_size = real::is_bootstrap(pointer) ? size : real::usable_size(pointer);
+    void* fresh = allocate(size, 0, api, Family::kMalloc, false);
+    if (fresh == nullptr) return nullptr;
+    memcpy(fresh, pointer, old_size < size ? old_size : size);
+    if (!real::is_bootstrap(pointer)) real::free(pointer);
+    return fresh;
+  }
+  if (!agent::index().find(address, entry) || entry.state != BlockState::kLive) {
+    release(pointer, api);  // reports the invalid or double free
+    return nullptr;
+  }
+  void* fresh = allocate(size, 0, api, Family::kMalloc, false);
+  if (fresh == nullptr) return nullptr;  // the old block stays valid, as realloc promises
+  memcpy(fresh, pointer, entry.size < size ? entry.size : size);
+  release(pointer, api);
+  return fresh;
+}
+
+size_t usable_size(void* pointer) noexcept {
+  if (pointer == nullptr) return 0;
+  BlockEntry entry{};
+  if (agent::index().find(reinterpret_cast<uint64_t>(pointer), entry) &&
+      entry.state == BlockState::kLive)
+    return entry.size;
+  return 0;  // not a live block of ours: reading the real allocator's metadata is not safe
+}
+
+}  // namespace heapscope::preload::heap

@@ -1,0 +1,35 @@
+// The semantics of every allocation entry point, on top of the real allocator: debug header and
+// canaries, ownership checks, error detection, quarantine, and event recording. The interposers
+// (interpose_malloc.cpp, interpose_new.cpp) are thin wrappers over these. Hot path.
+#pragma once
+#include <cstddef>
+
+#include "heapscope/event_format.h"
+
+namespace heapscope::preload::heap {
+
+// A tracked block of `size` bytes aligned to `alignment` (a power of two; <= 16 means default).
+// nullptr on exhaustion or size overflow; errno is left for the caller to set.
+void* allocate(size_t size, size_t alignment, format::Api api, format::Family family,
+               bool zeroed) noexcept;
+
+// Releases a block after checking it is ours, live, of the expected family, and intact.
+// Invalid and double frees are reported and skipped; a mismatched or damaged block is reported
+// and still released.
+void release(void* pointer, format::Api api) noexcept;
+
+// realloc semantics (glibc): nullptr pointer = allocate; size 0 = release and return nullptr.
+void* reallocate(void* pointer, size_t size, format::Api api) noexcept;
+
+// Requested size of a tracked block; 0 for nullptr or a pointer that is not ours.
+size_t usable_size(void* pointer) noexcept;
+
+// Calls that bypass tracking. `nested`: the thread is already inside the agent (signal handler,
+// unwinder, init), and the block is remembered as foreign so a later free() recognizes it.
+// Otherwise the agent is disabled and the real allocator is used untouched.
+void* passthrough_allocate(size_t size, size_t alignment, bool zeroed, bool nested) noexcept;
+void passthrough_release(void* pointer, bool nested) noexcept;
+void* passthrough_reallocate(void* pointer, size_t size, bool nested) noexcept;
+size_t passthrough_usable_size(void* pointer) noexcept;
+
+}  // namespace heapscope::preload::heap

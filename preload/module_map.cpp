@@ -1,0 +1,110 @@
+// Module announcements for out-of-process symbolization (see module_map.h).
+#include "module_map.h"
+
+#include <elf.h>
+#include <link.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "heapscope/event_format.h"
+#include "ring_writer.h"
+#include "sys.h"
+
+namespace heapscope::preload {
+namespace {
+
+// Copies the NT_GNU_BUILD_ID of a loaded object into `out`; returns its length (0 if none).
+size_t find_build_id(const dl_phdr_info* info, uint8_t (&out)[32]) noexcept {
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& segment = info->dlpi_phdr[i];
+    if (segment.p_type != PT_NOTE) continue;
+    const char* note = reinterpret_cast<const char*>(info->dlpi_addr + segment.p_vaddr);
+    const char* end = note + segment.p_memsz;
+    while (note + sizeof(ElfW(Nhdr)) <= end) {
+      const auto* header = reinterpret_cast<const ElfW(Nhdr)*>(note);
+      const char* name = note + sizeof(ElfW(Nhdr));
+      const char* desc = name + ((header->n_namesz + 3) & ~3u);
+      if (header->n_type == NT_GNU_BUILD_ID && header->n_namesz == 4 &&
+          memcmp(name, "GNU", 4) == 0) {
+        const size_t length = header->n_descsz < sizeof(out) ? header->n_descsz : sizeof(out);
+        memcpy(out, desc, length);
+        return length;
+      }
+      note = desc + ((header->n_descsz + 3) & ~3u);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void ModuleMap::reset() noexcept { count_ = 0; }
+
+bool ModuleMap::known(uint64_t start, uint64_t end, uint64_t bias) const noexcept {
+  for (size_t i = 0; i < count_; ++i)
+    if (ranges_[i].start == start && ranges_[i].end == end && ranges_[i].bias == bias) return true;
+  return false;
+}
+
+bool ModuleMap::covers(const uint64_t* frames, size_t count) noexcept {
+  SpinLockGuard hold(lock_);
+  for (size_t f = 0; f < count; ++f) {
+    bool inside = false;
+    for (size_t i = 0; i < count_ && !inside; ++i)
+      inside = frames[f] >= ranges_[i].start && frames[f] < ranges_[i].end;
+    if (!inside) return false;
+  }
+  return true;
+}
+
+void ModuleMap::add(dl_phdr_info* info) noexcept {
+  uint64_t start = UINT64_MAX;
+  uint64_t end = 0;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& segment = info->dlpi_phdr[i];
+    if (segment.p_type != PT_LOAD) continue;
+    const uint64_t low = info->dlpi_addr + segment.p_vaddr;
+    if (low < start) start = low;
+    if (low + segment.p_memsz > end) end = low + segment.p_memsz;
+  }
+  if (start >= end || known(start, end, info->dlpi_addr)) return;
+  if (count_ < kMaxModules) ranges_[count_++] = Range{start, end, info->dlpi_addr};
+
+  char exe[format::kMaxPath];
+  const char* path = info->dlpi_name;
+  size_t path_length = path != nullptr ? sys::string_length(path) : 0;
+  if (path_length == 0) {  // the main program is reported with an empty name
+    const ssize_t length = readlink("/proc/self/exe", exe, sizeof(exe));
+    path = exe;
+    path_length = length > 0 ? static_cast<size_t>(length) : 0;
+  }
+  if (path_length > format::kMaxPath) path_length = format::kMaxPath;
+
+  const uint32_t size = format::record_size(sizeof(format::ModuleEvent) + path_length);
+  auto* header = ring_->reserve(size);
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::ModuleEvent*>(header);
+  record->load_bias = info->dlpi_addr;
+  record->start = start;
+  record->end = end;
+  record->path_bytes = static_cast<uint32_t>(path_length);
+  memset(record->build_id, 0, sizeof(record->build_id));
+  record->build_id_bytes = static_cast<uint32_t>(find_build_id(info, record->build_id));
+  memcpy(reinterpret_cast<char*>(record + 1), path, path_length);
+  RingWriter::commit(header, format::EventKind::kModule);
+}
+
+int ModuleMap::visit(dl_phdr_info* info, size_t, void* self) noexcept {
+  static_cast<ModuleMap*>(self)->add(info);
+  return 0;
+}
+
+void ModuleMap::refresh(RingWriter& ring) noexcept {
+  SpinLockGuard hold(lock_);
+  ring_ = &ring;
+  dl_iterate_phdr(visit, this);
+  ring_ = nullptr;
+}
+
+}  // namespace heapscope::preload

@@ -1,0 +1,36 @@
+// FIFO of freed blocks awaiting their use-after-free check (see quarantine.h). Hot path.
+#include "quarantine.h"
+
+#include "sys.h"
+
+namespace heapscope::preload {
+
+bool Quarantine::init(size_t budget_bytes) noexcept {
+  budget_bytes_ = budget_bytes;
+  if (budget_bytes_ == 0) return true;
+  slots_ = static_cast<Slot*>(sys::map_anonymous(kSlots * sizeof(Slot)));
+  if (slots_ == nullptr) budget_bytes_ = 0;
+  return slots_ != nullptr;
+}
+
+bool Quarantine::push(uint64_t address, uint64_t size) noexcept {
+  SpinLockGuard hold(lock_);
+  if (tail_ - head_ == kSlots) return false;
+  slots_[tail_ % kSlots] = Slot{address, size};
+  ++tail_;
+  bytes_ += size;
+  return true;
+}
+
+bool Quarantine::pop(uint64_t& address, bool everything) noexcept {
+  SpinLockGuard hold(lock_);
+  if (head_ == tail_) return false;
+  if (!everything && bytes_ <= budget_bytes_ && tail_ - head_ < kSlots / 2) return false;
+  const Slot& slot = slots_[head_ % kSlots];
+  ++head_;
+  bytes_ -= slot.size;
+  address = slot.address;
+  return true;
+}
+
+}  // namespace heapscope::preload

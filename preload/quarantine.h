@@ -1,0 +1,45 @@
+// A bounded FIFO of freed blocks. A freed block's bytes are filled with a pattern and held
+// here; when it leaves (the budget is exceeded, or at exit) the pattern is checked, so a write
+// after free is caught. Entries are only addresses: size and stacks live in the BlockIndex.
+// Behind one SpinLock; never reached from nested (signal/unwinder) calls.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "spin_lock.h"
+
+namespace heapscope::preload {
+
+class Quarantine {
+ public:
+  // `budget_bytes` of user bytes at most; 0 disables the quarantine. False if mapping failed.
+  bool init(size_t budget_bytes) noexcept;
+  bool enabled() const noexcept { return budget_bytes_ > 0; }
+  // True if a block of this size is worth holding (smaller than the whole budget).
+  bool accepts(size_t size) const noexcept { return enabled() && size <= budget_bytes_ / 2; }
+
+  // Adds a block. Returns false when the FIFO has no slot left (caller releases it at once).
+  bool push(uint64_t address, uint64_t size) noexcept;
+  // Takes the oldest block if the budget is exceeded (or, with `everything`, any block left).
+  bool pop(uint64_t& address, bool everything) noexcept;
+
+  size_t held_bytes() const noexcept { return bytes_; }
+
+  void lock() noexcept { lock_.lock(); }
+  void unlock() noexcept { lock_.unlock(); }
+
+ private:
+  struct Slot {
+    uint64_t address;
+    uint64_t size;
+  };
+  static constexpr size_t kSlots = size_t{1} << 20;
+  SpinLock lock_;
+  Slot* slots_ = nullptr;
+  size_t head_ = 0;  // next to leave
+  size_t tail_ = 0;  // next free slot
+  size_t bytes_ = 0;
+  size_t budget_bytes_ = 0;
+};
+
+}  // namespace heapscope::preload

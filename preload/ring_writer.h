@@ -1,0 +1,37 @@
+// Producer side of the shared-memory event ring (format in include/heapscope/event_format.h).
+// Lossless: when the ring is full the producer waits for the collector -- safe because the
+// collector is another process and needs none of the program's locks. Only if the collector is
+// gone does recording stop, and the ring is marked incomplete so the report says so.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "heapscope/event_format.h"
+
+namespace heapscope::preload {
+
+class RingWriter {
+ public:
+  // Creates `<session_dir>/<pid>-<nonce>.ring` (O_EXCL|O_NOFOLLOW, 0600) and maps it.
+  bool open(const char* session_dir, int collector_pid, size_t capacity_bytes) noexcept;
+  bool is_open() const noexcept { return ring_ != nullptr; }
+  // Forgets the mapping without touching it (fork child: the parent keeps writing to it).
+  void abandon() noexcept { ring_ = nullptr; }
+
+  // Reserves `size` bytes (multiple of 8) for one record; nullptr if recording has stopped.
+  // The caller fills everything but header.kind, then calls commit().
+  format::EventHeader* reserve(uint32_t size) noexcept;
+  static void commit(format::EventHeader* record, format::EventKind kind) noexcept;
+
+  void set_state(uint32_t bits) noexcept;
+  uint64_t waits() const noexcept;
+
+ private:
+  void wait_for_space() noexcept;
+  format::RingHeader* ring_ = nullptr;
+  char* data_ = nullptr;
+  uint64_t mask_ = 0;
+  bool collector_lost_ = false;
+};
+
+}  // namespace heapscope::preload

@@ -1,0 +1,58 @@
+// Stack capture for allocation and free events (see stack_capture.h). Hot path.
+#define UNW_LOCAL_ONLY
+#include "stack_capture.h"
+
+#include "sys.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <libunwind.h>
+
+#include "heapscope/event_format.h"
+
+namespace heapscope::preload {
+namespace {
+
+uintptr_t own_code_start = 0;
+uintptr_t own_code_end = 0;
+
+int find_own_module(dl_phdr_info* info, size_t, void* base) {
+  if (info->dlpi_addr != reinterpret_cast<uintptr_t>(base)) return 0;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& segment = info->dlpi_phdr[i];
+    if (segment.p_type != PT_LOAD || (segment.p_flags & PF_X) == 0) continue;
+    own_code_start = info->dlpi_addr + segment.p_vaddr;
+    own_code_end = own_code_start + segment.p_memsz;
+  }
+  return 1;
+}
+
+}  // namespace
+
+void init_stack_capture() noexcept {
+  // Per-thread caching makes unw_backtrace's frame-info lookups lock-free after warm-up.
+  unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+  Dl_info self{};
+  if (dladdr(reinterpret_cast<void*>(&init_stack_capture), &self) != 0)
+    dl_iterate_phdr(find_own_module, self.dli_fbase);
+}
+
+HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept {
+  constexpr size_t kOwnFramesBudget = 8;  // interposer + agent frames above the program's
+  void* raw[format::kMaxFrames + kOwnFramesBudget];
+  size_t wanted = max_frames + kOwnFramesBudget;
+  if (wanted > sizeof(raw) / sizeof(raw[0])) wanted = sizeof(raw) / sizeof(raw[0]);
+  const int got = unw_backtrace(raw, static_cast<int>(wanted));
+  size_t first = 0;
+  while (first < static_cast<size_t>(got > 0 ? got : 0)) {
+    const auto ip = reinterpret_cast<uintptr_t>(raw[first]);
+    if (ip < own_code_start || ip >= own_code_end) break;
+    ++first;
+  }
+  size_t count = 0;
+  for (size_t i = first; i < static_cast<size_t>(got) && count < max_frames; ++i)
+    frames[count++] = reinterpret_cast<uintptr_t>(raw[i]);
+  return count;
+}
+
+}  // namespace heapscope::preload

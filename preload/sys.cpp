@@ -1,0 +1,82 @@
+// Raw system services for the agent (see sys.h). Uses only async-signal-safe libc wrappers.
+#include "sys.h"
+
+#include <cerrno>
+#include <csignal>
+#include <ctime>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace heapscope::preload::sys {
+namespace {
+// initial-exec: a general-dynamic TLS access may call __tls_get_addr, which may call malloc.
+[[gnu::tls_model("initial-exec")]] thread_local uint32_t cached_thread_id = 0;
+}  // namespace
+
+uint32_t thread_id() noexcept {
+  if (cached_thread_id == 0) cached_thread_id = static_cast<uint32_t>(syscall(SYS_gettid));
+  return cached_thread_id;
+}
+
+void forget_thread_id() noexcept { cached_thread_id = 0; }
+
+uint64_t now_ns() noexcept {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+}
+
+void sleep_ns(uint64_t ns) noexcept {
+  timespec pause{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
+  nanosleep(&pause, nullptr);
+}
+
+bool process_alive(int pid) noexcept { return pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH); }
+
+void* map_anonymous(size_t bytes) noexcept {
+  void* address = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return address == MAP_FAILED ? nullptr : address;
+}
+
+void unmap(void* address, size_t bytes) noexcept {
+  if (address != nullptr) munmap(address, bytes);
+}
+
+void write_all(int fd, const char* data, size_t bytes) noexcept {
+  while (bytes > 0) {
+    const ssize_t written = write(fd, data, bytes);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    data += written;
+    bytes -= static_cast<size_t>(written);
+  }
+}
+
+size_t string_length(const char* text) noexcept {
+  size_t length = 0;
+  while (text[length] != '\0') ++length;
+  return length;
+}
+
+bool string_equal(const char* a, const char* b, size_t bytes) noexcept {
+  for (size_t i = 0; i < bytes; ++i)
+    if (a[i] != b[i]) return false;
+  return true;
+}
+
+const char* get_env(const char* name) noexcept {
+  if (environ == nullptr) return nullptr;
+  const size_t length = string_length(name);
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    if (string_equal(*entry, name, length) && (*entry)[length] == '=') return *entry + length + 1;
+  }
+  return nullptr;
+}
+
+}  // namespace heapscope::preload::sys

@@ -1,0 +1,32 @@
+// Raw system services for the agent: thread ids, clocks, sleeping, memory mapping.
+// Everything here is async-signal-safe and never allocates: callable from the hot path.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#define HEAPSCOPE_HOT  // marks hot-path functions (see STYLE.md section 7)
+#define HEAPSCOPE_EXPORT __attribute__((visibility("default")))
+
+namespace heapscope::preload::sys {
+
+// Kernel thread id of the caller, cached in initial-exec TLS (reset in a fork child).
+uint32_t thread_id() noexcept;
+void forget_thread_id() noexcept;
+
+uint64_t now_ns() noexcept;            // CLOCK_MONOTONIC
+void sleep_ns(uint64_t ns) noexcept;   // nanosleep, restarts on EINTR is not needed by callers
+bool process_alive(int pid) noexcept;  // kill(pid, 0) != ESRCH
+
+// Anonymous private mapping; MAP_NORESERVE so untouched pages cost nothing. nullptr on failure.
+void* map_anonymous(size_t bytes) noexcept;
+void unmap(void* address, size_t bytes) noexcept;
+
+// write(2) all of `bytes`, retrying on EINTR/short writes. Best effort.
+void write_all(int fd, const char* data, size_t bytes) noexcept;
+
+size_t string_length(const char* text) noexcept;
+bool string_equal(const char* a, const char* b, size_t bytes) noexcept;
+// Environment lookup that does not depend on libc having finished initializing.
+const char* get_env(const char* name) noexcept;
+
+}  // namespace heapscope::preload::sys
