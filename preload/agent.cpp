@@ -31,11 +31,11 @@ struct Agent {
   RingWriter ring;
   StackDepot depot;
   BlockIndex index;
-  ForeignBlocks foreign;
   Quarantine quarantine;
   ModuleMap modules;
   const char* session = nullptr;
   int collector_pid = 0;
+  int ring_pid = 0;  // the process whose ring this is
 };
 
 // Constant-initialized static storage with a trivial destructor: usable for allocations made
@@ -84,6 +84,7 @@ bool start_recording(int parent_pid) noexcept {
         .text("; this process is not traced").emit();
     return false;
   }
+  a.ring_pid = getpid();
   emit_process(parent_pid);
   a.modules.reset();
   a.modules.refresh(a.ring);
@@ -253,7 +254,6 @@ HEAPSCOPE_HOT bool ready() noexcept {
 
 const Options& options() noexcept { return the_agent().options; }
 BlockIndex& index() noexcept { return the_agent().index; }
-ForeignBlocks& foreign() noexcept { return the_agent().foreign; }
 Quarantine& quarantine() noexcept { return the_agent().quarantine; }
 
 HEAPSCOPE_HOT uint32_t capture_stack_id() noexcept {
@@ -316,8 +316,12 @@ void report_error(const ErrorReport& report) noexcept {
   }
 }
 
+// A vfork child shares our memory, ring included: its exec must not be recorded as the end of
+// the parent's image. getpid() is a real system call (glibc stopped caching it in 2.25).
+bool is_ring_owner() noexcept { return getpid() == the_agent().ring_pid; }
+
 void emit_exec(const char* path) noexcept {
-  if (!ready()) return;
+  if (!ready() || !is_ring_owner()) return;
   const size_t length = path == nullptr ? 0 : sys::string_length(path);
   const size_t kept = length > format::kMaxPath ? format::kMaxPath : length;
   auto* header = the_agent().ring.reserve(format::record_size(sizeof(format::ExecEvent) + kept));
@@ -330,7 +334,7 @@ void emit_exec(const char* path) noexcept {
 }
 
 void emit_exec_failed() noexcept {
-  if (!ready()) return;
+  if (!ready() || !is_ring_owner()) return;
   auto* header = the_agent().ring.reserve(sizeof(format::EventHeader));
   if (header != nullptr) RingWriter::commit(header, format::EventKind::kExecFailed);
 }

@@ -20,7 +20,6 @@ bool ready() noexcept;
 
 const Options& options() noexcept;
 BlockIndex& index() noexcept;
-ForeignBlocks& foreign() noexcept;
 Quarantine& quarantine() noexcept;
 
 // Captures the caller's stack and returns its depot id (0 if none), emitting its definition

@@ -144,30 +144,4 @@ void BlockIndex::unlock_all() noexcept {
   for (Shard& shard : shards_) shard.lock.unlock();
 }
 
-void ForeignBlocks::add(uint64_t address) noexcept {
-  const size_t start = static_cast<size_t>((address >> 4) * 0x9e3779b97f4a7c15ull) % kSlots;
-  for (size_t probe = 0; probe < kSlots; ++probe) {
-    uint64_t expected = 0;
-    if (__atomic_compare_exchange_n(&slots_[(start + probe) % kSlots], &expected, address, false,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-      __atomic_fetch_add(&count_, 1, __ATOMIC_RELEASE);
-      return;
-    }
-  }
-}
-
-bool ForeignBlocks::take(uint64_t address) noexcept {
-  if (__atomic_load_n(&count_, __ATOMIC_ACQUIRE) == 0) return false;  // the common case
-  const size_t start = static_cast<size_t>((address >> 4) * 0x9e3779b97f4a7c15ull) % kSlots;
-  for (size_t probe = 0; probe < kSlots; ++probe) {
-    uint64_t expected = address;
-    if (__atomic_compare_exchange_n(&slots_[(start + probe) % kSlots], &expected, 0, false,
-                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-      __atomic_fetch_sub(&count_, 1, __ATOMIC_RELEASE);
-      return true;
-    }
-  }
-  return false;
-}
-
 }  // namespace heapscope::preload

@@ -72,18 +72,4 @@ class BlockIndex {
   Shard shards_[kShards];
 };
 
-// Blocks made while the thread was already inside the agent (signal handler, unwinder, our own
-// init): they come straight from the real allocator with no header. A lock-free fixed set lets
-// free() recognize them and pass them back. If it is full the block simply stays unknown.
-class ForeignBlocks {
- public:
-  void add(uint64_t address) noexcept;
-  bool take(uint64_t address) noexcept;  // true (and forgets it) if it was ours
-
- private:
-  static constexpr size_t kSlots = 4096;
-  uint64_t slots_[kSlots] = {};  // accessed only through __atomic builtins
-  uint32_t count_ = 0;
-};
-
 }  // namespace heapscope::preload

@@ -8,6 +8,7 @@
 #include "agent.h"
 #include "block_header.h"
 #include "block_index.h"
+#include "nested_arena.h"
 #include "real_alloc.h"
 #include "sys.h"
 
@@ -63,37 +64,32 @@ bool family_matches(Family family, Api api) noexcept {
 
 HEAPSCOPE_HOT void* passthrough_allocate(size_t size, size_t alignment, bool zeroed,
                                          bool nested) noexcept {
-  void* block = real_allocate(size, alignment, zeroed);
-  if (nested && block != nullptr && !real::is_bootstrap(block))
-    agent::foreign().add(reinterpret_cast<uint64_t>(block));
-  return block;
+  if (nested) return nested::allocate(size, alignment, zeroed);
+  return real_allocate(size, alignment, zeroed);
 }
 
 HEAPSCOPE_HOT void passthrough_release(void* pointer, bool nested) noexcept {
-  if (pointer == nullptr || real::is_bootstrap(pointer)) return;
-  if (!nested || agent::foreign().take(reinterpret_cast<uint64_t>(pointer))) {
+  if (pointer == nullptr || real::is_bootstrap(pointer) || nested::release(pointer)) return;
+  if (!nested) {
     real::free(pointer);
     return;
   }
   // A tracked block freed from a signal handler that interrupted this thread inside the agent:
-  // the index is off limits here (its shard may be locked by the interrupted frame). Leaving
-  // the block allocated is the only safe choice; it shows as live at exit.
+  // neither the index (its shard may be locked by the interrupted frame) nor the real
+  // allocator (it may be mid-call) may be touched. Leaving the block allocated is the only safe
+  // choice; it shows as live at exit.
 }
 
 void* passthrough_reallocate(void* pointer, size_t size, bool nested) noexcept {
-  if (!nested || pointer == nullptr || real::is_bootstrap(pointer)) {
-    void* block = real::realloc(pointer, size);
-    if (nested && block != nullptr) agent::foreign().add(reinterpret_cast<uint64_t>(block));
-    return block;
-  }
-  // Only a foreign block may be resized here; a tracked one cannot be touched (see above).
-  if (!agent::foreign().take(reinterpret_cast<uint64_t>(pointer))) return nullptr;
-  void* block = real::realloc(pointer, size);
-  agent::foreign().add(reinterpret_cast<uint64_t>(block != nullptr ? block : pointer));
-  return block;
+  if (nested::owns(pointer)) return nested::reallocate(pointer, size);
+  if (nested) return pointer == nullptr ? nested::allocate(size, 16, false) : nullptr;
+  return real::realloc(pointer, size);
 }
 
-size_t passthrough_usable_size(void* pointer) noexcept { return real::usable_size(pointer); }
+size_t passthrough_usable_size(void* pointer) noexcept {
+  if (nested::owns(pointer)) return nested::usable_size(pointer);
+  return real::usable_size(pointer);
+}
 
 HEAPSCOPE_HOT void* allocate(size_t size, size_t alignment, Api api, Family family,
                              bool zeroed) noexcept {
@@ -121,12 +117,8 @@ HEAPSCOPE_HOT void* allocate(size_t size, size_t alignment, Api api, Family fami
 }
 
 HEAPSCOPE_HOT void release(void* pointer, Api api) noexcept {
-  if (pointer == nullptr || real::is_bootstrap(pointer)) return;
+  if (pointer == nullptr || real::is_bootstrap(pointer) || nested::release(pointer)) return;
   const auto address = reinterpret_cast<uint64_t>(pointer);
-  if (agent::foreign().take(address)) {
-    real::free(pointer);
-    return;
-  }
   const uint32_t free_stack = agent::options().free_stacks ? agent::capture_stack_id() : 0;
   BlockEntry entry{};
   switch (agent::index().begin_free(address, free_stack, static_cast<uint8_t>(api), entry)) {
@@ -183,14 +175,14 @@ HEAPSCOPE_HOT void* reallocate(void* pointer, size_t size, Api api) noexcept {
   }
   BlockEntry entry{};
   const auto address = reinterpret_cast<uint64_t>(pointer);
-  if (real::is_bootstrap(pointer) || agent::foreign().take(address)) {
-    // Not a tracked block: move it into a tracked one. Its old size is unknown to us beyond
-    // what the real allocator says.
-    const size_t old_size = real::is_bootstrap(pointer) ? size : real::usable_size(pointer);
+  if (real::is_bootstrap(pointer) || nested::owns(pointer)) {
+    // Made before tracking or in a nested call (e.g. by dlsym or atexit during init), resized
+    // now by an ordinary call: move it into a tracked block.
+    const size_t old_size = real::is_bootstrap(pointer) ? size : nested::usable_size(pointer);
     void* fresh = allocate(size, 0, api, Family::kMalloc, false);
     if (fresh == nullptr) return nullptr;
     memcpy(fresh, pointer, old_size < size ? old_size : size);
-    if (!real::is_bootstrap(pointer)) real::free(pointer);
+    nested::release(pointer);
     return fresh;
   }
   if (!agent::index().find(address, entry) || entry.state != BlockState::kLive) {

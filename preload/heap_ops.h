@@ -25,8 +25,9 @@ void* reallocate(void* pointer, size_t size, format::Api api) noexcept;
 size_t usable_size(void* pointer) noexcept;
 
 // Calls that bypass tracking. `nested`: the thread is already inside the agent (signal handler,
-// unwinder, init), and the block is remembered as foreign so a later free() recognizes it.
-// Otherwise the agent is disabled and the real allocator is used untouched.
+// unwinder, init); the block comes from the nested arena, never from the real allocator.
+// Otherwise the agent is disabled and the real allocator is used untouched (blocks of the
+// nested arena made during init are still recognized).
 void* passthrough_allocate(size_t size, size_t alignment, bool zeroed, bool nested) noexcept;
 void passthrough_release(void* pointer, bool nested) noexcept;
 void* passthrough_reallocate(void* pointer, size_t size, bool nested) noexcept;

@@ -1,7 +1,7 @@
 // Decides where an interposed call goes, shared by interpose_malloc.cpp and interpose_new.cpp.
 // Nested calls (the thread is already inside the agent: signal handler, unwinder, our own init)
-// go to the real allocator with their blocks remembered as foreign; everything passes through
-// untouched when the agent is disabled; otherwise the call takes the tracked path.
+// go to the nested arena; everything passes through to the real allocator when the agent is
+// disabled; otherwise the call takes the tracked path.
 #pragma once
 #include <cerrno>
 #include <cstddef>

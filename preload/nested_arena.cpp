@@ -1,0 +1,138 @@
+// Lock-free arena for nested (reentrant) allocation calls (see nested_arena.h). Hot path for
+// signal handlers: atomics and mmap only.
+#include "nested_arena.h"
+
+#include <sys/mman.h>
+
+#include <atomic>
+#include <cstring>
+
+namespace heapscope::preload::nested {
+namespace {
+
+constexpr size_t kMinShift = 5;                   // 32-byte blocks
+constexpr size_t kMaxShift = 20;                  // 1 MiB blocks
+constexpr size_t kClasses = kMaxShift - kMinShift + 1;
+constexpr size_t kReserve = size_t{1} << 32;      // 4 GiB of address space, reserved lazily
+constexpr uint64_t kPointerMask = (uint64_t{1} << 48) - 1;
+
+// Sits right before the user pointer. `offset` leads back to the block start.
+struct Header {
+  uint32_t size_class;  // log2 of the block size
+  uint32_t offset;      // user - block start
+  uint64_t block_bytes; // whole block
+};
+static_assert(sizeof(Header) == 16);
+
+std::atomic<uintptr_t> range_start{0};
+std::atomic<uintptr_t> bump{0};
+std::atomic<uint64_t> free_heads[kClasses];  // tag:16 | pointer:48
+
+uintptr_t reserve_range() noexcept {
+  uintptr_t start = range_start.load(std::memory_order_acquire);
+  if (start != 0) return start;
+  void* range = mmap(nullptr, kReserve, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (range == MAP_FAILED) return 0;
+  uintptr_t expected = 0;
+  if (!range_start.compare_exchange_strong(expected, reinterpret_cast<uintptr_t>(range),
+                                           std::memory_order_acq_rel)) {
+    munmap(range, kReserve);  // another thread won the race
+    return expected;
+  }
+  bump.store(reinterpret_cast<uintptr_t>(range), std::memory_order_release);
+  return reinterpret_cast<uintptr_t>(range);
+}
+
+void* pop(size_t index) noexcept {
+  uint64_t head = free_heads[index].load(std::memory_order_acquire);
+  for (;;) {
+    const uintptr_t block = head & kPointerMask;
+    if (block == 0) return nullptr;
+    // The block may be popped and reused concurrently; reading its link is still safe (the
+    // range is never unmapped) and the tag makes a stale CAS fail.
+    const uint64_t next = *reinterpret_cast<const uint64_t*>(block);
+    const uint64_t tagged = ((head >> 48) + 1) << 48 | (next & kPointerMask);
+    if (free_heads[index].compare_exchange_weak(head, tagged, std::memory_order_acq_rel))
+      return reinterpret_cast<void*>(block);
+  }
+}
+
+void push(size_t index, void* block) noexcept {
+  uint64_t head = free_heads[index].load(std::memory_order_acquire);
+  for (;;) {
+    *reinterpret_cast<uint64_t*>(block) = head & kPointerMask;
+    const uint64_t tagged = ((head >> 48) + 1) << 48 | reinterpret_cast<uint64_t>(block);
+    if (free_heads[index].compare_exchange_weak(head, tagged, std::memory_order_acq_rel)) return;
+  }
+}
+
+void* carve(size_t shift) noexcept {
+  const uintptr_t start = reserve_range();
+  if (start == 0) return nullptr;
+  const uintptr_t block_bytes = uintptr_t{1} << shift;
+  uintptr_t current = bump.load(std::memory_order_relaxed);
+  for (;;) {
+    const uintptr_t aligned = (current + block_bytes - 1) & ~(block_bytes - 1);
+    if (aligned + block_bytes > start + kReserve) return nullptr;
+    if (bump.compare_exchange_weak(current, aligned + block_bytes, std::memory_order_relaxed))
+      return reinterpret_cast<void*>(aligned);
+  }
+}
+
+const Header* header_of(const void* pointer) noexcept {
+  return reinterpret_cast<const Header*>(static_cast<const char*>(pointer) - sizeof(Header));
+}
+
+}  // namespace
+
+bool owns(const void* pointer) noexcept {
+  const uintptr_t start = range_start.load(std::memory_order_acquire);
+  const auto address = reinterpret_cast<uintptr_t>(pointer);
+  return start != 0 && address >= start && address < start + kReserve;
+}
+
+void* allocate(size_t size, size_t alignment, bool zeroed) noexcept {
+  if (alignment > 4096) return nullptr;
+  const size_t offset = alignment > sizeof(Header) ? alignment : sizeof(Header);
+  if (size > (size_t{1} << kMaxShift) - offset) return nullptr;  // nested callers stay small
+  size_t shift = kMinShift;
+  while ((size_t{1} << shift) < size + offset) ++shift;
+  void* block = pop(shift - kMinShift);
+  if (block == nullptr) block = carve(shift);
+  if (block == nullptr) return nullptr;
+  char* user = static_cast<char*>(block) + offset;
+  auto* header = reinterpret_cast<Header*>(user - sizeof(Header));
+  header->size_class = static_cast<uint32_t>(shift);
+  header->offset = static_cast<uint32_t>(offset);
+  header->block_bytes = size_t{1} << shift;
+  if (zeroed) memset(user, 0, size);
+  return user;
+}
+
+bool release(void* pointer) noexcept {
+  if (!owns(pointer)) return false;
+  const Header* header = header_of(pointer);
+  void* block = static_cast<char*>(pointer) - header->offset;
+  push(header->size_class - kMinShift, block);
+  return true;
+}
+
+size_t usable_size(const void* pointer) noexcept {
+  if (!owns(pointer)) return 0;
+  const Header* header = header_of(pointer);
+  return header->block_bytes - header->offset;
+}
+
+void* reallocate(void* pointer, size_t size) noexcept {
+  void* fresh = allocate(size, 16, false);
+  if (fresh == nullptr) return nullptr;
+  if (pointer != nullptr) {
+    const size_t old_size = usable_size(pointer);
+    memcpy(fresh, pointer, old_size < size ? old_size : size);
+    release(pointer);
+  }
+  return fresh;
+}
+
+}  // namespace heapscope::preload::nested

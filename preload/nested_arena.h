@@ -1,0 +1,26 @@
+// Memory for calls that arrive while the thread is already inside the agent: a signal handler
+// that interrupted us, the unwinder, our own init (dlsym, atfork, on_exit). They must never
+// reach the real allocator: the interrupted frame may be inside it, and glibc's malloc is not
+// reentrant (in a single-threaded process it takes no lock at all, so a nested call corrupts
+// its heap).
+//
+// Lock-free and async-signal-safe: power-of-two size classes carved from one reserved range
+// (MAP_NORESERVE), each class with a Treiber free list whose head carries an ABA tag in its top
+// 16 bits. Nested callers allocate little; a request above 1 MiB fails (ENOMEM). A pointer is
+// ours if it lies in the reserved range -- a range check, never a read before proof.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace heapscope::preload::nested {
+
+// `alignment` <= 4096 and size up to ~1 MiB; larger requests and exhaustion return nullptr.
+void* allocate(size_t size, size_t alignment, bool zeroed) noexcept;
+// True if `pointer` came from allocate() (and releases it).
+bool release(void* pointer) noexcept;
+bool owns(const void* pointer) noexcept;
+// Usable size of a block from allocate(); 0 if not ours.
+size_t usable_size(const void* pointer) noexcept;
+void* reallocate(void* pointer, size_t size) noexcept;
+
+}  // namespace heapscope::preload::nested

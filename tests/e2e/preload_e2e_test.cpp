@@ -1,0 +1,306 @@
+// End-to-end: real programs from tests/e2e/programs run under `heapscope run`; assertions are
+// on the JSON report (schema heapscope.report v1) and on what the program itself saw.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "e2e_support.h"
+
+namespace heapscope::test {
+namespace {
+
+using nlohmann::json;
+
+const json& only_process(const RunOutput& run) {
+  EXPECT_EQ(run.report["processes"].size(), 1u) << run.err;
+  return run.report["processes"][0];
+}
+
+TEST(PreloadE2E, ReportsEachLeakShapeAtItsAllocatingFunction) {
+  const RunOutput run = run_heapscope({}, {program("leak_shapes")});
+  ASSERT_EQ(run.exit_code, 3) << run.err;  // the program's own status passes through
+  ASSERT_EQ(run.report["schema"], "heapscope.report");
+  ASSERT_EQ(run.report["schema_version"], 1);
+  const json& process = only_process(run);
+  EXPECT_EQ(process["launched"], true);
+  EXPECT_EQ(process["exit"]["code"], 3);
+  EXPECT_TRUE(process["exit"]["signal"].is_null());
+
+  const json& summary = process["summary"];
+  EXPECT_EQ(summary["allocations"], 20);  // realloc counts as one allocation...
+  EXPECT_EQ(summary["frees"], 6);         // ...plus one free of the old block
+  EXPECT_EQ(summary["bytes_allocated"], 2374);
+  EXPECT_EQ(summary["peak_live_bytes"], 2158);
+  EXPECT_EQ(summary["live_at_exit"]["blocks"], 14);
+  EXPECT_EQ(summary["live_at_exit"]["bytes"], 2104);
+  EXPECT_EQ(summary["error_count"], 0);
+
+  const json& leaks = process["leaks"];
+  ASSERT_EQ(leaks.size(), 5u);
+  // Largest first; equal bytes: more blocks first.
+  const std::vector<std::tuple<std::string, int, int>> expected = {
+      {"leak_many_blocks", 10, 1000}, {"leak_after_realloc", 1, 1000}, {"leak_calloc", 1, 63},
+      {"leak_one_block", 1, 24}, {"leak_strdup", 1, 17}};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const auto& [function, blocks, bytes] = expected[i];
+    SCOPED_TRACE(function);
+    EXPECT_EQ(leaks[i]["kind"], "unclassified");
+    EXPECT_EQ(leaks[i]["blocks"], blocks);
+    EXPECT_EQ(leaks[i]["bytes"], bytes);
+    EXPECT_EQ(leaks[i]["allocator"], "malloc");
+    EXPECT_NE(find_frame(leaks[i]["stack"], function), nullptr) << leaks[i].dump(1);
+  }
+  // stack[0] is the caller of the allocation function, with file and line.
+  const json& top = leaks[3]["stack"][0];
+  EXPECT_EQ(top["function"], "leak_one_block");
+  EXPECT_TRUE(top["file"].get<std::string>().ends_with("leak_shapes.c"));
+  EXPECT_EQ(top["line"], line_of("leak_shapes.c", "keep[0] = malloc(24)"));
+  EXPECT_TRUE(top["module"].get<std::string>().ends_with("/leak_shapes"));
+  EXPECT_TRUE(top["address"].get<std::string>().starts_with("0x"));
+  EXPECT_NE(find_frame(leaks[3]["stack"], "main"), nullptr);
+  // strdup's own frame comes first, then the program's.
+  EXPECT_EQ(leaks[4]["stack"][1]["function"], "leak_strdup");
+}
+
+struct ErrorCase {
+  std::string argument;
+  std::string kind;
+  std::string detected_in;    // function expected in the detection stack
+  std::string allocated_in;   // "" when the pointer was never allocated
+  bool has_free_stack;
+  bool at_exit;
+  std::string freed_in = "";  // function expected in the free stack
+};
+
+void PrintTo(const ErrorCase& c, std::ostream* out) { *out << c.argument; }
+
+class HeapErrorE2E : public ::testing::TestWithParam<ErrorCase> {};
+
+TEST_P(HeapErrorE2E, ReportsOnceWithStacksAndTheProgramCarriesOn) {
+  const ErrorCase& c = GetParam();
+  const RunOutput run = run_heapscope({"--quarantine-mib", "1"}, {program("heap_errors"), c.argument});
+  ASSERT_EQ(run.exit_code, 0) << run.err;  // the program survived its bug
+  const json& process = only_process(run);
+  ASSERT_EQ(process["errors"].size(), 1u) << process["errors"].dump(1);
+  const json& error = process["errors"][0];
+  EXPECT_EQ(error["kind"], c.kind);
+  EXPECT_EQ(process["summary"]["error_count"], 1);
+  EXPECT_EQ(error["detected_at_exit"], c.at_exit);
+  if (c.at_exit) {
+    EXPECT_TRUE(error["stack"].empty());
+  } else {
+    EXPECT_NE(find_frame(error["stack"], c.detected_in), nullptr) << error["stack"].dump(1);
+    EXPECT_NE(find_frame(error["stack"], "main"), nullptr);
+  }
+  if (c.allocated_in.empty()) {
+    EXPECT_TRUE(error["alloc_stack"].is_null());
+    EXPECT_EQ(error["block_size"], 0);
+  } else {
+    ASSERT_TRUE(error["alloc_stack"].is_array());
+    EXPECT_TRUE(function_is(error["alloc_stack"][0], c.allocated_in)) << error["alloc_stack"].dump(1);
+    EXPECT_GT(error["block_size"].get<int>(), 0);
+  }
+  EXPECT_EQ(error["free_stack"].is_array(), c.has_free_stack);
+  if (c.has_free_stack) {
+    EXPECT_NE(find_frame(error["free_stack"], c.freed_in), nullptr) << error["free_stack"].dump(1);
+  }
+  // Nothing the program allocated itself is left live: mismatched and damaged blocks were still
+  // released, skipped double/invalid frees released nothing.
+  EXPECT_TRUE(leaks_from(process, "/heap_errors").empty()) << process["leaks"].dump(1);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryKind, HeapErrorE2E,
+    ::testing::Values(
+        ErrorCase{"overflow", "overflow", "overflow", "make_block", false, false},
+        ErrorCase{"underflow", "underflow", "underflow", "make_block", false, false},
+        ErrorCase{"double_free", "double_free", "double_free", "make_block", true, false, "double_free"},
+        ErrorCase{"invalid_free_stack", "invalid_free", "invalid_free_stack", "", false, false},
+        ErrorCase{"invalid_free_global", "invalid_free", "invalid_free_global", "", false, false},
+        ErrorCase{"invalid_free_interior", "invalid_free", "invalid_free_interior", "", false, false},
+        ErrorCase{"malloc_delete", "mismatched_free", "malloc_then_delete", "malloc_then_delete", false, false},
+        ErrorCase{"new_free", "mismatched_free", "new_then_free", "new_then_free", false, false},
+        ErrorCase{"new_array_delete", "mismatched_free", "new_array_then_delete", "new_array_then_delete", false, false},
+        ErrorCase{"use_after_free", "use_after_free", "", "make_block", true, true, "write_after_free"},
+        ErrorCase{"use_after_free_evicted", "use_after_free", "write_after_free_evicted", "make_block", true, false,
+                  "write_after_free_evicted"}),
+    [](const auto& info) { return info.param.argument; });
+
+TEST(PreloadE2E, ErrorDetailsNameTheDamage) {
+  const RunOutput double_free = run_heapscope({}, {program("heap_errors"), "double_free"});
+  EXPECT_EQ(double_free.report["processes"][0]["errors"][0]["block_size"], 48);
+
+  const RunOutput overflow = run_heapscope({}, {program("heap_errors"), "overflow"});
+  const json& error = overflow.report["processes"][0]["errors"][0];
+  EXPECT_EQ(error["block_size"], 32);
+  EXPECT_EQ(error["offset"], 32);  // the first byte past the end
+  EXPECT_EQ(error["allocator"], "malloc");
+  EXPECT_EQ(error["release"], "free");
+
+  const RunOutput underflow = run_heapscope({}, {program("heap_errors"), "underflow"});
+  EXPECT_EQ(underflow.report["processes"][0]["errors"][0]["offset"], -1);
+
+  const RunOutput mismatch = run_heapscope({}, {program("heap_errors"), "new_array_delete"});
+  const json& mismatched = mismatch.report["processes"][0]["errors"][0];
+  EXPECT_EQ(mismatched["allocator"], "new[]");
+  EXPECT_EQ(mismatched["release"], "delete");
+
+  const RunOutput uaf = run_heapscope({}, {program("heap_errors"), "use_after_free"});
+  const json& after = uaf.report["processes"][0]["errors"][0];
+  EXPECT_EQ(after["offset"], 5);
+  EXPECT_EQ(after["block_size"], 56);
+}
+
+TEST(PreloadE2E, DoubleAndInvalidFreesAreSkippedAndNotCounted) {
+  // Natively glibc aborts on these; under heapscope the program carries on (exit 0, checked in
+  // HeapErrorE2E) and the skipped call counts as no free at all.
+  for (const char* which : {"double_free", "invalid_free_interior", "invalid_free_stack"}) {
+    SCOPED_TRACE(which);
+    const RunOutput run = run_heapscope({}, {program("heap_errors"), which});
+    const json& summary = run.report["processes"][0]["summary"];
+    const int own_frees = std::string(which) == "invalid_free_stack" ? 0 : 1;
+    // heap_errors is C++: libstdc++ makes one allocation of its own at start (its emergency
+    // exception pool), never freed.
+    EXPECT_EQ(summary["allocations"], 1 + own_frees);
+    EXPECT_EQ(summary["frees"], own_frees);
+  }
+}
+
+TEST(PreloadE2E, EveryCAllocationApiKeepsItsContract) {
+  const RunOutput run = run_heapscope({}, {program("api_edges")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;  // the program checked every result itself
+  const json& process = only_process(run);
+  EXPECT_EQ(process["errors"].size(), 0u) << process["errors"].dump(1);
+  EXPECT_EQ(process["leaks"].size(), 0u) << process["leaks"].dump(1);
+  EXPECT_EQ(process["summary"]["allocations"], 48);
+  EXPECT_EQ(process["summary"]["frees"], 48);
+  EXPECT_EQ(process["summary"]["live_at_exit"]["blocks"], 0);
+}
+
+TEST(PreloadE2E, EveryOperatorNewAndDeleteFormKeepsItsContract) {
+  const RunOutput run = run_heapscope({}, {program("cxx_new")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& process = only_process(run);
+  EXPECT_EQ(process["errors"].size(), 0u) << process["errors"].dump(1);
+  EXPECT_TRUE(leaks_from(process, "/cxx_new").empty()) << process["leaks"].dump(1);
+}
+
+TEST(PreloadE2E, ThreadsWithCrossThreadFreesAndExitFromAThread) {
+  const RunOutput run = run_heapscope({}, {program("threads")});
+  ASSERT_EQ(run.exit_code, 5) << run.err;
+  const json& process = only_process(run);
+  EXPECT_EQ(process["errors"].size(), 0u) << process["errors"].dump(1);
+  const auto leaks = leaks_from(process, "/threads");
+  ASSERT_EQ(leaks.size(), 1u) << process["leaks"].dump(1);
+  EXPECT_EQ(leaks[0]["bytes"], 77);
+  EXPECT_TRUE(function_is(leaks[0]["stack"][0], "exiter"));
+  EXPECT_GE(process["summary"]["allocations"].get<int>(), 80005);
+  EXPECT_GE(process["summary"]["frees"].get<int>(), 80004);
+}
+
+TEST(PreloadE2E, ForkedChildIsItsOwnProcessWithItsOwnLeaks) {
+  const RunOutput run = run_heapscope({}, {program("fork_exec")});
+  ASSERT_EQ(run.exit_code, 7) << run.err;
+  const json& processes = run.report["processes"];
+  ASSERT_EQ(processes.size(), 2u) << run.report.dump(1);
+  const json& parent = processes[0];
+  const json& child = processes[1];
+  EXPECT_EQ(parent["launched"], true);
+  EXPECT_EQ(child["parent_pid"], parent["pid"]);
+  EXPECT_EQ(child["exit"]["code"], 7);
+  ASSERT_EQ(parent["leaks"].size(), 1u);
+  EXPECT_EQ(parent["leaks"][0]["bytes"], 222);
+  ASSERT_EQ(child["leaks"].size(), 1u);
+  EXPECT_EQ(child["leaks"][0]["bytes"], 111);
+}
+
+TEST(PreloadE2E, ExecReleasesTheOldImageAndTracesTheNewOne) {
+  const RunOutput run = run_heapscope({}, {program("fork_exec"), "exec"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& processes = run.report["processes"];
+  ASSERT_EQ(processes.size(), 2u) << run.report.dump(1);
+  const json& leaf = processes[1];
+  EXPECT_EQ(leaf["command"].back(), "leaf");
+  EXPECT_EQ(leaf["exit"]["code"], 0);
+  ASSERT_EQ(leaf["leaks"].size(), 1u);
+  EXPECT_EQ(leaf["leaks"][0]["bytes"], 333);
+  for (const json& process : processes)
+    for (const json& leak : process["leaks"]) EXPECT_NE(leak["bytes"], 444) << "exec released it";
+}
+
+TEST(PreloadE2E, SignalHandlerThatAllocatesIsSafe) {
+  const RunOutput run = run_heapscope({}, {program("signal_alloc")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& process = only_process(run);
+  EXPECT_EQ(process["errors"].size(), 0u) << process["errors"].dump(1);
+  EXPECT_EQ(process["leaks"].size(), 0u) << process["leaks"].dump(1);
+}
+
+TEST(RunCommandE2E, TextReportGoesToStderrOrLogFile) {
+  const RunOutput to_stderr = run_heapscope({}, {program("leak_shapes")});
+  EXPECT_NE(to_stderr.err.find("leak_one_block (/"), std::string::npos) << to_stderr.err;
+  EXPECT_NE(to_stderr.err.find("leak_shapes.c:"), std::string::npos);
+  EXPECT_TRUE(to_stderr.out.empty());
+
+  const std::string log = testing::TempDir() + "/heapscope-log.txt";
+  const RunOutput to_file = run_heapscope({"--log-file", log}, {program("leak_shapes")});
+  EXPECT_EQ(to_file.err.find("leak_one_block"), std::string::npos) << to_file.err;
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("leak_one_block"), std::string::npos);
+  EXPECT_NE(text.find("5 allocation stacks"), std::string::npos) << text;
+}
+
+TEST(RunCommandE2E, ProgramOutputAndStatusPassThrough) {
+  const RunOutput run = run_heapscope({}, {"sh", "-c", "echo out; echo err >&2; exit 9"});
+  EXPECT_EQ(run.exit_code, 9);
+  EXPECT_EQ(run.out, "out\n");
+  EXPECT_EQ(run.err.rfind("err\n", 0), 0u) << run.err;  // program's stderr first, report after
+}
+
+TEST(RunCommandE2E, SignalDeathIs128PlusSignal) {
+  const RunOutput run = run_heapscope({}, {"sh", "-c", "kill -TERM $$"});
+  EXPECT_EQ(run.exit_code, 128 + 15);
+  EXPECT_EQ(run.report["processes"][0]["exit"]["signal"], 15);
+  EXPECT_TRUE(run.report["processes"][0]["exit"]["code"].is_null());
+}
+
+TEST(RunCommandE2E, ErrorExitcodeOnlyWhenSomethingWasFound) {
+  EXPECT_EQ(run_heapscope({"--error-exitcode", "42"}, {program("leak_shapes")}).exit_code, 42);
+  EXPECT_EQ(run_heapscope({"--error-exitcode", "42"}, {program("heap_errors"), "overflow"}).exit_code, 42);
+  EXPECT_EQ(run_heapscope({"--error-exitcode", "42"}, {program("api_edges")}).exit_code, 0);
+}
+
+TEST(RunCommandE2E, BadInvocationsGetAClearMessageAndDocumentedStatus) {
+  const RunOutput missing = run_heapscope({}, {"/nonexistent/program"});
+  EXPECT_EQ(missing.exit_code, 127);
+  EXPECT_NE(missing.err.find("command not found"), std::string::npos) << missing.err;
+
+  const RunOutput not_executable = run_heapscope({}, {E2E_PROGRAMS_SOURCE_DIR "/leak_shapes.c"});
+  EXPECT_EQ(not_executable.exit_code, 126);
+  EXPECT_NE(not_executable.err.find("cannot execute"), std::string::npos) << not_executable.err;
+
+  const RunOutput unknown = run_heapscope({"--no-such-option"}, {program("leak_shapes")});
+  EXPECT_EQ(unknown.exit_code, 125);
+  EXPECT_NE(unknown.err.find("unknown option '--no-such-option'"), std::string::npos) << unknown.err;
+
+  const RunOutput bad_value = run_heapscope({"--max-frames", "many"}, {program("leak_shapes")});
+  EXPECT_EQ(bad_value.exit_code, 125);
+
+  const RunOutput unwritable = run_native({heapscope_binary(), "run", "--json", "/nonexistent/dir/r.json", "--",
+                                           program("leak_shapes")});
+  EXPECT_EQ(unwritable.exit_code, 125);
+  EXPECT_NE(unwritable.err.find("cannot write the JSON report"), std::string::npos) << unwritable.err;
+}
+
+TEST(RunCommandE2E, AgentOptionsReachTheAgent) {
+  const RunOutput run = run_heapscope({"--max-frames", "2"}, {program("leak_shapes")});
+  for (const json& leak : run.report["processes"][0]["leaks"])
+    EXPECT_LE(leak["stack"].size(), 2u + 2u);  // two frames, each may expand into inlined ones
+  const RunOutput by_env = run_heapscope({}, {program("leak_shapes")}, {"HEAPSCOPE_OPTIONS=max_frames=1"});
+  EXPECT_EQ(by_env.report["processes"][0]["leaks"][3]["stack"].size(), 1u);
+}
+
+}  // namespace
+}  // namespace heapscope::test

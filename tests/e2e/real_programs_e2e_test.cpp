@@ -1,0 +1,93 @@
+// End-to-end: real, dynamically linked programs we did not write run unchanged under
+// `heapscope run` -- same stdout, same exit status -- and yield a report. Each is skipped (with
+// the reason) if it is not installed; .ci/run installs them all.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "e2e_support.h"
+
+namespace heapscope::test {
+namespace {
+
+struct RealProgram {
+  std::string name;                  // test name and the binary that must exist
+  std::vector<std::string> command;  // argv; @DIR@ is replaced by a scratch directory
+  bool compare_stdout = true;        // false where output has timing or randomness
+};
+
+void PrintTo(const RealProgram& p, std::ostream* out) { *out << p.name; }
+
+class RealProgramE2E : public ::testing::TestWithParam<RealProgram> {};
+
+std::string work_directory() {
+  static const std::string dir = [] {
+    std::string pattern = (std::filesystem::temp_directory_path() / "heapscope-real.XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) std::abort();
+    std::ofstream(pattern + "/hello.c") << "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n";
+    std::ofstream(pattern + "/script.py")
+        << "import json, collections\nd = collections.Counter('heapscope' * 1000)\n"
+           "print(json.dumps(sorted(d.items())))\n";
+    std::ofstream(pattern + "/data.json") << R"({"a": [1, 2, {"b": "c"}], "d": null})";
+    std::ofstream(pattern + "/payload.txt") << std::string(100000, 'z');
+    const std::string git = "cd " + pattern +
+                            " && git init -q repo && cd repo && echo one > f && git add f && "
+                            "git -c user.name=t -c user.email=t@t commit -qm first";
+    if (std::system(git.c_str()) != 0) std::abort();
+    return pattern;
+  }();
+  return dir;
+}
+
+TEST_P(RealProgramE2E, RunsUnchangedAndIsReported) {
+  const RealProgram& p = GetParam();
+  if (!program_exists(p.command[0])) GTEST_SKIP() << p.command[0] << " is not installed";
+  std::vector<std::string> command = p.command;
+  for (std::string& argument : command) {
+    const size_t at = argument.find("@DIR@");
+    if (at != std::string::npos) argument.replace(at, 5, work_directory());
+  }
+  const RunOutput native = run_native(command);
+  const RunOutput traced = run_heapscope({}, command);
+  EXPECT_EQ(traced.exit_code, native.exit_code) << traced.err;
+  if (p.compare_stdout) {
+    EXPECT_EQ(traced.out, native.out);
+  }
+  ASSERT_TRUE(traced.report.is_object()) << traced.err;
+  ASSERT_GE(traced.report["processes"].size(), 1u);
+  const auto& first = traced.report["processes"][0];
+  EXPECT_EQ(first["launched"], true);
+  EXPECT_GT(first["summary"]["allocations"].get<long>(), 0);
+  for (const auto& process : traced.report["processes"]) {
+    EXPECT_EQ(process["complete"], true);
+    // A well-tested program has no heap errors; a report of one would be ours.
+    EXPECT_EQ(process["errors"].size(), 0u) << process["command"].dump() << process["errors"].dump(1);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Programs, RealProgramE2E,
+    ::testing::Values(
+        RealProgram{"python3", {"python3", "@DIR@/script.py"}},
+        RealProgram{"perl", {"perl", "-e", "my %h = map { $_ => $_ * 2 } 1..5000; print scalar(keys %h), \"\\n\""}},
+        RealProgram{"bash", {"bash", "-c", "x=$(seq 1 200 | sort -r | head -3); echo $x | tr ' ' ,"}},
+        RealProgram{"git", {"git", "-C", "@DIR@/repo", "log", "--format=%s"}},
+        RealProgram{"sqlite3", {"sqlite3", ":memory:", "create table t(x); insert into t values (1),(2),(3); select sum(x) from t;"}},
+        RealProgram{"gcc", {"gcc", "-O2", "-o", "@DIR@/hello", "@DIR@/hello.c"}},
+        RealProgram{"cmake", {"cmake", "--version"}},
+        RealProgram{"jq", {"jq", "-c", ".a[2]", "@DIR@/data.json"}},
+        RealProgram{"xz", {"xz", "-k", "-c", "-T1", "@DIR@/payload.txt"}},
+        RealProgram{"openssl", {"openssl", "dgst", "-sha256", "-r", "@DIR@/payload.txt"}},
+        RealProgram{"curl", {"curl", "--version"}},
+        // Serves on a private unix socket (no TCP) until SIGINT after 2 s, then shuts down cleanly.
+        RealProgram{"redis", {"timeout", "-s", "INT", "2", "redis-server", "--port", "0", "--unixsocket",
+                              "@DIR@/redis.sock", "--save", "", "--loglevel", "warning"}, false},
+        RealProgram{"java", {"java", "-version"}}),
+    [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace heapscope::test
