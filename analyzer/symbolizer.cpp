@@ -28,17 +28,28 @@ std::string hex_build_id(Dwfl_Module* module) {
   return hex;
 }
 
-// The name of a subprogram or inlined-subroutine DIE: the demangled linkage name when there is
-// one (fully qualified C++), else the plain name.
-std::string die_function_name(Dwarf_Die* die) {
+// The demangled linkage name of a subprogram or inlined-subroutine DIE (fully qualified C++),
+// or empty when it has none (C, and C++ functions with internal linkage).
+std::string die_linkage_name(Dwarf_Die* die) {
   Dwarf_Attribute attribute;
   for (int name : {DW_AT_linkage_name, DW_AT_MIPS_linkage_name}) {
     if (dwarf_attr_integrate(die, name, &attribute) != nullptr)
       if (const char* linkage = dwarf_formstring(&attribute)) return demangle(linkage);
   }
+  return {};
+}
+
+// The DIE's own name, unqualified.
+std::string die_plain_name(Dwarf_Die* die) {
+  Dwarf_Attribute attribute;
   if (dwarf_attr_integrate(die, DW_AT_name, &attribute) != nullptr)
     if (const char* plain = dwarf_formstring(&attribute)) return plain;
   return {};
+}
+
+std::string die_function_name(Dwarf_Die* die) {
+  std::string name = die_linkage_name(die);
+  return name.empty() ? die_plain_name(die) : name;
 }
 
 }  // namespace
@@ -125,7 +136,10 @@ const std::vector<SymbolizedFrame>& Symbolizer::symbolize(const Module* module, 
   for (int i = 0; i < scope_count; ++i) {
     const int tag = dwarf_tag(&scopes[i]);
     if (tag == DW_TAG_subprogram) {
-      std::string name = die_function_name(&scopes[i]);
+      // The symbol table already named the function; DWARF's linkage name is as good, and its
+      // plain name (no namespace, no parameters) is only a fallback.
+      std::string name = die_linkage_name(&scopes[i]);
+      if (name.empty() && outer.function.empty()) name = die_plain_name(&scopes[i]);
       if (!name.empty()) outer.function = std::move(name);
       break;
     }

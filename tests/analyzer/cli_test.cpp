@@ -1,0 +1,47 @@
+// `heapscope run` argument parsing.
+#include "cli.h"
+
+#include <gtest/gtest.h>
+
+#include "errors.h"
+
+namespace heapscope::analyzer {
+namespace {
+
+TEST(Cli, ReportOptionsAndProgram) {
+  const RunArguments run =
+      parse_run_arguments({"--json", "r.json", "--log-file=t.txt", "--error-exitcode", "42", "--", "prog", "--json"});
+  EXPECT_EQ(run.json_path, "r.json");
+  EXPECT_EQ(run.log_path, "t.txt");
+  EXPECT_EQ(run.error_exitcode, 42);
+  EXPECT_EQ(run.command, (std::vector<std::string>{"prog", "--json"}));  // after --: the program's
+}
+
+TEST(Cli, ProgramStartsAtFirstNonOption) {
+  const RunArguments run = parse_run_arguments({"ls", "-l"});
+  EXPECT_EQ(run.command, (std::vector<std::string>{"ls", "-l"}));
+}
+
+TEST(Cli, AgentOptionsComeFromTheTable) {
+  const RunArguments run = parse_run_arguments({"--max-frames", "8", "--canaries=no", "--abort-on-error", "prog"});
+  EXPECT_EQ(run.agent_options, "max_frames=8:canaries=no:abort_on_error=yes");
+}
+
+TEST(Cli, BadArgumentsAreUsageErrors) {
+  EXPECT_THROW(parse_run_arguments({}), UsageError);
+  EXPECT_THROW(parse_run_arguments({"--json"}), UsageError);
+  EXPECT_THROW(parse_run_arguments({"--bogus", "prog"}), UsageError);
+  EXPECT_THROW(parse_run_arguments({"--error-exitcode", "300", "prog"}), UsageError);
+  EXPECT_THROW(parse_run_arguments({"--max-frames", "-1", "prog"}), UsageError);
+  EXPECT_THROW(parse_run_arguments({"--canaries=perhaps", "prog"}), UsageError);
+}
+
+TEST(Cli, HelpListsEveryAgentOption) {
+  const std::string help = usage_text();
+  for (const char* flag : {"--max-frames", "--canaries", "--quarantine-mib", "--free-stacks", "--abort-on-error",
+                           "--ring-mib", "--json", "--log-file", "--error-exitcode"})
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+}
+
+}  // namespace
+}  // namespace heapscope::analyzer

@@ -1,0 +1,103 @@
+// Rebuilding a process from records: counts, peak, leaks by stack, exec and exit.
+#include "heap_model.h"
+
+#include <gtest/gtest.h>
+
+#include "record_builder.h"
+
+namespace heapscope::analyzer {
+namespace {
+
+using test::RecordBuilder;
+
+TEST(HeapModel, CountsLikeValgrindsTotalHeapUsage) {
+  RecordBuilder records;
+  ProcessModel model;
+  model.apply(records.alloc(0x100, 10, 1));
+  model.apply(records.alloc(0x200, 20, 1));
+  model.apply(records.free(0x100));
+  model.apply(records.alloc(0x300, 5, 2));  // realloc: an allocation...
+  model.apply(records.free(0x200));         // ...plus a free of the old block
+  const HeapCounters& counters = model.counters();
+  EXPECT_EQ(counters.allocations, 3u);
+  EXPECT_EQ(counters.frees, 2u);
+  EXPECT_EQ(counters.bytes_allocated, 35u);
+  EXPECT_EQ(counters.peak_live_bytes, 30u);
+  EXPECT_EQ(counters.live_bytes, 5u);
+  EXPECT_EQ(model.live().size(), 1u);
+}
+
+TEST(HeapModel, GroupsLeaksByStackLargestFirst) {
+  RecordBuilder records;
+  ProcessModel model;
+  model.apply(records.alloc(0x100, 10, 7));
+  model.apply(records.alloc(0x200, 10, 7));
+  model.apply(records.alloc(0x300, 50, 8, format::Family::kNewArray));
+  model.apply(records.alloc(0x400, 1, 9));
+  const auto groups = model.leak_groups();
+  ASSERT_EQ(groups.size(), 3u);
+  EXPECT_EQ(groups[0].stack_id, 8u);
+  EXPECT_EQ(groups[0].family, format::Family::kNewArray);
+  EXPECT_EQ(groups[1].stack_id, 7u);
+  EXPECT_EQ(groups[1].blocks, 2u);
+  EXPECT_EQ(groups[1].bytes, 20u);
+  EXPECT_EQ(groups[2].bytes, 1u);
+}
+
+TEST(HeapModel, FreesOfUnknownBlocksAreNotCounted) {
+  RecordBuilder records;
+  ProcessModel model;
+  model.apply(records.free(0xdead));  // inherited from the parent over fork
+  EXPECT_EQ(model.counters().frees, 0u);
+  EXPECT_EQ(model.counters().unknown_frees, 1u);
+}
+
+TEST(HeapModel, AttributesFramesToTheModuleLoadedThen) {
+  RecordBuilder records;
+  ProcessModel model;
+  model.apply(records.module("/lib/a.so", 0x1000, 0x2000));
+  model.apply(records.stack(1, {0x1500, 0x9000}));
+  model.apply(records.module("/lib/b.so", 0x1000, 0x2000));  // same range, after dlclose+dlopen
+  model.apply(records.stack(2, {0x1500}));
+  ASSERT_NE(model.stack(1), nullptr);
+  EXPECT_EQ(model.stack(1)->modules, (std::vector<int>{0, -1}));
+  EXPECT_EQ(model.stack(2)->modules, (std::vector<int>{1}));
+  EXPECT_EQ(model.stack(3), nullptr);
+}
+
+TEST(HeapModel, ExecEndsTheImageUnlessItFailed) {
+  RecordBuilder records;
+  ProcessModel model;
+  format::ExecEvent exec{};
+  model.apply(records.add(format::EventKind::kExec, exec));
+  EXPECT_TRUE(model.ended_by_exec());
+  format::EventHeader failed{};
+  struct Bare {
+    format::EventHeader header;
+  };
+  model.apply(records.add(format::EventKind::kExecFailed, Bare{failed}));
+  EXPECT_FALSE(model.ended_by_exec());
+  format::ExitEvent exit{};
+  exit.status = 4;
+  model.apply(records.add(format::EventKind::kExit, exit));
+  EXPECT_EQ(model.exit_status(), 4);
+}
+
+TEST(HeapModel, ProcessRecordGivesIdentity) {
+  RecordBuilder records;
+  ProcessModel model;
+  format::ProcessEvent process{};
+  process.pid = 10;
+  process.parent_pid = 9;
+  const std::string argv = std::string("prog\0--flag\0", 12);
+  process.argv_bytes = static_cast<uint32_t>(argv.size());
+  process.exe_bytes = 9;
+  model.apply(records.add(format::EventKind::kProcess, process, argv + "/bin/prog"));
+  EXPECT_EQ(model.pid(), 10);
+  EXPECT_EQ(model.parent_pid(), 9);
+  EXPECT_EQ(model.argv(), (std::vector<std::string>{"prog", "--flag"}));
+  EXPECT_EQ(model.exe(), "/bin/prog");
+}
+
+}  // namespace
+}  // namespace heapscope::analyzer

@@ -1,0 +1,57 @@
+// Builds well-formed records in memory for analyzer unit tests.
+#pragma once
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "event_reader.h"
+
+namespace heapscope::test {
+
+class RecordBuilder {
+ public:
+  template <typename T>
+  analyzer::RecordView add(format::EventKind kind, T record, const std::string& payload = {}) {
+    record.header.kind = static_cast<uint16_t>(kind);
+    record.header.size = format::record_size(sizeof(T) + payload.size());
+    auto& bytes = storage_.emplace_back(record.header.size);
+    std::memcpy(bytes.data(), &record, sizeof(T));
+    std::memcpy(bytes.data() + sizeof(T), payload.data(), payload.size());
+    return analyzer::decode_record(record.header.kind, bytes);
+  }
+
+  analyzer::RecordView alloc(uint64_t address, uint64_t size, uint32_t stack,
+                             format::Family family = format::Family::kMalloc) {
+    format::AllocEvent event{};
+    event.address = address;
+    event.size = size;
+    event.stack_id = stack;
+    event.family = static_cast<uint8_t>(family);
+    event.api = static_cast<uint8_t>(format::Api::kMalloc);
+    return add(format::EventKind::kAlloc, event);
+  }
+  analyzer::RecordView free(uint64_t address) {
+    format::FreeEvent event{};
+    event.address = address;
+    return add(format::EventKind::kFree, event);
+  }
+  analyzer::RecordView stack(uint32_t id, const std::vector<uint64_t>& frames) {
+    format::StackEvent event{};
+    event.stack_id = id;
+    event.frame_count = static_cast<uint32_t>(frames.size());
+    return add(format::EventKind::kStack, event,
+               std::string(reinterpret_cast<const char*>(frames.data()), frames.size() * 8));
+  }
+  analyzer::RecordView module(const std::string& path, uint64_t start, uint64_t end) {
+    format::ModuleEvent event{};
+    event.start = start;
+    event.end = end;
+    event.path_bytes = static_cast<uint32_t>(path.size());
+    return add(format::EventKind::kModule, event, path);
+  }
+
+ private:
+  std::vector<std::vector<std::byte>> storage_;
+};
+
+}  // namespace heapscope::test

@@ -1,0 +1,80 @@
+// Out-of-process symbolization against this very test binary, whose layout we can read back
+// through dl_iterate_phdr exactly as the agent records it.
+#include "symbolizer.h"
+
+#include <gtest/gtest.h>
+#include <link.h>
+
+#include <string>
+
+namespace heapscope::analyzer {
+namespace {
+
+__attribute__((noinline)) void* return_address_here() { return __builtin_return_address(0); }
+
+__attribute__((noinline)) void* known_call_site() {
+  void* address = return_address_here();  // SYMBOLIZER_TEST_CALL_SITE
+  asm volatile("" ::: "memory");
+  return address;
+}
+
+Module main_module() {
+  Module module;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* out) {
+        auto& m = *static_cast<Module*>(out);
+        m.load_bias = info->dlpi_addr;
+        m.start = UINT64_MAX;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          if (info->dlpi_phdr[i].p_type != PT_LOAD) continue;
+          m.start = std::min<uint64_t>(m.start, info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+          m.end = std::max<uint64_t>(m.end, info->dlpi_addr + info->dlpi_phdr[i].p_vaddr + info->dlpi_phdr[i].p_memsz);
+        }
+        return 1;  // the first object is the main program
+      },
+      &module);
+  char path[4096];
+  const ssize_t length = readlink("/proc/self/exe", path, sizeof(path));
+  module.path.assign(path, static_cast<size_t>(length));
+  return module;
+}
+
+TEST(Symbolizer, FunctionFileAndLineOfAReturnAddress) {
+  const Module module = main_module();
+  const auto address = reinterpret_cast<uint64_t>(known_call_site());
+  Symbolizer symbolizer;
+  const auto& frames = symbolizer.symbolize(&module, address);
+  ASSERT_FALSE(frames.empty());
+  const SymbolizedFrame& frame = frames.back();
+  EXPECT_EQ(frame.function, "heapscope::analyzer::(anonymous namespace)::known_call_site()");
+  EXPECT_TRUE(frame.file.ends_with("symbolizer_test.cpp")) << frame.file;
+  EXPECT_GT(frame.line, 0);
+  EXPECT_EQ(frame.module, module.path);
+  EXPECT_EQ(&symbolizer.symbolize(&module, address), &frames);  // cached
+}
+
+TEST(Symbolizer, UnknownModuleKeepsTheAddress) {
+  Symbolizer symbolizer;
+  const auto& frames = symbolizer.symbolize(nullptr, 0x1234);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].address, 0x1234u);
+  EXPECT_TRUE(frames[0].function.empty());
+}
+
+TEST(Symbolizer, RefusesAModuleWhoseBuildIdChanged) {
+  Module module = main_module();
+  module.build_id = "00112233445566778899aabbccddeeff00112233";  // not this binary's
+  Symbolizer symbolizer;
+  const auto& frames = symbolizer.symbolize(&module, reinterpret_cast<uint64_t>(known_call_site()));
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_TRUE(frames[0].function.empty());  // no confidently wrong names
+  EXPECT_EQ(frames[0].module, module.path);
+}
+
+TEST(Symbolizer, DemanglesCxxNames) {
+  EXPECT_EQ(demangle("_ZN3foo3barEi"), "foo::bar(int)");
+  EXPECT_EQ(demangle("plain_c"), "plain_c");
+}
+
+}  // namespace
+}  // namespace heapscope::analyzer

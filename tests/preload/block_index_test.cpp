@@ -1,0 +1,80 @@
+// The live-block index: ownership proof for every free().
+#include "block_index.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <vector>
+
+namespace heapscope::preload {
+namespace {
+
+BlockEntry entry_for(uint64_t address, uint64_t size = 16) {
+  return BlockEntry{address, size, 7, 0, 32, 1, BlockState::kLive, 0, 0};
+}
+
+TEST(BlockIndex, InsertFindRemove) {
+  static BlockIndex index;  // large: keep it off the test's stack
+  ASSERT_TRUE(index.init());
+  ASSERT_TRUE(index.insert(entry_for(0x1000, 24)));
+  BlockEntry found{};
+  ASSERT_TRUE(index.find(0x1000, found));
+  EXPECT_EQ(found.size, 24u);
+  EXPECT_FALSE(index.find(0x1010, found));  // interior or unknown: not ours
+  EXPECT_TRUE(index.remove(0x1000));
+  EXPECT_FALSE(index.find(0x1000, found));
+  EXPECT_FALSE(index.remove(0x1000));
+}
+
+TEST(BlockIndex, BeginFreeTellsOursFromFreedFromUnknown) {
+  static BlockIndex index;
+  ASSERT_TRUE(index.init());
+  ASSERT_TRUE(index.insert(entry_for(0x2000)));
+  BlockEntry seen{};
+  EXPECT_EQ(index.begin_free(0x3000, 9, 10, seen), FreeCheck::kNotOurs);
+  EXPECT_EQ(index.begin_free(0x2000, 9, 10, seen), FreeCheck::kOk);
+  EXPECT_EQ(seen.state, BlockState::kLive);  // the entry as it was
+  EXPECT_EQ(index.begin_free(0x2000, 11, 10, seen), FreeCheck::kAlreadyFreed);
+  EXPECT_EQ(seen.free_stack_id, 9u);  // the first free's stack, for the double-free report
+}
+
+TEST(BlockIndex, GrowsAndReusesTombstones) {
+  static BlockIndex index;
+  ASSERT_TRUE(index.init());
+  constexpr uint64_t kCount = 200000;
+  for (uint64_t i = 1; i <= kCount; ++i) ASSERT_TRUE(index.insert(entry_for(i * 16)));
+  EXPECT_EQ(index.live_count(), kCount);
+  for (uint64_t i = 1; i <= kCount; i += 2) ASSERT_TRUE(index.remove(i * 16));
+  for (uint64_t round = 0; round < 5; ++round) {  // churn through tombstones
+    for (uint64_t i = 1; i <= kCount; i += 2) ASSERT_TRUE(index.insert(entry_for(i * 16 + 8 * (round % 2))));
+    for (uint64_t i = 1; i <= kCount; i += 2) ASSERT_TRUE(index.remove(i * 16 + 8 * (round % 2)));
+  }
+  EXPECT_EQ(index.live_count(), kCount / 2);
+  BlockEntry found{};
+  for (uint64_t i = 2; i <= kCount; i += 2) ASSERT_TRUE(index.find(i * 16, found)) << i;
+  size_t visited = 0;
+  index.for_each([](const BlockEntry&, void* count) { ++*static_cast<size_t*>(count); }, &visited);
+  EXPECT_EQ(visited, kCount / 2);
+}
+
+TEST(BlockIndex, ConcurrentInsertAndRemoveStayConsistent) {
+  static BlockIndex index;
+  ASSERT_TRUE(index.init());
+  std::vector<std::thread> threads;
+  for (uint64_t t = 0; t < 4; ++t) {
+    threads.emplace_back([t] {
+      for (uint64_t i = 0; i < 50000; ++i) {
+        const uint64_t address = (t << 40) | ((i + 1) << 4);
+        index.insert(entry_for(address));
+        if (i % 3 != 0) index.remove(address);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  size_t expected = 0;
+  for (uint64_t i = 0; i < 50000; ++i) expected += i % 3 == 0;
+  EXPECT_EQ(index.live_count(), 4 * expected);
+}
+
+}  // namespace
+}  // namespace heapscope::preload
