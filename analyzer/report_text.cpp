@@ -53,13 +53,14 @@ void append_stack(std::string& out, const FrameList& frames) {
 }
 
 std::string error_headline(const ErrorRecord& error) {
-  const std::string size = plural(error.block_size, "byte", "bytes");
+  const std::string size = fmt::format("{}-byte", grouped(error.block_size));
   if (error.kind == "overflow")
-    return fmt::format("heap overflow: {} byte(s) past the end of a {} block at {:#x}",
-                       error.offset - static_cast<int64_t>(error.block_size) + 1, size, error.address);
-  if (error.kind == "underflow")
-    return fmt::format("heap underflow: written {} byte(s) before a {} block at {:#x}", -error.offset,
+    return fmt::format("heap overflow: a write {} past the end of a {} block at {:#x}",
+                       plural(static_cast<uint64_t>(error.offset) - error.block_size + 1, "byte", "bytes"),
                        size, error.address);
+  if (error.kind == "underflow")
+    return fmt::format("heap underflow: a write {} before the start of a {} block at {:#x}",
+                       plural(static_cast<uint64_t>(-error.offset), "byte", "bytes"), size, error.address);
   if (error.kind == "double_free")
     return fmt::format("double free of a {} block at {:#x} by {}()", size, error.address, error.release);
   if (error.kind == "invalid_free")

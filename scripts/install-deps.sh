@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs every Debian package heapscope's build and test suite need (Debian 12).
+#   scripts/install-deps.sh          build + tests (includes the real programs the e2e suite runs)
+#   scripts/install-deps.sh --bench  also heaptrack and valgrind for bench/run_slowdown.sh
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config
+  libunwind-dev libdw-dev libelf-dev libfmt-dev nlohmann-json3-dev libgtest-dev
+  # real programs the end-to-end suite runs under heapscope
+  python3 perl bash git sqlite3 jq xz-utils openssl curl redis-server default-jre-headless
+  # bench/run_slowdown.sh
+  bc
+)
+if [[ ${1:-} == --bench ]]; then packages+=(heaptrack valgrind); fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}" > /dev/null
+echo "heapscope: build and test dependencies installed"
