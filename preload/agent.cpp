@@ -223,6 +223,10 @@ void check_quarantine_at_exit() noexcept {
   }
 }
 
+// Init normally happens on the first allocation; this also covers programs that never allocate,
+// so every traced process appears in the report with its exit status.
+__attribute__((constructor)) void start_at_load() { ready(); }
+
 // Runs from _dl_fini, after the program's atexit handlers and static destructors: the last
 // chance to sweep for damage the program did not trigger through a call of its own.
 __attribute__((destructor)) void finish_recording() {

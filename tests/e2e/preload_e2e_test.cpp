@@ -237,6 +237,51 @@ TEST(PreloadE2E, SignalHandlerThatAllocatesIsSafe) {
   EXPECT_EQ(process["leaks"].size(), 0u) << process["leaks"].dump(1);
 }
 
+TEST(PreloadE2E, ForkWhileOtherThreadsAllocateDoesNotDeadlock) {
+  const RunOutput run = run_heapscope({}, {program("fork_threads")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;  // every child ran to completion
+  const json& processes = run.report["processes"];
+  EXPECT_EQ(processes.size(), 41u);  // the parent and its 40 children
+  for (const json& process : processes) {
+    EXPECT_EQ(process["errors"].size(), 0u) << process.dump(1);
+    EXPECT_TRUE(leaks_from(process, "/fork_threads").empty()) << process["leaks"].dump(1);
+  }
+}
+
+TEST(PreloadE2E, LeakInADlclosedLibraryIsSymbolizedInThatLibrary) {
+  const RunOutput run = run_heapscope({}, {program("dlopen_host"), program("plugin.so")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& process = only_process(run);
+  const auto from_plugin = leaks_from(process, "/plugin.so");
+  ASSERT_EQ(from_plugin.size(), 1u) << process["leaks"].dump(1);
+  EXPECT_EQ(from_plugin[0]["bytes"], 555);
+  const json& frame = from_plugin[0]["stack"][0];
+  EXPECT_EQ(frame["function"], "plugin_leak");
+  EXPECT_TRUE(frame["file"].get<std::string>().ends_with("plugin.c"));
+  EXPECT_EQ(frame["line"], line_of("plugin.c", "plugin_keep = malloc(555)"));
+  const auto from_host = leaks_from(process, "/dlopen_host");
+  ASSERT_EQ(from_host.size(), 1u);
+  EXPECT_EQ(from_host[0]["bytes"], 666);
+}
+
+TEST(PreloadE2E, ChildrenOfPosixSpawnAndSystemAreTraced) {
+  const RunOutput run = run_heapscope({}, {program("spawn")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& processes = run.report["processes"];
+  int children = 0;
+  for (const json& process : processes) {
+    if (process["command"].size() == 2 && process["command"][1] == "child") {
+      ++children;
+      EXPECT_EQ(process["exit"]["code"], 4);
+      ASSERT_EQ(process["leaks"].size(), 1u);
+      EXPECT_EQ(process["leaks"][0]["bytes"], 321);
+    }
+  }
+  EXPECT_EQ(children, 2) << run.report.dump(1);  // the posix_spawn child and the system() one
+  EXPECT_EQ(processes[0]["launched"], true);
+  EXPECT_TRUE(leaks_from(processes[0], "/spawn").empty());
+}
+
 TEST(RunCommandE2E, TextReportGoesToStderrOrLogFile) {
   const RunOutput to_stderr = run_heapscope({}, {program("leak_shapes")});
   EXPECT_NE(to_stderr.err.find("leak_one_block (/"), std::string::npos) << to_stderr.err;
