@@ -71,6 +71,17 @@ void ProcessModel::on_stack(const RecordView& record) {
   memcpy(stack.frames.data(), record.payload<format::StackEvent>().data(), event.frame_count * 8);
   stack.modules.reserve(stack.frames.size());
   for (uint64_t frame : stack.frames) stack.modules.push_back(module_of(frame));
+  uint64_t hash = stack.frames.size();
+  for (uint64_t frame : stack.frames) hash = (hash ^ frame) * 0x100000001b3ull;
+  std::vector<uint32_t>& same_hash = ids_by_hash_[hash];
+  for (uint32_t other : same_hash) {
+    const Stack& existing = stacks_[other];
+    if (existing.frames == stack.frames && existing.modules == stack.modules) {
+      alias_[event.stack_id] = other;
+      break;
+    }
+  }
+  same_hash.push_back(event.stack_id);
   stacks_[event.stack_id] = std::move(stack);
 }
 
@@ -109,11 +120,17 @@ const Stack* ProcessModel::stack(uint32_t id) const noexcept {
   return found == stacks_.end() ? nullptr : &found->second;
 }
 
+uint32_t ProcessModel::canonical(uint32_t stack_id) const noexcept {
+  const auto found = alias_.find(stack_id);
+  return found == alias_.end() ? stack_id : found->second;
+}
+
 std::vector<LeakGroup> ProcessModel::leak_groups() const {
   std::unordered_map<uint32_t, LeakGroup> groups;
   for (const auto& [address, block] : live_) {
-    LeakGroup& group = groups[block.stack_id];
-    group.stack_id = block.stack_id;
+    const uint32_t stack_id = canonical(block.stack_id);
+    LeakGroup& group = groups[stack_id];
+    group.stack_id = stack_id;
     group.family = block.family;
     ++group.blocks;
     group.bytes += block.size;

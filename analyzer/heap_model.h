@@ -95,6 +95,7 @@ class ProcessModel {
   void on_free(const format::FreeEvent& event);
   void on_corruption(const format::CorruptionEvent& event);
   int module_of(uint64_t address) const noexcept;
+  uint32_t canonical(uint32_t stack_id) const noexcept;
 
   int pid_ = 0;
   int parent_pid_ = 0;
@@ -109,6 +110,10 @@ class ProcessModel {
   std::unordered_map<uint64_t, LiveBlock> live_;
   std::vector<Module> modules_;
   std::unordered_map<uint32_t, Stack> stacks_;
+  // The agent may, rarely, name one stack with two ids (see preload/stack_depot.h); leaks are
+  // grouped by the first id seen for identical frames.
+  std::unordered_map<uint64_t, std::vector<uint32_t>> ids_by_hash_;
+  std::unordered_map<uint32_t, uint32_t> alias_;
   std::vector<HeapError> errors_;
 };
 

@@ -44,6 +44,22 @@ TEST(HeapModel, GroupsLeaksByStackLargestFirst) {
   EXPECT_EQ(groups[2].bytes, 1u);
 }
 
+TEST(HeapModel, IdenticalStacksUnderTwoIdsAreOneLeakGroup) {
+  RecordBuilder records;
+  ProcessModel model;
+  model.apply(records.stack(1, {0x10, 0x20}));
+  model.apply(records.stack(2, {0x10, 0x20}));  // the same frames, named twice by the agent
+  model.apply(records.stack(3, {0x10, 0x21}));
+  model.apply(records.alloc(0x100, 10, 1));
+  model.apply(records.alloc(0x200, 10, 2));
+  model.apply(records.alloc(0x300, 10, 3));
+  const auto groups = model.leak_groups();
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups[0].stack_id, 1u);
+  EXPECT_EQ(groups[0].blocks, 2u);
+  EXPECT_EQ(groups[1].stack_id, 3u);
+}
+
 TEST(HeapModel, FreesOfUnknownBlocksAreNotCounted) {
   RecordBuilder records;
   ProcessModel model;
