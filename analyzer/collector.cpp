@@ -238,6 +238,8 @@ class Collector {
     return ring.reader->drain([&model](const RecordView& record) { model.apply(record); });
   }
 
+  // Drains what is left, then gives the ring's memory back at once: a test suite or a build
+  // starts thousands of processes, and each ring file holds the pages its process wrote.
   void finish(Ring& ring) {
     drain_one(ring);
     TracedProcess& process = result_.processes[ring.process_index];
@@ -245,6 +247,8 @@ class Collector {
     process.ring_waits = ring.reader->waits();
     if (ring.pidfd >= 0) close(ring.pidfd);
     ring.pidfd = -1;
+    unlink(ring.reader->path().c_str());
+    ring.reader.reset();
     ring.closed = true;
   }
 
@@ -274,9 +278,16 @@ CollectResult run_and_collect(const CollectOptions& options) {
 
   bool child_running = true;
   Clock::time_point child_end{};
+  Clock::time_point last_scan{};
   auto idle = std::chrono::microseconds(50);
   for (;;) {
-    bool progress = collector.discover(child);
+    // Listing the session directory costs a few system calls; while rings are busy, doing it
+    // every 2 ms finds new processes soon enough (their rings buffer meanwhile).
+    bool progress = false;
+    if (Clock::now() - last_scan > std::chrono::milliseconds(2) || !child_running) {
+      progress = collector.discover(child);
+      last_scan = Clock::now();
+    }
     progress = collector.drain() > 0 || progress;
     if (child_running) {
       int status = 0;

@@ -51,7 +51,9 @@ run "heapscope (defaults: 32 frames, free stacks, quarantine)" "$heapscope" run 
 run "heapscope --free-stacks=no" "$heapscope" run --free-stacks=no -- "$workload" "$pairs"
 run "heapscope --free-stacks=no --quarantine-mib 0" "$heapscope" run --free-stacks=no --quarantine-mib 0 -- "$workload" "$pairs"
 if command -v heaptrack > /dev/null; then
-  run "heaptrack" heaptrack -o "$scratch/heaptrack" "$workload" "$pairs"
+  run "heaptrack (records and interprets, as usually run)" heaptrack -o "$scratch/heaptrack" "$workload" "$pairs"
+  # --raw only records; interpretation is left for later. This is heaptrack's in-process cost.
+  run "heaptrack --raw (recording only)" heaptrack --raw -o "$scratch/heaptrack-raw" "$workload" "$pairs"
 fi
 if command -v valgrind > /dev/null; then
   # memcheck is slow; one run is enough to see the order of magnitude.

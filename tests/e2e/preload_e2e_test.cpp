@@ -1,6 +1,10 @@
 // End-to-end: real programs from tests/e2e/programs run under `heapscope run`; assertions are
 // on the JSON report (schema heapscope.report v1) and on what the program itself saw.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <set>
 
 #include <fstream>
 #include <iterator>
@@ -150,6 +154,30 @@ TEST(PreloadE2E, ErrorDetailsNameTheDamage) {
   const json& after = uaf.report["processes"][0]["errors"][0];
   EXPECT_EQ(after["offset"], 5);
   EXPECT_EQ(after["block_size"], 56);
+}
+
+TEST(PreloadE2E, SizesAreWhatTheProgramAskedFor) {
+  const RunOutput run = run_heapscope({}, {program("sizes")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& process = only_process(run);
+  std::multiset<long> sizes;
+  for (const json& leak : process["leaks"]) {
+    EXPECT_EQ(leak["blocks"], 1);
+    sizes.insert(leak["bytes"].get<long>());
+  }
+  const long page = sysconf(_SC_PAGESIZE);
+  EXPECT_EQ(sizes, (std::multiset<long>{0, 15, 24, 100, 33, 7, 100, page}));
+  EXPECT_EQ(process["summary"]["allocations"], 8);
+}
+
+TEST(PreloadE2E, AbortOnErrorStopsAtTheFirstErrorAfterRecordingIt) {
+  const RunOutput run = run_heapscope({"--abort-on-error"}, {program("heap_errors"), "double_free"});
+  EXPECT_EQ(run.exit_code, 128 + SIGABRT) << run.err;
+  EXPECT_NE(run.err.find("aborting (abort_on_error=1)"), std::string::npos) << run.err;
+  const json& process = only_process(run);
+  EXPECT_EQ(process["exit"]["signal"], SIGABRT);
+  ASSERT_EQ(process["errors"].size(), 1u);
+  EXPECT_EQ(process["errors"][0]["kind"], "double_free");
 }
 
 TEST(PreloadE2E, DoubleAndInvalidFreesAreSkippedAndNotCounted) {
