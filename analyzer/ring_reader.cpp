@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -63,6 +64,8 @@ size_t RingReader::drain(const std::function<void(const RecordView&)>& deliver) 
   if (ring_ == nullptr) return 0;
   const uint64_t capacity = mask_ + 1;
   uint64_t position = ring_->read_pos.load(std::memory_order_relaxed);
+  uint64_t published = position;
+  const uint64_t kPublishBytes = std::min<uint64_t>(capacity / 8, 256 * 1024);
   size_t delivered = 0;
   for (;;) {
     const uint64_t offset = position & mask_;
@@ -80,8 +83,13 @@ size_t RingReader::drain(const std::function<void(const RecordView&)>& deliver) 
     // Zero the slot before publishing read_pos: a producer reusing it must find kind == 0.
     memset(data_ + offset, 0, size);
     position += size;
-    ring_->read_pos.store(position, std::memory_order_release);
+    // Publish in batches: every store pulls the line away from producers checking for room.
+    if (position - published >= kPublishBytes) {
+      ring_->read_pos.store(position, std::memory_order_release);
+      published = position;
+    }
   }
+  if (published != position) ring_->read_pos.store(position, std::memory_order_release);
   return delivered;
 }
 

@@ -1,7 +1,9 @@
 /* Allocation-heavy workload for the slowdown benchmark: ~10^7 malloc/free calls (by default)
  * made from deep and varied call stacks, with mixed sizes and a sliding window of live blocks,
  * so stack capture, deduplication and the real allocator all do real work.
- * usage: alloc_workload [pairs]   (default 5000000 malloc/free pairs) */
+ * usage: alloc_workload [pairs [few]]   (default 5000000 malloc/free pairs)
+ *   few: every call takes the same path at a random depth (29 distinct stacks, 12..40 deep)
+ *        instead of random paths (tens of thousands of distinct stacks). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@ enum { kWindow = 4096 };
 
 static void* window[kWindow];
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+static int few_stacks = 0;
 
 static uint64_t next_random(void) {
   rng_state ^= rng_state << 13;
@@ -57,7 +60,7 @@ __attribute__((noinline)) static void level0(unsigned depth, uint64_t r) {
     return;
   }
   /* Branch on the random value so several paths (stacks) interleave. */
-  switch (r % 3) {
+  switch (few_stacks ? 0 : r % 3) {
     case 0: level1(depth - 1, r >> 2); break;
     case 1: level3(depth - 1, r >> 2); break;
     default: level5(depth - 1, r >> 2); break;
@@ -67,6 +70,7 @@ __attribute__((noinline)) static void level0(unsigned depth, uint64_t r) {
 
 int main(int argc, char** argv) {
   const long pairs = argc > 1 ? atol(argv[1]) : 5000000;
+  few_stacks = argc > 2 && strcmp(argv[2], "few") == 0;
   for (long i = 0; i < pairs; ++i) {
     const uint64_t r = next_random();
     level0(12 + (unsigned)(r % 29), r);

@@ -63,6 +63,7 @@ bool RingWriter::open(const char* session_dir, int collector_pid, size_t capacit
   data_ = static_cast<char*>(mapping) + sizeof(format::RingHeader);
   mask_ = capacity_bytes - 1;
   collector_lost_ = false;
+  seen_read_pos_.store(0, std::memory_order_relaxed);
   return true;
 }
 
@@ -88,10 +89,14 @@ HEAPSCOPE_HOT format::EventHeader* RingWriter::reserve(uint32_t size) noexcept {
     const uint64_t offset = position & mask_;
     const uint64_t padding = offset + size > capacity ? capacity - offset : 0;
     const uint64_t needed = padding + size;
-    if (position + needed - ring_->read_pos.load(std::memory_order_acquire) > capacity) {
-      wait_for_space();
-      if (collector_lost_) return nullptr;
-      continue;
+    if (position + needed - seen_read_pos_.load(std::memory_order_relaxed) > capacity) {
+      const uint64_t read = ring_->read_pos.load(std::memory_order_acquire);
+      seen_read_pos_.store(read, std::memory_order_relaxed);
+      if (position + needed - read > capacity) {
+        wait_for_space();
+        if (collector_lost_) return nullptr;
+        continue;
+      }
     }
     if (!ring_->write_pos.compare_exchange_weak(position, position + needed,
                                                 std::memory_order_relaxed)) {
@@ -107,7 +112,7 @@ HEAPSCOPE_HOT format::EventHeader* RingWriter::reserve(uint32_t size) noexcept {
     auto* record = reinterpret_cast<format::EventHeader*>(data_ + ((position + padding) & mask_));
     record->size = size;
     record->flags = 0;
-    record->time_ns = sys::now_ns();
+    record->time_ns = sys::coarse_now_ns();
     return record;
   }
 }

@@ -3,6 +3,7 @@
 // collector is another process and needs none of the program's locks. Only if the collector is
 // gone does recording stop, and the ring is marked incomplete so the report says so.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -32,6 +33,10 @@ class RingWriter {
   char* data_ = nullptr;
   uint64_t mask_ = 0;
   bool collector_lost_ = false;
+  // The last read_pos seen. read_pos lives on a cache line the collector writes on the other
+  // core; reading it on every reserve cost a cross-core transfer per event (9% of a run).
+  // Producers re-read it only when this stale value says the ring may be full.
+  std::atomic<uint64_t> seen_read_pos_{0};
 };
 
 }  // namespace heapscope::preload

@@ -29,6 +29,12 @@ uint64_t now_ns() noexcept {
   return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
 }
 
+uint64_t coarse_now_ns() noexcept {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+}
+
 void sleep_ns(uint64_t ns) noexcept {
   timespec pause{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
   nanosleep(&pause, nullptr);

@@ -14,6 +14,9 @@ uint32_t thread_id() noexcept;
 void forget_thread_id() noexcept;
 
 uint64_t now_ns() noexcept;            // CLOCK_MONOTONIC
+// CLOCK_MONOTONIC_COARSE: a few ms of resolution for a fraction of the cost; event timestamps
+// only need to place events on a heap-over-time chart (order comes from the ring).
+uint64_t coarse_now_ns() noexcept;
 void sleep_ns(uint64_t ns) noexcept;   // nanosleep, restarts on EINTR is not needed by callers
 bool process_alive(int pid) noexcept;  // kill(pid, 0) != ESRCH
 
