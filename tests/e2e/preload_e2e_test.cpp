@@ -310,6 +310,19 @@ TEST(PreloadE2E, ChildrenOfPosixSpawnAndSystemAreTraced) {
   EXPECT_TRUE(leaks_from(processes[0], "/spawn").empty());
 }
 
+TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {
+  // A 1 MiB quarantine makes blocks cycle through it (and its use-after-free checks) quickly.
+  const RunOutput run = run_heapscope({"--quarantine-mib", "1"}, {STRESS_PROGRAM, "60000"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;  // every block's bytes were intact when freed
+  const json& process = only_process(run);
+  EXPECT_EQ(process["errors"].size(), 0u) << process["errors"].dump(1);
+  const auto leaks = leaks_from(process, "/churn_stress");
+  ASSERT_EQ(leaks.size(), 1u) << process["leaks"].dump(1);
+  EXPECT_EQ(leaks[0]["blocks"], 8 * 3);
+  EXPECT_EQ(leaks[0]["bytes"], 8 * 3 * 4321);
+  EXPECT_GT(process["summary"]["allocations"].get<long>(), 8 * 20000);
+}
+
 TEST(RunCommandE2E, TextReportGoesToStderrOrLogFile) {
   const RunOutput to_stderr = run_heapscope({}, {program("leak_shapes")});
   EXPECT_NE(to_stderr.err.find("leak_one_block (/"), std::string::npos) << to_stderr.err;
