@@ -99,6 +99,20 @@ FreeCheck BlockIndex::begin_free(uint64_t address, uint32_t free_stack_id, uint8
   return FreeCheck::kOk;
 }
 
+FreeCheck BlockIndex::take(uint64_t address, uint32_t free_stack_id, BlockEntry& out) noexcept {
+  Shard& shard = shard_for(shards_, address);
+  SpinLockGuard hold(shard.lock);
+  BlockEntry* slot = lookup(shard, address);
+  if (slot == nullptr) return FreeCheck::kNotOurs;
+  out = *slot;
+  if (slot->state == BlockState::kQuarantined) return FreeCheck::kAlreadyFreed;
+  out.free_stack_id = free_stack_id;
+  slot->address = kTombstone;
+  --shard.used;
+  ++shard.tombstones;
+  return FreeCheck::kOk;
+}
+
 bool BlockIndex::find(uint64_t address, BlockEntry& out) noexcept {
   Shard& shard = shard_for(shards_, address);
   SpinLockGuard hold(shard.lock);

@@ -44,6 +44,10 @@ class BlockIndex {
   FreeCheck begin_free(uint64_t address, uint32_t free_stack_id, uint8_t free_api,
                        BlockEntry& out) noexcept;
 
+  // As begin_free, but on kOk the entry is removed at once (the block goes straight back to
+  // the real allocator): one locked operation instead of two.
+  FreeCheck take(uint64_t address, uint32_t free_stack_id, BlockEntry& out) noexcept;
+
   bool find(uint64_t address, BlockEntry& out) noexcept;
   bool remove(uint64_t address) noexcept;
 

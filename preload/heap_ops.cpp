@@ -121,7 +121,14 @@ HEAPSCOPE_HOT void release(void* pointer, Api api) noexcept {
   const auto address = reinterpret_cast<uint64_t>(pointer);
   const uint32_t free_stack = agent::options().free_stacks ? agent::capture_stack_id() : 0;
   BlockEntry entry{};
-  switch (agent::index().begin_free(address, free_stack, static_cast<uint8_t>(api), entry)) {
+  // A block too big for the quarantine (or with it off) leaves the index in the same locked
+  // operation that proves it ours; otherwise it stays, marked quarantined.
+  Quarantine& quarantine = agent::quarantine();
+  const bool may_quarantine = quarantine.enabled();
+  const FreeCheck verdict = may_quarantine
+                                ? agent::index().begin_free(address, free_stack, static_cast<uint8_t>(api), entry)
+                                : agent::index().take(address, free_stack, entry);
+  switch (verdict) {
     case FreeCheck::kNotOurs: {
       const uint32_t stack = free_stack != 0 ? free_stack : agent::capture_stack_id();
       agent::report_error({ErrorKind::kInvalidFree, address, 0, 0, stack, 0, 0, 0,
@@ -155,7 +162,6 @@ HEAPSCOPE_HOT void release(void* pointer, Api api) noexcept {
                            static_cast<uint8_t>(api), 0});
     }
   }
-  Quarantine& quarantine = agent::quarantine();
   if (quarantine.accepts(entry.size)) {
     block::fill_freed(pointer, entry.size);
     if (quarantine.push(address, entry.size)) {
@@ -163,7 +169,8 @@ HEAPSCOPE_HOT void release(void* pointer, Api api) noexcept {
       return;
     }
   }
-  agent::index().remove(address);  // before the real free: the address may be reused at once
+  // Out of the index before the real free: the address may be handed out again at once.
+  if (may_quarantine) agent::index().remove(address);
   release_to_real(entry);
 }
 

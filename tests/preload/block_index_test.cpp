@@ -38,6 +38,23 @@ TEST(BlockIndex, BeginFreeTellsOursFromFreedFromUnknown) {
   EXPECT_EQ(seen.free_stack_id, 9u);  // the first free's stack, for the double-free report
 }
 
+TEST(BlockIndex, TakeProvesAndRemovesInOneStep) {
+  static BlockIndex index;
+  ASSERT_TRUE(index.init());
+  ASSERT_TRUE(index.insert(entry_for(0x4000, 99)));
+  BlockEntry seen{};
+  EXPECT_EQ(index.take(0x4010, 5, seen), FreeCheck::kNotOurs);
+  EXPECT_EQ(index.take(0x4000, 5, seen), FreeCheck::kOk);
+  EXPECT_EQ(seen.size, 99u);
+  EXPECT_EQ(seen.free_stack_id, 5u);
+  EXPECT_FALSE(index.find(0x4000, seen));  // gone: a second free is not ours any more
+  EXPECT_EQ(index.take(0x4000, 5, seen), FreeCheck::kNotOurs);
+  ASSERT_TRUE(index.insert(entry_for(0x5000)));
+  ASSERT_EQ(index.begin_free(0x5000, 1, 10, seen), FreeCheck::kOk);
+  EXPECT_EQ(index.take(0x5000, 2, seen), FreeCheck::kAlreadyFreed);  // quarantined stays put
+  EXPECT_TRUE(index.find(0x5000, seen));
+}
+
 TEST(BlockIndex, GrowsAndReusesTombstones) {
   static BlockIndex index;
   ASSERT_TRUE(index.init());
