@@ -23,6 +23,7 @@ ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer)
   const ProcessModel& model = traced.model;
   ProcessReport report;
   report.pid = model.pid();
+  report.modules = model.modules();
   report.parent_pid = model.parent_pid();
   report.command = model.argv();
   report.exe = model.exe();

@@ -64,6 +64,7 @@ struct ProcessSummary {
 
 struct ProcessReport {
   int pid = 0;
+  std::vector<Module> modules;  // every ELF object the process loaded, in load order
   int parent_pid = 0;
   std::vector<std::string> command;
   std::string exe;

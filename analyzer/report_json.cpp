@@ -56,6 +56,12 @@ json process_json(const ProcessReport& process) {
                       {"alloc_stack", optional_stack(error.alloc_stack)},
                       {"free_stack", optional_stack(error.free_stack)}});
   }
+  json modules = json::array();
+  for (const Module& module : process.modules) {
+    modules.push_back({{"path", module.path}, {"start", hex(module.start)}, {"end", hex(module.end)},
+                       {"load_bias", hex(module.load_bias)},
+                       {"build_id", module.build_id.empty() ? json(nullptr) : json(module.build_id)}});
+  }
   return {{"pid", process.pid},
           {"parent_pid", process.parent_pid},
           {"command", process.command},
@@ -73,7 +79,8 @@ json process_json(const ProcessReport& process) {
             {"live_at_exit", {{"blocks", s.live_blocks}, {"bytes", s.live_bytes}}},
             {"error_count", s.error_count}}},
           {"leaks", std::move(leaks)},
-          {"errors", std::move(errors)}};
+          {"errors", std::move(errors)},
+          {"modules", std::move(modules)}};
 }
 
 }  // namespace

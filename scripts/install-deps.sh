@@ -10,6 +10,8 @@ packages=(
   libunwind-dev libdw-dev libelf-dev libfmt-dev nlohmann-json3-dev libgtest-dev libboost-stacktrace-dev
   # real programs the end-to-end suite runs under heapscope
   python3 perl bash git sqlite3 jq xz-utils openssl curl redis-server default-jre-headless
+  # allocators the agent must work on top of
+  libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
   # bench/run_slowdown.sh
   bc
 )

@@ -43,7 +43,7 @@ TEST(ReportJson, TopLevelContract) {
 
 TEST(ReportJson, ProcessContract) {
   const json process = to_json(sample_report())["processes"][0];
-  for (const char* key : {"pid", "command", "exit", "summary", "leaks", "errors"})
+  for (const char* key : {"pid", "command", "exit", "summary", "leaks", "errors", "modules"})
     EXPECT_TRUE(process.contains(key)) << key;
   EXPECT_TRUE(process["exit"]["code"].is_number());
   EXPECT_TRUE(process["exit"]["signal"].is_null());
