@@ -312,9 +312,15 @@ CollectResult run_and_collect(const CollectOptions& options) {
     }
   }
   // The launched image that ran to the end carries the wait status.
+  // Other processes: what their agent recorded (exit() status, or the crash signal it saw).
   for (TracedProcess& process : result.processes) {
-    if (process.launched && !process.model.ended_by_exec()) process.exit = result.launched_exit;
-    else if (process.model.exit_status()) process.exit.code = process.model.exit_status();
+    if (process.launched && !process.model.ended_by_exec()) {
+      process.exit = result.launched_exit;
+    } else if (process.model.fatal_signal()) {
+      process.exit.signal = process.model.fatal_signal();
+    } else if (process.model.exit_status()) {
+      process.exit.code = process.model.exit_status();
+    }
   }
   return result;
 }

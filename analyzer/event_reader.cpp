@@ -23,6 +23,7 @@ size_t fixed_size(EventKind kind) {
     case EventKind::kExec: return sizeof(format::ExecEvent);
     case EventKind::kExecFailed: return sizeof(format::EventHeader);
     case EventKind::kAgentEnd: return sizeof(format::AgentEndEvent);
+    case EventKind::kFatalSignal: return sizeof(format::FatalSignalEvent);
   }
   return 0;
 }
@@ -62,6 +63,7 @@ const char* kind_name(format::EventKind kind) noexcept {
     case EventKind::kExec: return "exec";
     case EventKind::kExecFailed: return "exec-failed";
     case EventKind::kAgentEnd: return "agent-end";
+    case EventKind::kFatalSignal: return "fatal-signal";
   }
   return "unknown";
 }

@@ -23,6 +23,7 @@ void ProcessModel::apply(const RecordView& record) {
     case EventKind::kExec: exec_pending_ = true; return;
     case EventKind::kExecFailed: exec_pending_ = false; return;
     case EventKind::kAgentEnd: agent_end_ = true; return;
+    case EventKind::kFatalSignal: fatal_signal_ = record.as<format::FatalSignalEvent>().signal; return;
     case EventKind::kPadding: return;
   }
 }

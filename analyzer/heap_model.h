@@ -73,6 +73,7 @@ class ProcessModel {
   const std::string& exe() const noexcept { return exe_; }
   uint32_t max_frames() const noexcept { return max_frames_; }
   std::optional<int> exit_status() const noexcept { return exit_status_; }
+  std::optional<int> fatal_signal() const noexcept { return fatal_signal_; }
   // True when the image ended by a successful exec (its heap was released by the kernel).
   bool ended_by_exec() const noexcept { return exec_pending_; }
   bool agent_finished() const noexcept { return agent_end_; }
@@ -103,6 +104,7 @@ class ProcessModel {
   std::string exe_;
   uint32_t max_frames_ = 0;
   std::optional<int> exit_status_;
+  std::optional<int> fatal_signal_;
   bool exec_pending_ = false;
   bool agent_end_ = false;
   uint64_t records_ = 0;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -133,6 +134,36 @@ void on_program_exit(int status, void*) noexcept {
   RingWriter::commit(header, format::EventKind::kExit);
 }
 
+// Records a crash signal, then lets it kill the process exactly as it would have: the default
+// action is restored before re-raising, so exit status and core dumps are unchanged.
+void on_fatal_signal(int signal_number) noexcept {
+  auto* header = the_agent().ring.reserve(sizeof(format::FatalSignalEvent));
+  if (header != nullptr) {
+    auto* record = reinterpret_cast<format::FatalSignalEvent*>(header);
+    record->signal = signal_number;
+    record->thread_id = sys::thread_id();
+    RingWriter::commit(header, format::EventKind::kFatalSignal);
+  }
+  struct sigaction fallback {};
+  fallback.sa_handler = SIG_DFL;
+  sigaction(signal_number, &fallback, nullptr);
+  raise(signal_number);
+}
+
+// Only where the program kept the default action: its own handlers stay its own (and a handler
+// it installs later replaces ours).
+void watch_fatal_signals() noexcept {
+  for (int signal_number : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) {
+    struct sigaction current {};
+    if (sigaction(signal_number, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) continue;
+    struct sigaction watcher {};
+    watcher.sa_handler = on_fatal_signal;
+    watcher.sa_flags = SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&watcher.sa_mask);
+    sigaction(signal_number, &watcher, nullptr);
+  }
+}
+
 uint64_t random_secret() noexcept {
   uint64_t secret = 0;
   if (getrandom(&secret, sizeof(secret), GRND_NONBLOCK) != sizeof(secret))
@@ -163,6 +194,7 @@ bool initialize() noexcept {
   if (!start_recording(getppid())) return false;
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   on_exit(on_program_exit, nullptr);
+  watch_fatal_signals();
   return true;
 }
 

@@ -10,7 +10,7 @@
 namespace heapscope::format {
 
 inline constexpr uint32_t kRingMagic = 0x48534352;  // "HSCR"
-inline constexpr uint16_t kFormatVersion = 1;       // bump on ANY layout change below
+inline constexpr uint16_t kFormatVersion = 2;       // bump on ANY layout change below
 inline constexpr uint32_t kMaxFrames = 64;          // frames per captured stack, hard limit
 inline constexpr uint32_t kMaxPath = 1024;          // bytes of a module path or command line kept
 
@@ -59,6 +59,7 @@ enum class EventKind : uint16_t {  // 0 = slot not yet committed
   kExec = 9,          // ExecEvent: about to execve(); the image ends here unless kExecFailed follows
   kExecFailed = 10,   // EventHeader only: the preceding execve() returned
   kAgentEnd = 11,     // AgentEndEvent: the agent's destructor ran (clean end of recording)
+  kFatalSignal = 12,  // FatalSignalEvent: a crash signal with the default action is killing us
 };
 
 struct EventHeader {
@@ -172,6 +173,16 @@ struct ExitEvent {
 };
 static_assert(sizeof(ExitEvent) == 24);
 
+// Written from the agent's handler for SIGSEGV, SIGBUS, SIGILL, SIGFPE and SIGABRT, installed
+// only where the program left the default action; the handler then restores it and re-raises.
+// It lets the report say how a process that is not heapscope's own child ended.
+struct FatalSignalEvent {
+  EventHeader header;
+  int32_t signal;
+  uint32_t thread_id;
+};
+static_assert(sizeof(FatalSignalEvent) == 24);
+
 struct ExecEvent {
   EventHeader header;
   uint32_t path_bytes;
@@ -193,7 +204,8 @@ inline constexpr bool kIsRecord =
     std::is_trivially_copyable_v<T> && sizeof(T) % 8 == 0 && offsetof(T, header) == 0;
 static_assert(kIsRecord<ProcessEvent> && kIsRecord<ModuleEvent> && kIsRecord<StackEvent> &&
               kIsRecord<AllocEvent> && kIsRecord<FreeEvent> && kIsRecord<CorruptionEvent> &&
-              kIsRecord<ExitEvent> && kIsRecord<ExecEvent> && kIsRecord<AgentEndEvent>);
+              kIsRecord<ExitEvent> && kIsRecord<ExecEvent> && kIsRecord<AgentEndEvent> &&
+              kIsRecord<FatalSignalEvent>);
 
 // Rounds a record size up to the 8-byte multiple the ring requires.
 constexpr uint32_t record_size(size_t bytes) { return static_cast<uint32_t>((bytes + 7) & ~size_t{7}); }

@@ -310,6 +310,51 @@ TEST(PreloadE2E, ChildrenOfPosixSpawnAndSystemAreTraced) {
   EXPECT_TRUE(leaks_from(processes[0], "/spawn").empty());
 }
 
+class CrashE2E : public ::testing::TestWithParam<std::pair<std::string, int>> {};
+
+TEST_P(CrashE2E, ReportOfEverythingUpToTheCrashAndHowItEnded) {
+  const auto& [how, signal_number] = GetParam();
+  const RunOutput run = run_heapscope({}, {program("crash"), how});
+  EXPECT_EQ(run.exit_code, 128 + signal_number) << run.err;
+  const json& process = only_process(run);
+  EXPECT_TRUE(process["exit"]["code"].is_null());
+  EXPECT_EQ(process["exit"]["signal"], signal_number);
+  const auto leaks = leaks_from(process, "/crash");
+  ASSERT_EQ(leaks.size(), 1u) << process["leaks"].dump(1);
+  EXPECT_EQ(leaks[0]["bytes"], 777);
+  EXPECT_TRUE(function_is(leaks[0]["stack"][0], "leak_before_crash"));
+  EXPECT_NE(run.err.find(std::string("killed by signal ") + std::to_string(signal_number)), std::string::npos)
+      << run.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, CrashE2E,
+                         ::testing::Values(std::make_pair(std::string("segv"), SIGSEGV),
+                                           std::make_pair(std::string("kill"), SIGKILL),
+                                           std::make_pair(std::string("abort"), SIGABRT)),
+                         [](const auto& info) { return info.param.first; });
+
+TEST(CrashE2E, ACrashedGrandchildSaysWhichSignalEndedIt) {
+  // `; true` makes the shell fork the program instead of exec'ing it: heapscope cannot wait for
+  // it, so the signal comes from the agent's own record.
+  const std::string command = program("crash") + " segv; " + program("crash") + " kill; true";
+  const RunOutput run = run_heapscope({}, {"sh", "-c", command});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  int crashed = 0;
+  for (const json& process : run.report["processes"]) {
+    if (process["launched"] == true) continue;
+    ++crashed;
+    ASSERT_EQ(leaks_from(process, "/crash").size(), 1u) << process.dump(1);
+    if (process["command"][1] == "segv") {
+      EXPECT_EQ(process["exit"]["signal"], SIGSEGV);
+    } else {
+      // SIGKILL cannot be seen from inside; the report says it does not know.
+      EXPECT_TRUE(process["exit"]["signal"].is_null());
+      EXPECT_TRUE(process["exit"]["code"].is_null());
+    }
+  }
+  EXPECT_EQ(crashed, 2) << run.report.dump(1);
+}
+
 TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {
   // A 1 MiB quarantine makes blocks cycle through it (and its use-after-free checks) quickly.
   const RunOutput run = run_heapscope({"--quarantine-mib", "1"}, {STRESS_PROGRAM, "60000"});
