@@ -124,7 +124,8 @@ std::string usage_text() {
       "Report options:\n"
       "  --json FILE            write the JSON report (schema heapscope.report v1) to FILE\n"
       "  --log-file FILE        write the text report to FILE instead of stderr\n"
-      "  --error-exitcode N     exit N (0..255) when any heap error or leak was found\n\n"
+      "  --error-exitcode N     exit N (0..255) when any heap error or leak was found\n"
+      "  --no-follow-children   trace only the launched program (same as --follow-children=no)\n\n"
       "Agent options (also settable as HEAPSCOPE_OPTIONS=key=value:...):\n";
   for (const AgentFlag& flag : kAgentFlags) {
     const std::string value = std::strcmp(flag.type, "bool") == 0 ? "[=yes|no]" : " N";
@@ -164,6 +165,8 @@ RunArguments parse_run_arguments(const std::vector<std::string>& arguments) {
       run.log_path = value_of(option, inline_value, has_inline);
     } else if (option == "--error-exitcode") {
       run.error_exitcode = parse_int(value_of(option, inline_value, has_inline), option);
+    } else if (option == "--no-follow-children" && !has_inline) {
+      agent_settings.push_back("follow_children=no");
     } else {
       const AgentFlag* flag = nullptr;
       for (const AgentFlag& candidate : kAgentFlags)

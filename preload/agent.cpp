@@ -115,6 +115,11 @@ void after_fork_child() noexcept {
   a.quarantine.unlock();
   a.modules.unlock();
   sys::forget_thread_id();
+  if (!a.options.follow_children) {
+    // Not traced: keep checking blocks (the child frees inherited ones) but record nothing.
+    a.ring.abandon();
+    return;
+  }
   // The child records into a ring of its own, with a fresh depot: stack ids already defined in
   // the parent's ring mean nothing to the child's. A depot insert that another thread had
   // half-done at the fork would otherwise never be published.
@@ -164,6 +169,33 @@ void watch_fatal_signals() noexcept {
   }
 }
 
+// With follow_children off, children must not load the agent: drop our path from LD_PRELOAD,
+// in place (the environment strings are writable and we only shorten them; no allocation).
+void stop_following_children() noexcept {
+  if (::environ == nullptr) return;
+  for (char** entry = ::environ; *entry != nullptr; ++entry) {
+    char* value = *entry;
+    if (!sys::string_equal(value, "LD_PRELOAD=", 11)) continue;
+    char* out = value + 11;
+    const char* in = out;
+    bool first = true;
+    while (*in != '\0') {
+      while (*in == ' ' || *in == ':') ++in;
+      const char* start = in;
+      while (*in != '\0' && *in != ' ' && *in != ':') ++in;
+      const size_t length = static_cast<size_t>(in - start);
+      const char* kOwnName = "/libheapscope.so";
+      const size_t own_length = sys::string_length(kOwnName);
+      const bool ours = length >= own_length && sys::string_equal(in - own_length, kOwnName, own_length);
+      if (length == 0 || ours) continue;
+      if (!first) *out++ = ' ';
+      for (size_t i = 0; i < length; ++i) *out++ = start[i];  // out never passes start
+      first = false;
+    }
+    *out = '\0';
+  }
+}
+
 uint64_t random_secret() noexcept {
   uint64_t secret = 0;
   if (getrandom(&secret, sizeof(secret), GRND_NONBLOCK) != sizeof(secret))
@@ -195,6 +227,7 @@ bool initialize() noexcept {
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   on_exit(on_program_exit, nullptr);
   watch_fatal_signals();
+  if (!a.options.follow_children) stop_following_children();
   return true;
 }
 

@@ -27,6 +27,11 @@ TEST(Cli, AgentOptionsComeFromTheTable) {
   EXPECT_EQ(run.agent_options, "max_frames=8:canaries=no:abort_on_error=yes");
 }
 
+TEST(Cli, NoFollowChildrenIsTheAgentOption) {
+  EXPECT_EQ(parse_run_arguments({"--no-follow-children", "prog"}).agent_options, "follow_children=no");
+  EXPECT_EQ(parse_run_arguments({"--follow-children=no", "prog"}).agent_options, "follow_children=no");
+}
+
 TEST(Cli, BadArgumentsAreUsageErrors) {
   EXPECT_THROW(parse_run_arguments({}), UsageError);
   EXPECT_THROW(parse_run_arguments({"--json"}), UsageError);

@@ -355,6 +355,22 @@ TEST(CrashE2E, ACrashedGrandchildSaysWhichSignalEndedIt) {
   EXPECT_EQ(crashed, 2) << run.report.dump(1);
 }
 
+TEST(RunCommandE2E, NoFollowChildrenTracesOnlyTheLaunchedProgram) {
+  const RunOutput forked = run_heapscope({"--no-follow-children"}, {program("fork_exec")});
+  ASSERT_EQ(forked.exit_code, 7) << forked.err;  // the untraced child still ran normally
+  ASSERT_EQ(forked.report["processes"].size(), 1u) << forked.report.dump(1);
+  EXPECT_EQ(forked.report["processes"][0]["leaks"][0]["bytes"], 222);
+
+  const RunOutput shell = run_heapscope({"--no-follow-children"}, {"sh", "-c", program("crash") + "; true"});
+  ASSERT_EQ(shell.exit_code, 0) << shell.err;
+  ASSERT_EQ(shell.report["processes"].size(), 1u) << shell.report.dump(1);
+  EXPECT_EQ(shell.report["processes"][0]["command"][0], "sh");
+
+  const RunOutput spawned = run_heapscope({"--no-follow-children"}, {program("spawn")});
+  ASSERT_EQ(spawned.exit_code, 0) << spawned.err;
+  EXPECT_EQ(spawned.report["processes"].size(), 1u) << spawned.report.dump(1);
+}
+
 TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {
   // A 1 MiB quarantine makes blocks cycle through it (and its use-after-free checks) quickly.
   const RunOutput run = run_heapscope({"--quarantine-mib", "1"}, {STRESS_PROGRAM, "60000"});
