@@ -14,8 +14,11 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+
 #include "collector.h"
 #include "errors.h"
+#include "trace_reader.h"
 #include "report_json.h"
 #include "report_text.h"
 
@@ -91,6 +94,7 @@ int run_command(const std::vector<std::string>& arguments) {
   collect.command = run.command;
   collect.agent_path = agent_path();
   collect.agent_options = run.agent_options;
+  if (run.output_dir) collect.output_dir = *run.output_dir;
   CollectResult result;
   try {
     result = run_and_collect(collect);
@@ -108,23 +112,110 @@ int run_command(const std::vector<std::string>& arguments) {
     std::cerr << text << std::flush;
   }
   if (run.json_path) write_file(*run.json_path, to_json(report).dump(2) + "\n", "JSON report");
+  for (const std::string& trace : result.trace_paths) std::cerr << "heapscope: trace written to " << trace << "\n";
 
   if (run.error_exitcode && report.has_findings()) return *run.error_exitcode;
   if (result.launched_exit.signal) return 128 + *result.launched_exit.signal;
   return result.launched_exit.code.value_or(kExitToolFailure);
 }
 
+// One trace file as a TracedProcess, with how it ended from the collector's kEnding record.
+TracedProcess load_trace(const std::string& path) {
+  TracedProcess process;
+  const TraceSummary summary = read_trace(path, [&process](const RecordView& record) { process.model.apply(record); });
+  if (summary.ending) {
+    const format::EndingEvent& ending = *summary.ending;
+    process.launched = (ending.header.flags & format::kEndingLaunched) != 0;
+    process.still_running = (ending.header.flags & format::kEndingStillRunning) != 0;
+    process.incomplete = (ending.header.flags & format::kEndingIncomplete) != 0;
+    if (ending.exit_code >= 0) process.exit.code = ending.exit_code;
+    if (ending.signal > 0) process.exit.signal = ending.signal;
+    process.ring_waits = ending.ring_waits;
+  } else {
+    // Cut short: the collector died. Everything before the cut is real; say it is partial.
+    std::cerr << "heapscope: " << path << " ends " << (summary.truncated ? "inside a record" : "early")
+              << " (the collector stopped); reporting what it holds\n";
+    process.incomplete = true;
+    process.exit = exit_of(process, {});
+  }
+  return process;
+}
+
+std::vector<std::string> expand_traces(const std::vector<std::string>& inputs) {
+  std::vector<std::string> files;
+  for (const std::string& input : inputs) {
+    std::error_code error;
+    if (std::filesystem::is_directory(input, error)) {
+      std::vector<std::string> found;
+      for (const auto& entry : std::filesystem::directory_iterator(input, error))
+        if (entry.path().string().ends_with(".trace.zst")) found.push_back(entry.path().string());
+      if (found.empty()) throw UsageError(fmt::format("no *.trace.zst files in {}", input));
+      std::sort(found.begin(), found.end());
+      files.insert(files.end(), found.begin(), found.end());
+    } else {
+      files.push_back(input);
+    }
+  }
+  return files;
+}
+
+int report_command(const std::vector<std::string>& arguments) {
+  const ReportArguments args = parse_report_arguments(arguments);
+  if (args.json_path) check_writable(*args.json_path, "JSON report");
+  if (args.log_path) check_writable(*args.log_path, "text report");
+  std::vector<TracedProcess> traced;
+  for (const std::string& path : expand_traces(args.traces)) traced.push_back(load_trace(path));
+  Symbolizer symbolizer;
+  const Report report = build_report(traced, symbolizer);
+  const std::string text = render_text(report);
+  if (args.log_path) write_file(*args.log_path, text, "text report");
+  if (args.json_path) write_file(*args.json_path, to_json(report).dump(2) + "\n", "JSON report");
+  if (!args.log_path && (!args.json_path || args.text)) std::cout << text << std::flush;
+  if (args.error_exitcode && report.has_findings()) return *args.error_exitcode;
+  return 0;
+}
+
 }  // namespace
+
+ReportArguments parse_report_arguments(const std::vector<std::string>& arguments) {
+  ReportArguments report;
+  for (size_t i = 0; i < arguments.size(); ++i) {
+    const std::string& argument = arguments[i];
+    if (!argument.starts_with("--")) {
+      report.traces.push_back(argument);
+      continue;
+    }
+    const size_t equals = argument.find('=');
+    const std::string option = argument.substr(0, equals);
+    const bool has_inline = equals != std::string::npos;
+    auto value = [&]() -> std::string {
+      if (has_inline) return argument.substr(equals + 1);
+      if (i + 1 >= arguments.size()) throw UsageError(fmt::format("{} needs a value", option));
+      return arguments[++i];
+    };
+    if (option == "--json") report.json_path = value();
+    else if (option == "--log-file") report.log_path = value();
+    else if (option == "--error-exitcode") report.error_exitcode = parse_int(value(), option);
+    else if (option == "--text" && !has_inline) report.text = true;
+    else throw UsageError(fmt::format("unknown option '{}' for report (see heapscope --help)", option));
+  }
+  if (report.traces.empty()) throw UsageError("no trace given (usage: heapscope report [OPTIONS] TRACE|DIR...)");
+  return report;
+}
 
 std::string usage_text() {
   std::string text =
       "usage: heapscope run [OPTIONS] [--] PROGRAM [ARGS...]\n"
+      "       heapscope report [--json FILE] [--log-file FILE] [--text] [--error-exitcode N] TRACE|DIR...\n"
       "       heapscope --help | --version\n\n"
-      "Runs PROGRAM with the heapscope agent, then reports heap errors and leaks.\n\n"
+      "run: runs PROGRAM with the heapscope agent, then reports heap errors and leaks.\n"
+      "report: rebuilds the reports from trace files written by run --output.\n\n"
       "Report options:\n"
       "  --json FILE            write the JSON report (schema heapscope.report v1) to FILE\n"
       "  --log-file FILE        write the text report to FILE instead of stderr\n"
       "  --error-exitcode N     exit N (0..255) when any heap error or leak was found\n"
+      "  --output DIR           (run) write one trace per process to DIR (heapscope.PROG.PID.trace.zst)\n"
+      "  --text                 (report) print the text report on stdout even with --json\n"
       "  --no-follow-children   trace only the launched program (same as --follow-children=no)\n\n"
       "Agent options (also settable as HEAPSCOPE_OPTIONS=key=value:...):\n";
   for (const AgentFlag& flag : kAgentFlags) {
@@ -165,6 +256,8 @@ RunArguments parse_run_arguments(const std::vector<std::string>& arguments) {
       run.log_path = value_of(option, inline_value, has_inline);
     } else if (option == "--error-exitcode") {
       run.error_exitcode = parse_int(value_of(option, inline_value, has_inline), option);
+    } else if (option == "--output") {
+      run.output_dir = value_of(option, inline_value, has_inline);
     } else if (option == "--no-follow-children" && !has_inline) {
       agent_settings.push_back("follow_children=no");
     } else {
@@ -210,11 +303,12 @@ int run_cli(int argc, char** argv) {
       return 0;
     }
     if (command == "run") return run_command({arguments.begin() + 1, arguments.end()});
+    if (command == "report") return report_command({arguments.begin() + 1, arguments.end()});
     throw UsageError(fmt::format("unknown command '{}' (see heapscope --help)", command));
   } catch (const UsageError& error) {
     std::cerr << "heapscope: " << error.what() << "\n";
   } catch (const FormatError& error) {
-    std::cerr << "heapscope: bad event data: " << error.what() << "\n";
+    std::cerr << "heapscope: " << error.what() << "\n";
   } catch (const IoError& error) {
     std::cerr << "heapscope: " << error.what() << "\n";
   } catch (const std::exception& error) {

@@ -16,7 +16,19 @@ struct RunArguments {
   std::optional<std::string> log_path;
   std::optional<int> error_exitcode;
   std::string agent_options;  // "key=value:..." built from the agent option flags
+  std::optional<std::string> output_dir;  // --output: one trace file per process image
 };
+
+struct ReportArguments {
+  std::vector<std::string> traces;  // files, or directories whose *.trace.zst are read
+  std::optional<std::string> json_path;
+  std::optional<std::string> log_path;
+  std::optional<int> error_exitcode;
+  bool text = false;  // --text: the text report on stdout even with --json
+};
+
+// Parses the arguments after `report`. Throws UsageError.
+ReportArguments parse_report_arguments(const std::vector<std::string>& arguments);
 
 // Parses the arguments after `run`. Throws UsageError with a message naming the problem.
 RunArguments parse_run_arguments(const std::vector<std::string>& arguments);

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +23,7 @@
 #include "errors.h"
 #include "heapscope/event_format.h"
 #include "ring_reader.h"
+#include "trace_writer.h"
 
 extern char** environ;
 
@@ -82,10 +84,32 @@ class IgnoreInterrupts {
 
 struct Ring {
   std::unique_ptr<RingReader> reader;
-  size_t process_index = 0;  // into the result's processes
+  std::unique_ptr<TraceWriter> trace;  // with --output, opened at the first record
+  size_t process_index = 0;            // into the result's processes
   int pidfd = -1;
   bool closed = false;
 };
+
+ExitInfo exit_info(int status) {
+  ExitInfo info;
+  if (WIFEXITED(status)) info.code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) info.signal = WTERMSIG(status);
+  return info;
+}
+
+// The file name users see: heapscope.<program>.<pid>.trace.zst, numbered for later images.
+std::unique_ptr<TraceWriter> open_trace(const std::string& dir, const ProcessModel& model) {
+  std::string program = model.argv().empty() ? model.exe() : model.argv()[0];
+  program = program.substr(program.rfind('/') + 1);
+  for (char& c : program)
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+  for (int image = 0;; ++image) {
+    const std::string path = image == 0 ? fmt::format("{}/heapscope.{}.{}.trace.zst", dir, program, model.pid())
+                                        : fmt::format("{}/heapscope.{}.{}.{}.trace.zst", dir, program, model.pid(), image);
+    if (access(path.c_str(), F_OK) == 0) continue;  // an earlier image of this pid, or a run before
+    return std::make_unique<TraceWriter>(path, model.pid());
+  }
+}
 
 int open_pidfd(int pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
@@ -163,7 +187,20 @@ pid_t launch(const CollectOptions& options, const std::string& session, const Ig
 
 class Collector {
  public:
-  Collector(const std::string& session, CollectResult& result) : session_(session), result_(result) {}
+  Collector(const std::string& session, const std::string& output_dir, CollectResult& result)
+      : session_(session), output_dir_(output_dir), result_(result) {}
+
+  // Collects the launched program's wait status (blocking only when it is known to be over).
+  // Returns true once it has been reaped.
+  bool reap_launched(bool block) {
+    if (launched_reaped_) return true;
+    int status = 0;
+    const pid_t done = waitpid(result_.launched_pid, &status, block ? 0 : WNOHANG);
+    if (done != result_.launched_pid) return false;
+    result_.launched_exit = exit_info(status);
+    launched_reaped_ = true;
+    return true;
+  }
   ~Collector() {
     for (Ring& ring : rings_)
       if (ring.pidfd >= 0) close(ring.pidfd);
@@ -192,7 +229,7 @@ class Collector {
       const int pid = reader->pid();
       // A newer image of the same pid means the older one ended by exec.
       for (Ring& ring : rings_)
-        if (!ring.closed && ring.reader->pid() == pid) finish(ring);
+        if (!ring.closed && ring.reader->pid() == pid) finish(ring, false);
       Ring ring;
       ring.reader = std::move(reader);
       ring.pidfd = open_pidfd(pid);
@@ -213,7 +250,7 @@ class Collector {
       // Check for the end before draining: whatever was committed before it is then drained.
       const bool ended = has_ended(ring.pidfd);
       delivered += drain_one(ring);
-      if (ended) finish(ring);
+      if (ended) finish(ring, true);
     }
     result_.records += delivered;
     return delivered;
@@ -228,23 +265,57 @@ class Collector {
       if (ring.closed) continue;
       drain_one(ring);
       result_.processes[ring.process_index].still_running = true;
-      finish(ring);
+      finish(ring, false);
     }
   }
 
  private:
   size_t drain_one(Ring& ring) {
     ProcessModel& model = result_.processes[ring.process_index].model;
-    return ring.reader->drain([&model](const RecordView& record) { model.apply(record); });
+    return ring.reader->drain([&](const RecordView& record) {
+      model.apply(record);
+      if (output_dir_.empty() || traces_failed_) return;
+      try {
+        if (!ring.trace) {
+          ring.trace = open_trace(output_dir_, model);
+          result_.trace_paths.push_back(ring.trace->path());
+        }
+        ring.trace->append(record.bytes);
+      } catch (const IoError& error) {
+        // A full disk must not cost the run its report: stop writing traces, keep collecting.
+        fmt::print(stderr, "heapscope: {}; no more trace files are written for this run\n", error.what());
+        traces_failed_ = true;
+      }
+    });
   }
 
   // Drains what is left, then gives the ring's memory back at once: a test suite or a build
   // starts thousands of processes, and each ring file holds the pages its process wrote.
-  void finish(Ring& ring) {
+  void finish(Ring& ring, bool process_ended) {
     drain_one(ring);
     TracedProcess& process = result_.processes[ring.process_index];
     process.incomplete = (ring.reader->state() & format::kRingIncomplete) != 0;
     process.ring_waits = ring.reader->waits();
+    if (process.launched && process_ended) reap_launched(true);
+    if (ring.trace && !traces_failed_) {
+      format::EndingEvent ending{};
+      ending.header.kind = static_cast<uint16_t>(format::EventKind::kEnding);
+      ending.header.size = sizeof(ending);
+      ending.header.flags = static_cast<uint16_t>((process.launched ? format::kEndingLaunched : 0) |
+                                                  (process.still_running ? format::kEndingStillRunning : 0) |
+                                                  (process.incomplete ? format::kEndingIncomplete : 0));
+      const ExitInfo exit = exit_of(process, result_.launched_exit);
+      ending.exit_code = exit.code.value_or(-1);
+      ending.signal = exit.signal.value_or(0);
+      ending.ring_waits = process.ring_waits;
+      try {
+        ring.trace->finish(ending);
+      } catch (const IoError& error) {
+        fmt::print(stderr, "heapscope: {}\n", error.what());
+        traces_failed_ = true;
+      }
+    }
+    ring.trace.reset();
     if (ring.pidfd >= 0) close(ring.pidfd);
     ring.pidfd = -1;
     unlink(ring.reader->path().c_str());
@@ -253,26 +324,36 @@ class Collector {
   }
 
   std::string session_;
+  std::string output_dir_;
   CollectResult& result_;
+  bool launched_reaped_ = false;
+  bool traces_failed_ = false;
   std::vector<Ring> rings_;
   std::set<std::string> known_;
 };
 
-ExitInfo exit_info(int status) {
-  ExitInfo info;
-  if (WIFEXITED(status)) info.code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) info.signal = WTERMSIG(status);
-  return info;
-}
-
 }  // namespace
+
+ExitInfo exit_of(const TracedProcess& process, const ExitInfo& launched_exit) {
+  // The launched image that ran to the end has the wait status; others what their agent saw.
+  if (process.launched && !process.model.ended_by_exec()) return launched_exit;
+  ExitInfo exit;
+  if (process.model.fatal_signal()) {
+    exit.signal = process.model.fatal_signal();
+  } else if (process.model.exit_status()) {
+    exit.code = process.model.exit_status();
+  }
+  return exit;
+}
 
 CollectResult run_and_collect(const CollectOptions& options) {
   if (options.command.empty()) throw UsageError("no program given to run");
   SessionDirectory session;
   IgnoreInterrupts interrupts;
+  if (!options.output_dir.empty() && access(options.output_dir.c_str(), W_OK | X_OK) != 0)
+    throw IoError(fmt::format("cannot write traces to {}: {}", options.output_dir, strerror(errno)));
   CollectResult result;
-  Collector collector(session.path(), result);
+  Collector collector(session.path(), options.output_dir, result);
   const pid_t child = launch(options, session.path(), interrupts);
   result.launched_pid = child;
 
@@ -290,12 +371,9 @@ CollectResult run_and_collect(const CollectOptions& options) {
     }
     progress = collector.drain() > 0 || progress;
     if (child_running) {
-      int status = 0;
-      const pid_t done = waitpid(child, &status, WNOHANG);
-      if (done == child) {
+      if (collector.reap_launched(false)) {
         child_running = false;
         child_end = Clock::now();
-        result.launched_exit = exit_info(status);
         continue;  // one more discovery round for rings made just before the end
       }
     } else if (collector.all_closed()) {
@@ -312,16 +390,7 @@ CollectResult run_and_collect(const CollectOptions& options) {
     }
   }
   // The launched image that ran to the end carries the wait status.
-  // Other processes: what their agent recorded (exit() status, or the crash signal it saw).
-  for (TracedProcess& process : result.processes) {
-    if (process.launched && !process.model.ended_by_exec()) {
-      process.exit = result.launched_exit;
-    } else if (process.model.fatal_signal()) {
-      process.exit.signal = process.model.fatal_signal();
-    } else if (process.model.exit_status()) {
-      process.exit.code = process.model.exit_status();
-    }
-  }
+  for (TracedProcess& process : result.processes) process.exit = exit_of(process, result.launched_exit);
   return result;
 }
 

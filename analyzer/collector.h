@@ -17,10 +17,14 @@ struct CollectOptions {
   std::string agent_options;         // HEAPSCOPE_OPTIONS for the agent
   // How long to keep collecting from descendants after the launched program has ended.
   std::chrono::milliseconds grace{2000};
+  // Where to write one trace per process image (`heapscope.<program>.<pid>.trace.zst`); empty:
+  // no trace files.
+  std::string output_dir;
 };
 
 struct CollectResult {
   std::vector<TracedProcess> processes;  // in the order their rings appeared
+  std::vector<std::string> trace_paths;  // written with output_dir
   ExitInfo launched_exit;
   int launched_pid = 0;
   uint64_t records = 0;
@@ -43,5 +47,8 @@ class LaunchError : public std::runtime_error {
 
 // Runs the program to completion and collects. Throws LaunchError, IoError, FormatError.
 CollectResult run_and_collect(const CollectOptions& options);
+
+// How an image ended, from what the collector saw and what its agent recorded.
+ExitInfo exit_of(const TracedProcess& process, const ExitInfo& launched_exit);
 
 }  // namespace heapscope::analyzer

@@ -24,6 +24,7 @@ size_t fixed_size(EventKind kind) {
     case EventKind::kExecFailed: return sizeof(format::EventHeader);
     case EventKind::kAgentEnd: return sizeof(format::AgentEndEvent);
     case EventKind::kFatalSignal: return sizeof(format::FatalSignalEvent);
+    case EventKind::kEnding: return sizeof(format::EndingEvent);
   }
   return 0;
 }
@@ -64,6 +65,7 @@ const char* kind_name(format::EventKind kind) noexcept {
     case EventKind::kExecFailed: return "exec-failed";
     case EventKind::kAgentEnd: return "agent-end";
     case EventKind::kFatalSignal: return "fatal-signal";
+    case EventKind::kEnding: return "ending";
   }
   return "unknown";
 }

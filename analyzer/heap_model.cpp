@@ -24,7 +24,9 @@ void ProcessModel::apply(const RecordView& record) {
     case EventKind::kExecFailed: exec_pending_ = false; return;
     case EventKind::kAgentEnd: agent_end_ = true; return;
     case EventKind::kFatalSignal: fatal_signal_ = record.as<format::FatalSignalEvent>().signal; return;
-    case EventKind::kPadding: return;
+    case EventKind::kPadding:
+    case EventKind::kEnding:  // the collector's, handled by the trace reader
+      return;
   }
 }
 
@@ -32,6 +34,7 @@ void ProcessModel::on_process(const RecordView& record) {
   const auto& event = record.as<format::ProcessEvent>();
   pid_ = event.pid;
   parent_pid_ = event.parent_pid;
+  start_time_ns_ = event.header.time_ns;
   max_frames_ = event.max_frames;
   const auto payload = record.payload<format::ProcessEvent>();
   const std::string_view args = payload_text(payload, 0, event.argv_bytes);

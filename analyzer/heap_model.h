@@ -69,6 +69,7 @@ class ProcessModel {
 
   int pid() const noexcept { return pid_; }
   int parent_pid() const noexcept { return parent_pid_; }
+  uint64_t start_time_ns() const noexcept { return start_time_ns_; }  // of the process record
   const std::vector<std::string>& argv() const noexcept { return argv_; }
   const std::string& exe() const noexcept { return exe_; }
   uint32_t max_frames() const noexcept { return max_frames_; }
@@ -100,6 +101,7 @@ class ProcessModel {
 
   int pid_ = 0;
   int parent_pid_ = 0;
+  uint64_t start_time_ns_ = 0;
   std::vector<std::string> argv_;
   std::string exe_;
   uint32_t max_frames_ = 0;

@@ -89,9 +89,13 @@ Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbol
     const bool nothing_to_say = process.model.ended_by_exec() && process.model.errors().empty();
     if (!nothing_to_say) order.push_back(&process);
   }
-  // The launched program's final image first; the rest in the order they appeared.
+  // The launched program's final image first; the rest in the order they started (the same
+  // order whether the report comes from a live run or from trace files).
   std::stable_sort(order.begin(), order.end(), [](const TracedProcess* a, const TracedProcess* b) {
-    return a->launched > b->launched;
+    if (a->launched != b->launched) return a->launched > b->launched;
+    if (a->model.start_time_ns() != b->model.start_time_ns())
+      return a->model.start_time_ns() < b->model.start_time_ns();
+    return a->model.pid() < b->model.pid();
   });
   for (const TracedProcess* process : order)
     report.processes.push_back(build_process(*process, symbolizer));

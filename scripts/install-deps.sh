@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake pkg-config
-  libunwind-dev libdw-dev libelf-dev libfmt-dev nlohmann-json3-dev libgtest-dev libboost-stacktrace-dev
+  libunwind-dev libdw-dev libelf-dev libfmt-dev nlohmann-json3-dev libgtest-dev libboost-stacktrace-dev libzstd-dev
   # real programs the end-to-end suite runs under heapscope
   python3 perl bash git sqlite3 jq xz-utils openssl curl redis-server default-jre-headless
   # allocators the agent must work on top of

@@ -10,7 +10,7 @@
 namespace heapscope::format {
 
 inline constexpr uint32_t kRingMagic = 0x48534352;  // "HSCR"
-inline constexpr uint16_t kFormatVersion = 2;       // bump on ANY layout change below
+inline constexpr uint16_t kFormatVersion = 3;       // bump on ANY layout change below
 inline constexpr uint32_t kMaxFrames = 64;          // frames per captured stack, hard limit
 inline constexpr uint32_t kMaxPath = 1024;          // bytes of a module path or command line kept
 
@@ -60,6 +60,7 @@ enum class EventKind : uint16_t {  // 0 = slot not yet committed
   kExecFailed = 10,   // EventHeader only: the preceding execve() returned
   kAgentEnd = 11,     // AgentEndEvent: the agent's destructor ran (clean end of recording)
   kFatalSignal = 12,  // FatalSignalEvent: a crash signal with the default action is killing us
+  kEnding = 13,       // EndingEvent: written by the collector, last in a trace file (never in a ring)
 };
 
 struct EventHeader {
@@ -209,6 +210,39 @@ static_assert(kIsRecord<ProcessEvent> && kIsRecord<ModuleEvent> && kIsRecord<Sta
 
 // Rounds a record size up to the 8-byte multiple the ring requires.
 constexpr uint32_t record_size(size_t bytes) { return static_cast<uint32_t>((bytes + 7) & ~size_t{7}); }
+
+// --- Trace files -------------------------------------------------------------------------------
+// `heapscope run --output DIR` writes one trace per process image: a TraceFileHeader, then a
+// zstd stream (one or more frames) whose content is the image's records exactly as they came out
+// of its ring (padding dropped), in ring order, ending with one kEnding record from the
+// collector. A trace without kEnding was cut short (the collector died): everything before the
+// cut is still valid.
+inline constexpr char kTraceMagic[8] = {'H', 'S', 'T', 'R', 'A', 'C', 'E', '1'};
+
+struct TraceFileHeader {
+  char magic[8];          // kTraceMagic
+  uint16_t version;       // kFormatVersion of the records inside
+  uint16_t header_size;   // sizeof(TraceFileHeader)
+  uint32_t compression;   // 1 = zstd
+  int32_t pid;            // the image's pid, for people listing files
+  uint32_t reserved;
+};
+static_assert(sizeof(TraceFileHeader) == 24);
+
+enum EndingFlags : uint16_t {
+  kEndingLaunched = 1u << 0,      // the process `heapscope run` started
+  kEndingStillRunning = 1u << 1,  // it had not ended when the collector stopped waiting
+  kEndingIncomplete = 1u << 2,    // its agent stopped recording early (ring marked incomplete)
+};
+
+// How the image ended, as the collector knows it (header.flags: EndingFlags).
+struct EndingEvent {
+  EventHeader header;
+  int32_t exit_code;      // -1 when unknown
+  int32_t signal;         // 0 when none or unknown
+  uint64_t ring_waits;    // times a producer waited for the collector
+};
+static_assert(sizeof(EndingEvent) == 32 && kIsRecord<EndingEvent>);
 
 // Environment variables the collector sets for the agent.
 inline constexpr const char* kSessionEnv = "HEAPSCOPE_SESSION";        // directory for ring files

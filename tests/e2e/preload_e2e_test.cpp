@@ -6,6 +6,9 @@
 #include <csignal>
 #include <set>
 
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -371,6 +374,112 @@ TEST(RunCommandE2E, NoFollowChildrenTracesOnlyTheLaunchedProgram) {
   EXPECT_EQ(spawned.report["processes"].size(), 1u) << spawned.report.dump(1);
 }
 
+// Runs with --output into a fresh directory; returns the directory.
+std::string run_with_traces(const std::vector<std::string>& command, RunOutput& run) {
+  std::string dir = testing::TempDir() + "/heapscope-traces-XXXXXX";
+  if (mkdtemp(dir.data()) == nullptr) ADD_FAILURE() << "mkdtemp";
+  run = run_heapscope({"--output", dir}, command);
+  return dir;
+}
+
+RunOutput report_of(const std::vector<std::string>& arguments) {
+  // A directory of its own: tests run in parallel processes (ctest -j).
+  std::string dir = testing::TempDir() + "/heapscope-report-XXXXXX";
+  if (mkdtemp(dir.data()) == nullptr) ADD_FAILURE() << "mkdtemp";
+  const std::string json_path = dir + "/report.json";
+  std::vector<std::string> argv = {heapscope_binary(), "report", "--json", json_path};
+  argv.insert(argv.end(), arguments.begin(), arguments.end());
+  RunOutput output = run_native(argv);
+  std::ifstream in(json_path);
+  if (in) output.report = json::parse(in);
+  return output;
+}
+
+TEST(TraceE2E, ReportFromTracesEqualsTheLiveReport) {
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{program("fork_exec"), "exec"}, {program("leak_shapes")},
+        {program("heap_errors"), "double_free"}, {program("crash"), "segv"}, {program("spawn")}}) {
+    SCOPED_TRACE(command[0]);
+    RunOutput run;
+    const std::string dir = run_with_traces(command, run);
+    EXPECT_NE(run.err.find("trace written to " + dir), std::string::npos) << run.err;
+    const RunOutput report = report_of({dir});
+    ASSERT_EQ(report.exit_code, 0) << report.err;
+    EXPECT_TRUE(report.report == run.report) << json::diff(run.report, report.report).dump(1);
+  }
+}
+
+TEST(TraceE2E, TracesAreOwnerOnlyAndNamedAfterTheProgram) {
+  RunOutput run;
+  const std::string dir = run_with_traces({program("leak_shapes")}, run);
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    ++files;
+    EXPECT_TRUE(entry.path().filename().string().starts_with("heapscope.leak_shapes."));
+    EXPECT_EQ(entry.status().permissions() & std::filesystem::perms::all,
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  }
+  EXPECT_EQ(files, 1);
+}
+
+TEST(TraceE2E, ReportTextGoesToStdoutAndGatesLikeRun) {
+  RunOutput run;
+  const std::string dir = run_with_traces({program("leak_shapes")}, run);
+  const RunOutput text = run_native({heapscope_binary(), "report", "--error-exitcode", "9", dir});
+  EXPECT_EQ(text.exit_code, 9);
+  EXPECT_NE(text.out.find("leak_one_block"), std::string::npos) << text.out;
+}
+
+TEST(TraceE2E, BadTracesGetAOneLineMessageAndStatus125) {
+  RunOutput run;
+  const std::string dir = run_with_traces({program("leak_shapes")}, run);
+  std::string trace;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) trace = entry.path().string();
+  const std::string bad = dir + "/bad.trace.zst";
+  auto expect_rejected = [&](const std::string& content, const std::string& message) {
+    std::ofstream(bad, std::ios::binary | std::ios::trunc) << content;
+    const RunOutput result = run_native({heapscope_binary(), "report", bad});
+    EXPECT_EQ(result.exit_code, 125) << message;
+    EXPECT_NE(result.err.find(message), std::string::npos) << result.err;
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+  };
+  std::ifstream in(trace, std::ios::binary);
+  const std::string good((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  expect_rejected("", "is empty, not a heapscope trace");
+  expect_rejected("#!/bin/sh\necho not a trace\n", "is not a heapscope trace");
+  std::string future = good;
+  future[8] = static_cast<char>(future[8] + 1);  // the version field
+  expect_rejected(future, "this heapscope reads version");
+  std::string garbled = good;
+  for (size_t i = 40; i < garbled.size(); ++i) garbled[i] = static_cast<char>(garbled[i] ^ 0x5a);
+  expect_rejected(garbled, "corrupt");
+
+  const RunOutput missing = run_native({heapscope_binary(), "report", "/nonexistent/trace"});
+  EXPECT_EQ(missing.exit_code, 125);
+  EXPECT_NE(missing.err.find("cannot open trace /nonexistent/trace"), std::string::npos) << missing.err;
+  const RunOutput nothing = run_native({heapscope_binary(), "report"});
+  EXPECT_EQ(nothing.exit_code, 125);
+  const RunOutput unwritable = run_heapscope({"--output", "/nonexistent/dir"}, {program("leak_shapes")});
+  EXPECT_EQ(unwritable.exit_code, 125);
+  EXPECT_NE(unwritable.err.find("cannot write traces to /nonexistent/dir"), std::string::npos) << unwritable.err;
+}
+
+TEST(TraceE2E, ATruncatedTraceStillReportsWhatItHolds) {
+  RunOutput run;
+  const std::string dir = run_with_traces({program("threads")}, run);  // 80k allocations
+  std::string trace;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) trace = entry.path().string();
+  std::filesystem::resize_file(trace, std::filesystem::file_size(trace) / 2);  // the collector died
+  const RunOutput report = report_of({trace});
+  ASSERT_EQ(report.exit_code, 0) << report.err;
+  EXPECT_NE(report.err.find("reporting what it holds"), std::string::npos) << report.err;
+  const json& process = report.report["processes"][0];
+  EXPECT_EQ(process["complete"], false);
+  // The writer flushes every 256 KiB of records: about half of them survive the cut.
+  EXPECT_GT(process["summary"]["allocations"].get<int>(), 20000);
+  EXPECT_LT(process["summary"]["allocations"].get<int>(), 80000);
+}
+
 TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {
   // A 1 MiB quarantine makes blocks cycle through it (and its use-after-free checks) quickly.
   const RunOutput run = run_heapscope({"--quarantine-mib", "1"}, {STRESS_PROGRAM, "60000"});
@@ -390,7 +499,9 @@ TEST(RunCommandE2E, TextReportGoesToStderrOrLogFile) {
   EXPECT_NE(to_stderr.err.find("leak_shapes.c:"), std::string::npos);
   EXPECT_TRUE(to_stderr.out.empty());
 
-  const std::string log = testing::TempDir() + "/heapscope-log.txt";
+  std::string log_dir = testing::TempDir() + "/heapscope-log-XXXXXX";
+  ASSERT_NE(mkdtemp(log_dir.data()), nullptr);
+  const std::string log = log_dir + "/report.txt";
   const RunOutput to_file = run_heapscope({"--log-file", log}, {program("leak_shapes")});
   EXPECT_EQ(to_file.err.find("leak_one_block"), std::string::npos) << to_file.err;
   std::ifstream in(log);

@@ -12,7 +12,7 @@ namespace {
 
 TEST(EventFormat, VersionAndMagic) {
   EXPECT_EQ(kRingMagic, 0x48534352u);  // "HSCR"
-  EXPECT_EQ(kFormatVersion, 2);
+  EXPECT_EQ(kFormatVersion, 3);
 }
 
 TEST(EventFormat, HeaderLayoutIsPinned) {
@@ -45,6 +45,8 @@ TEST(EventFormat, RecordLayoutsArePinned) {
   EXPECT_EQ(sizeof(ExecEvent), 24u);
   EXPECT_EQ(sizeof(AgentEndEvent), 40u);
   EXPECT_EQ(sizeof(FatalSignalEvent), 24u);
+  EXPECT_EQ(sizeof(EndingEvent), 32u);
+  EXPECT_EQ(sizeof(TraceFileHeader), 24u);
 }
 
 TEST(EventFormat, GoldenBytesOfAnAllocRecord) {
@@ -74,6 +76,7 @@ TEST(EventFormat, KindsAreAppendOnly) {
   EXPECT_EQ(static_cast<int>(EventKind::kCorruption), 7);
   EXPECT_EQ(static_cast<int>(EventKind::kAgentEnd), 11);
   EXPECT_EQ(static_cast<int>(EventKind::kFatalSignal), 12);
+  EXPECT_EQ(static_cast<int>(EventKind::kEnding), 13);
   EXPECT_EQ(static_cast<int>(ErrorKind::kUseAfterFree), 6);
 }
 

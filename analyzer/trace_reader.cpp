@@ -1,0 +1,97 @@
+// Trace file reading (see trace_reader.h).
+#include "trace_reader.h"
+
+#include <zstd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "errors.h"
+
+namespace heapscope::analyzer {
+namespace {
+
+struct FileCloser {
+  void operator()(std::FILE* file) const { std::fclose(file); }
+};
+struct StreamFreer {
+  void operator()(ZSTD_DCtx* stream) const { ZSTD_freeDCtx(stream); }
+};
+
+}  // namespace
+
+TraceSummary read_trace(const std::string& path, const std::function<void(const RecordView&)>& deliver) {
+  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
+  if (!file) throw IoError(fmt::format("cannot open trace {}: {}", path, strerror(errno)));
+  format::TraceFileHeader header{};
+  const size_t got = std::fread(&header, 1, sizeof(header), file.get());
+  if (got == 0) throw FormatError(fmt::format("{} is empty, not a heapscope trace", path));
+  if (got < sizeof(header) || memcmp(header.magic, format::kTraceMagic, sizeof(header.magic)) != 0)
+    throw FormatError(fmt::format("{} is not a heapscope trace", path));
+  if (header.version != format::kFormatVersion)
+    throw FormatError(fmt::format("{} was written with event format version {}; this heapscope reads version {}",
+                                  path, header.version, format::kFormatVersion));
+  if (header.header_size != sizeof(header) || header.compression != 1)
+    throw FormatError(fmt::format("{} has an inconsistent trace header", path));
+
+  std::unique_ptr<ZSTD_DCtx, StreamFreer> stream(ZSTD_createDCtx());
+  std::vector<char> input(ZSTD_DStreamInSize());
+  std::vector<std::byte> window;  // decompressed bytes not yet consumed as records
+  std::vector<std::byte> output(ZSTD_DStreamOutSize());
+  TraceSummary summary;
+  uint64_t offset = 0;  // of the window's start in the decompressed stream
+  size_t frame_remaining = 0;
+
+  auto consume = [&] {
+    size_t position = 0;
+    while (window.size() - position >= 8) {
+      uint16_t kind = 0;
+      uint32_t size = 0;
+      memcpy(&kind, window.data() + position, sizeof(kind));
+      memcpy(&size, window.data() + position + 4, sizeof(size));
+      if (size < 8 || size % 8 != 0 || size > (1u << 20))
+        throw FormatError(fmt::format("{}: corrupt record at byte {} of the stream (size {})", path,
+                                      offset + position, size));
+      if (window.size() - position < size) break;
+      const std::span<const std::byte> bytes(window.data() + position, size);
+      RecordView record = [&] {
+        try {
+          return decode_record(kind, bytes);
+        } catch (const FormatError& error) {
+          throw FormatError(fmt::format("{}: {} at byte {} of the stream", path, error.what(), offset + position));
+        }
+      }();
+      if (record.kind == format::EventKind::kEnding) summary.ending = record.as<format::EndingEvent>();
+      deliver(record);
+      ++summary.records;
+      position += size;
+    }
+    window.erase(window.begin(), window.begin() + static_cast<std::ptrdiff_t>(position));
+    offset += position;
+  };
+
+  for (;;) {
+    const size_t read = std::fread(input.data(), 1, input.size(), file.get());
+    if (read == 0) break;
+    ZSTD_inBuffer in{input.data(), read, 0};
+    while (in.pos < in.size) {
+      ZSTD_outBuffer out{output.data(), output.size(), 0};
+      frame_remaining = ZSTD_decompressStream(stream.get(), &out, &in);
+      if (ZSTD_isError(frame_remaining))
+        throw FormatError(fmt::format("{}: corrupt compressed data ({})", path, ZSTD_getErrorName(frame_remaining)));
+      window.insert(window.end(), output.data(), output.data() + out.pos);
+      consume();
+    }
+  }
+  if (std::ferror(file.get())) throw IoError(fmt::format("cannot read trace {}: {}", path, strerror(errno)));
+  // Leftover bytes, or a compressed frame that never ended: the writer was cut off mid-way.
+  summary.truncated = !window.empty() || frame_remaining != 0;
+  return summary;
+}
+
+}  // namespace heapscope::analyzer
