@@ -72,7 +72,10 @@ void ProcessModel::on_stack(const RecordView& record) {
   const auto& event = record.as<format::StackEvent>();
   Stack stack;
   stack.frames.resize(event.frame_count);
-  memcpy(stack.frames.data(), record.payload<format::StackEvent>().data(), event.frame_count * 8);
+  // An empty stack has no storage to copy into (memcpy to nullptr is undefined even for 0
+  // bytes; found by tests/fuzz).
+  if (event.frame_count > 0)
+    memcpy(stack.frames.data(), record.payload<format::StackEvent>().data(), event.frame_count * 8);
   stack.modules.reserve(stack.frames.size());
   for (uint64_t frame : stack.frames) stack.modules.push_back(module_of(frame));
   uint64_t hash = stack.frames.size();

@@ -8,6 +8,8 @@ packages=(
   # build
   build-essential cmake pkg-config
   libunwind-dev libdw-dev libelf-dev libfmt-dev nlohmann-json3-dev libgtest-dev libboost-stacktrace-dev libzstd-dev
+  # the trace-reader fuzzer (libFuzzer)
+  clang libclang-rt-14-dev
   # real programs the end-to-end suite runs under heapscope
   python3 perl bash git sqlite3 jq xz-utils openssl curl redis-server default-jre-headless
   # allocators the agent must work on top of

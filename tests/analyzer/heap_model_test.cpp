@@ -60,6 +60,14 @@ TEST(HeapModel, IdenticalStacksUnderTwoIdsAreOneLeakGroup) {
   EXPECT_EQ(groups[1].stack_id, 3u);
 }
 
+TEST(HeapModel, AnEmptyStackIsAcceptedWithoutTouchingMemory) {
+  RecordBuilder records;  // regression: found by tests/fuzz (memcpy to nullptr)
+  ProcessModel model;
+  model.apply(records.stack(5, {}));
+  ASSERT_NE(model.stack(5), nullptr);
+  EXPECT_TRUE(model.stack(5)->frames.empty());
+}
+
 TEST(HeapModel, FreesOfUnknownBlocksAreNotCounted) {
   RecordBuilder records;
   ProcessModel model;
