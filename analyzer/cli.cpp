@@ -21,6 +21,7 @@
 #include "trace_reader.h"
 #include "report_json.h"
 #include "report_text.h"
+#include "suppressions.h"
 
 namespace heapscope::analyzer {
 namespace {
@@ -85,10 +86,57 @@ std::string agent_path() {
   return path;
 }
 
+// Handles an option common to run and report; false if `option` is not one of them.
+template <typename ValueFn>
+bool parse_output_option(const std::string& option, bool has_inline, ValueFn value, OutputArguments& output) {
+  if (option == "--json") {
+    output.json_path = value();
+  } else if (option == "--log-file") {
+    output.log_path = value();
+  } else if (option == "--error-exitcode") {
+    output.error_exitcode = parse_int(value(), option);
+  } else if (option == "--suppressions") {
+    output.suppression_files.push_back(value());
+  } else if (option == "--gen-suppressions" && !has_inline) {
+    output.gen_suppressions = true;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// Before anything runs: output files writable, suppression files valid.
+Suppressions prepare_output(const OutputArguments& output) {
+  if (output.json_path) check_writable(*output.json_path, "JSON report");
+  if (output.log_path) check_writable(*output.log_path, "text report");
+  Suppressions suppressions;
+  for (const std::string& file : output.suppression_files) suppressions.load(file);
+  return suppressions;
+}
+
+// Applies suppressions, writes the reports, and returns whether the gate trips.
+bool finish_report(Report& report, Suppressions& suppressions, const OutputArguments& output,
+                   std::ostream& text_stream, bool print_text) {
+  suppressions.apply(report);
+  std::string text = render_text(report);
+  if (output.gen_suppressions) {
+    text += "== heapscope: suppressions for the leaks above (paste into a --suppressions file):\n";
+    for (const ProcessReport& process : report.processes)
+      for (const LeakRecord& leak : process.leaks)
+        if (const std::string entry = suggested_suppression(leak); !entry.empty()) text += entry + "\n";
+  }
+  if (output.log_path) {
+    write_file(*output.log_path, text, "text report");
+  } else if (print_text) {
+    text_stream << text << std::flush;
+  }
+  if (output.json_path) write_file(*output.json_path, to_json(report).dump(2) + "\n", "JSON report");
+  return output.error_exitcode && report.has_findings();
+}
+
 int run_command(const std::vector<std::string>& arguments) {
   const RunArguments run = parse_run_arguments(arguments);
-  if (run.json_path) check_writable(*run.json_path, "JSON report");
-  if (run.log_path) check_writable(*run.log_path, "text report");
+  Suppressions suppressions = prepare_output(run.output);
 
   CollectOptions collect;
   collect.command = run.command;
@@ -104,17 +152,11 @@ int run_command(const std::vector<std::string>& arguments) {
   }
 
   Symbolizer symbolizer;
-  const Report report = build_report(result.processes, symbolizer);
-  const std::string text = render_text(report);
-  if (run.log_path) {
-    write_file(*run.log_path, text, "text report");
-  } else {
-    std::cerr << text << std::flush;
-  }
-  if (run.json_path) write_file(*run.json_path, to_json(report).dump(2) + "\n", "JSON report");
+  Report report = build_report(result.processes, symbolizer);
+  const bool gate = finish_report(report, suppressions, run.output, std::cerr, true);
   for (const std::string& trace : result.trace_paths) std::cerr << "heapscope: trace written to " << trace << "\n";
 
-  if (run.error_exitcode && report.has_findings()) return *run.error_exitcode;
+  if (gate) return *run.output.error_exitcode;
   if (result.launched_exit.signal) return 128 + *result.launched_exit.signal;
   return result.launched_exit.code.value_or(kExitToolFailure);
 }
@@ -161,17 +203,13 @@ std::vector<std::string> expand_traces(const std::vector<std::string>& inputs) {
 
 int report_command(const std::vector<std::string>& arguments) {
   const ReportArguments args = parse_report_arguments(arguments);
-  if (args.json_path) check_writable(*args.json_path, "JSON report");
-  if (args.log_path) check_writable(*args.log_path, "text report");
+  Suppressions suppressions = prepare_output(args.output);
   std::vector<TracedProcess> traced;
   for (const std::string& path : expand_traces(args.traces)) traced.push_back(load_trace(path));
   Symbolizer symbolizer;
-  const Report report = build_report(traced, symbolizer);
-  const std::string text = render_text(report);
-  if (args.log_path) write_file(*args.log_path, text, "text report");
-  if (args.json_path) write_file(*args.json_path, to_json(report).dump(2) + "\n", "JSON report");
-  if (!args.log_path && (!args.json_path || args.text)) std::cout << text << std::flush;
-  if (args.error_exitcode && report.has_findings()) return *args.error_exitcode;
+  Report report = build_report(traced, symbolizer);
+  const bool print_text = !args.output.json_path || args.text;
+  if (finish_report(report, suppressions, args.output, std::cout, print_text)) return *args.output.error_exitcode;
   return 0;
 }
 
@@ -193,10 +231,8 @@ ReportArguments parse_report_arguments(const std::vector<std::string>& arguments
       if (i + 1 >= arguments.size()) throw UsageError(fmt::format("{} needs a value", option));
       return arguments[++i];
     };
-    if (option == "--json") report.json_path = value();
-    else if (option == "--log-file") report.log_path = value();
-    else if (option == "--error-exitcode") report.error_exitcode = parse_int(value(), option);
-    else if (option == "--text" && !has_inline) report.text = true;
+    if (parse_output_option(option, has_inline, value, report.output)) continue;
+    if (option == "--text" && !has_inline) report.text = true;
     else throw UsageError(fmt::format("unknown option '{}' for report (see heapscope --help)", option));
   }
   if (report.traces.empty()) throw UsageError("no trace given (usage: heapscope report [OPTIONS] TRACE|DIR...)");
@@ -206,7 +242,7 @@ ReportArguments parse_report_arguments(const std::vector<std::string>& arguments
 std::string usage_text() {
   std::string text =
       "usage: heapscope run [OPTIONS] [--] PROGRAM [ARGS...]\n"
-      "       heapscope report [--json FILE] [--log-file FILE] [--text] [--error-exitcode N] TRACE|DIR...\n"
+      "       heapscope report [REPORT OPTIONS] [--text] TRACE|DIR...\n"
       "       heapscope --help | --version\n\n"
       "run: runs PROGRAM with the heapscope agent, then reports heap errors and leaks.\n"
       "report: rebuilds the reports from trace files written by run --output.\n\n"
@@ -214,6 +250,8 @@ std::string usage_text() {
       "  --json FILE            write the JSON report (schema heapscope.report v1) to FILE\n"
       "  --log-file FILE        write the text report to FILE instead of stderr\n"
       "  --error-exitcode N     exit N (0..255) when any heap error or leak was found\n"
+      "  --suppressions FILE    LSan-style 'leak:PATTERN' lines hiding matching leaks (repeatable)\n"
+      "  --gen-suppressions     print a ready-to-paste suppression for each leak\n"
       "  --output DIR           (run) write one trace per process to DIR (heapscope.PROG.PID.trace.zst)\n"
       "  --text                 (report) print the text report on stdout even with --json\n"
       "  --no-follow-children   trace only the launched program (same as --follow-children=no)\n\n"
@@ -250,13 +288,11 @@ RunArguments parse_run_arguments(const std::vector<std::string>& arguments) {
     const std::string option = argument.substr(0, equals);
     const bool has_inline = equals != std::string::npos;
     const std::string inline_value = has_inline ? argument.substr(equals + 1) : "";
-    if (option == "--json") {
-      run.json_path = value_of(option, inline_value, has_inline);
-    } else if (option == "--log-file") {
-      run.log_path = value_of(option, inline_value, has_inline);
-    } else if (option == "--error-exitcode") {
-      run.error_exitcode = parse_int(value_of(option, inline_value, has_inline), option);
-    } else if (option == "--output") {
+    if (parse_output_option(option, has_inline, [&] { return value_of(option, inline_value, has_inline); },
+                            run.output)) {
+      continue;
+    }
+    if (option == "--output") {
       run.output_dir = value_of(option, inline_value, has_inline);
     } else if (option == "--no-follow-children" && !has_inline) {
       agent_settings.push_back("follow_children=no");

@@ -10,20 +10,25 @@ namespace heapscope::analyzer {
 
 inline constexpr int kExitToolFailure = 125;  // heapscope itself failed (usage, I/O, bad input)
 
-struct RunArguments {
-  std::vector<std::string> command;
+// Options that shape the report, shared by `run` and `report`.
+struct OutputArguments {
   std::optional<std::string> json_path;
   std::optional<std::string> log_path;
   std::optional<int> error_exitcode;
+  std::vector<std::string> suppression_files;  // --suppressions, repeatable
+  bool gen_suppressions = false;               // print a suppression for each leak record
+};
+
+struct RunArguments {
+  std::vector<std::string> command;
+  OutputArguments output;
   std::string agent_options;  // "key=value:..." built from the agent option flags
   std::optional<std::string> output_dir;  // --output: one trace file per process image
 };
 
 struct ReportArguments {
   std::vector<std::string> traces;  // files, or directories whose *.trace.zst are read
-  std::optional<std::string> json_path;
-  std::optional<std::string> log_path;
-  std::optional<int> error_exitcode;
+  OutputArguments output;
   bool text = false;  // --text: the text report on stdout even with --json
 };
 

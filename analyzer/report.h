@@ -74,12 +74,23 @@ struct ProcessReport {
   bool still_running = false;
   bool complete = true;  // the agent recorded to the end
   ProcessSummary summary;
+  uint64_t suppressed_blocks = 0;  // leak records hidden by suppressions
+  uint64_t suppressed_bytes = 0;
   std::vector<LeakRecord> leaks;
   std::vector<ErrorRecord> errors;
 };
 
+struct SuppressionUse {
+  std::string pattern;
+  std::string origin;
+  uint64_t hits = 0;
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+};
+
 struct Report {
   std::vector<ProcessReport> processes;
+  std::vector<SuppressionUse> suppressions;  // every suppression given, with what it hid
   // Anything found: an error or a leaked block in any process.
   bool has_findings() const noexcept;
 };

@@ -78,6 +78,7 @@ json process_json(const ProcessReport& process) {
             {"peak_live_bytes", s.peak_live_bytes},
             {"live_at_exit", {{"blocks", s.live_blocks}, {"bytes", s.live_bytes}}},
             {"error_count", s.error_count}}},
+          {"suppressed", {{"blocks", process.suppressed_blocks}, {"bytes", process.suppressed_bytes}}},
           {"leaks", std::move(leaks)},
           {"errors", std::move(errors)},
           {"modules", std::move(modules)}};
@@ -88,9 +89,15 @@ json process_json(const ProcessReport& process) {
 nlohmann::json to_json(const Report& report) {
   json processes = json::array();
   for (const ProcessReport& process : report.processes) processes.push_back(process_json(process));
+  json suppressions = json::array();
+  for (const SuppressionUse& use : report.suppressions) {
+    suppressions.push_back({{"pattern", use.pattern}, {"origin", use.origin}, {"hits", use.hits},
+                            {"blocks", use.blocks}, {"bytes", use.bytes}});
+  }
   return {{"schema", "heapscope.report"},
           {"schema_version", kJsonSchemaVersion},
-          {"processes", std::move(processes)}};
+          {"processes", std::move(processes)},
+          {"suppressions", std::move(suppressions)}};
 }
 
 }  // namespace heapscope::analyzer

@@ -98,6 +98,9 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
                        plural(process.leaks.size(), "allocation stack", "allocation stacks"),
                        plural(s.error_count, "heap error", "heap errors"));
   }
+  if (process.suppressed_blocks > 0)
+    out += fmt::format("   suppressed: {} in {}\n", plural(process.suppressed_bytes, "byte", "bytes"),
+                       plural(process.suppressed_blocks, "block", "blocks"));
   if (!process.complete)
     out += "   warning: recording stopped early (collector lost); this report is incomplete\n";
 

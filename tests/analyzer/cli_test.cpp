@@ -11,9 +11,9 @@ namespace {
 TEST(Cli, ReportOptionsAndProgram) {
   const RunArguments run =
       parse_run_arguments({"--json", "r.json", "--log-file=t.txt", "--error-exitcode", "42", "--", "prog", "--json"});
-  EXPECT_EQ(run.json_path, "r.json");
-  EXPECT_EQ(run.log_path, "t.txt");
-  EXPECT_EQ(run.error_exitcode, 42);
+  EXPECT_EQ(run.output.json_path, "r.json");
+  EXPECT_EQ(run.output.log_path, "t.txt");
+  EXPECT_EQ(run.output.error_exitcode, 42);
   EXPECT_EQ(run.command, (std::vector<std::string>{"prog", "--json"}));  // after --: the program's
 }
 

@@ -480,6 +480,38 @@ TEST(TraceE2E, ATruncatedTraceStillReportsWhatItHolds) {
   EXPECT_LT(process["summary"]["allocations"].get<int>(), 80000);
 }
 
+TEST(RunCommandE2E, SuppressionsHideLeaksCountThemAndOpenTheGate) {
+  std::string dir = testing::TempDir() + "/heapscope-supp-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string first = dir + "/a.supp";
+  const std::string second = dir + "/b.supp";
+  std::ofstream(first) << "# the list is intentional\nleak:leak_many_blocks\nleak:^leak_calloc$\n";
+  std::ofstream(second) << "leak:leak_shapes.c\n";  // a file: hides the rest
+  const RunOutput some = run_heapscope({"--suppressions", first, "--error-exitcode", "9"}, {program("leak_shapes")});
+  EXPECT_EQ(some.exit_code, 9);
+  const json& process = some.report["processes"][0];
+  EXPECT_EQ(process["leaks"].size(), 3u) << process["leaks"].dump(1);
+  EXPECT_EQ(process["suppressed"]["blocks"], 11);
+  EXPECT_EQ(process["suppressed"]["bytes"], 1063);
+  ASSERT_EQ(some.report["suppressions"].size(), 2u);
+  EXPECT_EQ(some.report["suppressions"][0]["hits"], 1);
+  EXPECT_NE(some.err.find("suppressed: 1,063 bytes in 11 blocks"), std::string::npos) << some.err;
+
+  const RunOutput all = run_heapscope({"--suppressions", first, "--suppressions", second, "--error-exitcode", "9"},
+                                      {program("leak_shapes")});
+  EXPECT_EQ(all.exit_code, 3);  // nothing left to gate on: the program's own status
+  EXPECT_TRUE(all.report["processes"][0]["leaks"].empty());
+
+  const RunOutput generated = run_heapscope({"--gen-suppressions"}, {program("leak_shapes")});
+  EXPECT_NE(generated.err.find("leak:leak_many_blocks\n"), std::string::npos) << generated.err;
+  EXPECT_NE(generated.err.find("leak:leak_strdup\n"), std::string::npos) << generated.err;
+
+  std::ofstream(dir + "/bad.supp") << "leak_without_prefix\n";
+  const RunOutput bad = run_heapscope({"--suppressions", dir + "/bad.supp"}, {program("leak_shapes")});
+  EXPECT_EQ(bad.exit_code, 125);  // refused before the program ran
+  EXPECT_NE(bad.err.find("bad.supp:1: expected 'leak:PATTERN'"), std::string::npos) << bad.err;
+}
+
 TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {
   // A 1 MiB quarantine makes blocks cycle through it (and its use-after-free checks) quickly.
   const RunOutput run = run_heapscope({"--quarantine-mib", "1"}, {STRESS_PROGRAM, "60000"});
