@@ -20,6 +20,7 @@
 #include "errors.h"
 #include "trace_reader.h"
 #include "report_json.h"
+#include "report_collapsed.h"
 #include "report_text.h"
 #include "suppressions.h"
 
@@ -99,6 +100,12 @@ bool parse_output_option(const std::string& option, bool has_inline, ValueFn val
     output.suppression_files.push_back(value());
   } else if (option == "--gen-suppressions" && !has_inline) {
     output.gen_suppressions = true;
+  } else if (option == "--collapsed") {
+    output.collapsed_path = value();
+  } else if (option == "--cost") {
+    output.collapsed_cost = value();
+    if (!parse_collapsed_cost(output.collapsed_cost))
+      throw UsageError(fmt::format("--cost takes leaked, peak, allocated or count, not '{}'", output.collapsed_cost));
   } else {
     return false;
   }
@@ -109,15 +116,21 @@ bool parse_output_option(const std::string& option, bool has_inline, ValueFn val
 Suppressions prepare_output(const OutputArguments& output) {
   if (output.json_path) check_writable(*output.json_path, "JSON report");
   if (output.log_path) check_writable(*output.log_path, "text report");
+  if (output.collapsed_path) check_writable(*output.collapsed_path, "collapsed stacks");
   Suppressions suppressions;
   for (const std::string& file : output.suppression_files) suppressions.load(file);
   return suppressions;
 }
 
 // Applies suppressions, writes the reports, and returns whether the gate trips.
-bool finish_report(Report& report, Suppressions& suppressions, const OutputArguments& output,
-                   std::ostream& text_stream, bool print_text) {
+bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Symbolizer& symbolizer,
+                   Suppressions& suppressions, const OutputArguments& output, std::ostream& text_stream,
+                   bool print_text) {
   suppressions.apply(report);
+  if (output.collapsed_path) {
+    write_file(*output.collapsed_path,
+               render_collapsed(traced, symbolizer, *parse_collapsed_cost(output.collapsed_cost)), "collapsed stacks");
+  }
   std::string text = render_text(report);
   if (output.gen_suppressions) {
     text += "== heapscope: suppressions for the leaks above (paste into a --suppressions file):\n";
@@ -153,7 +166,7 @@ int run_command(const std::vector<std::string>& arguments) {
 
   Symbolizer symbolizer;
   Report report = build_report(result.processes, symbolizer);
-  const bool gate = finish_report(report, suppressions, run.output, std::cerr, true);
+  const bool gate = finish_report(report, result.processes, symbolizer, suppressions, run.output, std::cerr, true);
   for (const std::string& trace : result.trace_paths) std::cerr << "heapscope: trace written to " << trace << "\n";
 
   if (gate) return *run.output.error_exitcode;
@@ -209,7 +222,8 @@ int report_command(const std::vector<std::string>& arguments) {
   Symbolizer symbolizer;
   Report report = build_report(traced, symbolizer);
   const bool print_text = !args.output.json_path || args.text;
-  if (finish_report(report, suppressions, args.output, std::cout, print_text)) return *args.output.error_exitcode;
+  if (finish_report(report, traced, symbolizer, suppressions, args.output, std::cout, print_text))
+    return *args.output.error_exitcode;
   return 0;
 }
 
@@ -252,6 +266,8 @@ std::string usage_text() {
       "  --error-exitcode N     exit N (0..255) when any heap error or leak was found\n"
       "  --suppressions FILE    LSan-style 'leak:PATTERN' lines hiding matching leaks (repeatable)\n"
       "  --gen-suppressions     print a ready-to-paste suppression for each leak\n"
+      "  --collapsed FILE       collapsed stacks for flamegraph.pl/speedscope\n"
+      "  --cost KIND            what --collapsed weighs: leaked, peak (default), allocated, count\n"
       "  --output DIR           (run) write one trace per process to DIR (heapscope.PROG.PID.trace.zst)\n"
       "  --text                 (report) print the text report on stdout even with --json\n"
       "  --no-follow-children   trace only the launched program (same as --follow-children=no)\n\n"

@@ -17,6 +17,8 @@ struct OutputArguments {
   std::optional<int> error_exitcode;
   std::vector<std::string> suppression_files;  // --suppressions, repeatable
   bool gen_suppressions = false;               // print a suppression for each leak record
+  std::optional<std::string> collapsed_path;   // --collapsed: flame-graph input
+  std::string collapsed_cost = "peak";          // --cost leaked|peak|allocated|count
 };
 
 struct RunArguments {

@@ -92,15 +92,32 @@ void ProcessModel::on_stack(const RecordView& record) {
   stacks_[event.stack_id] = std::move(stack);
 }
 
+ProcessModel::StackTally& ProcessModel::touch(uint32_t stack_id) {
+  StackTally& tally = tallies_[canonical(stack_id)];
+  if (tally.last_change <= peak_event_) tally.live_at_peak = tally.costs.live_bytes;
+  tally.last_change = ++event_number_;
+  return tally;
+}
+
 void ProcessModel::on_alloc(const format::AllocEvent& event) {
   ++counters_.allocations;
   counters_.bytes_allocated += event.size;
   auto [slot, fresh] = live_.try_emplace(event.address);
-  if (!fresh) counters_.live_bytes -= slot->second.size;  // a free we never saw; keep sums sane
+  if (!fresh) {  // a free we never saw; keep sums sane
+    counters_.live_bytes -= slot->second.size;
+    touch(slot->second.stack_id).costs.live_bytes -= slot->second.size;
+  }
   slot->second = LiveBlock{event.size, event.stack_id, static_cast<format::Family>(event.family),
                            static_cast<format::Api>(event.api)};
+  StackTally& tally = touch(event.stack_id);
+  ++tally.costs.allocations;
+  tally.costs.allocated_bytes += event.size;
+  tally.costs.live_bytes += event.size;
   counters_.live_bytes += event.size;
-  counters_.peak_live_bytes = std::max(counters_.peak_live_bytes, counters_.live_bytes);
+  if (counters_.live_bytes > counters_.peak_live_bytes) {
+    counters_.peak_live_bytes = counters_.live_bytes;
+    peak_event_ = event_number_;  // every stack's current value is now its value at the peak
+  }
 }
 
 void ProcessModel::on_free(const format::FreeEvent& event) {
@@ -111,6 +128,7 @@ void ProcessModel::on_free(const format::FreeEvent& event) {
   }
   ++counters_.frees;
   counters_.live_bytes -= slot->second.size;
+  touch(slot->second.stack_id).costs.live_bytes -= slot->second.size;
   live_.erase(slot);
 }
 
@@ -130,6 +148,16 @@ const Stack* ProcessModel::stack(uint32_t id) const noexcept {
 uint32_t ProcessModel::canonical(uint32_t stack_id) const noexcept {
   const auto found = alias_.find(stack_id);
   return found == alias_.end() ? stack_id : found->second;
+}
+
+std::unordered_map<uint32_t, StackCosts> ProcessModel::stack_costs() const {
+  std::unordered_map<uint32_t, StackCosts> costs;
+  for (const auto& [stack_id, tally] : tallies_) {
+    StackCosts out = tally.costs;
+    out.peak_bytes = tally.last_change <= peak_event_ ? tally.costs.live_bytes : tally.live_at_peak;
+    costs.emplace(stack_id, out);
+  }
+  return costs;
 }
 
 std::vector<LeakGroup> ProcessModel::leak_groups() const {

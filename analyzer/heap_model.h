@@ -55,6 +55,14 @@ struct HeapCounters {
   uint64_t unknown_frees = 0;   // frees of blocks this image never saw (inherited over fork)
 };
 
+// What one allocation stack did over the run.
+struct StackCosts {
+  uint64_t allocations = 0;      // calls
+  uint64_t allocated_bytes = 0;  // sum of sizes
+  uint64_t live_bytes = 0;       // now (at exit: leaked)
+  uint64_t peak_bytes = 0;       // live at the moment of the process's peak
+};
+
 // Leaks at exit grouped by allocation stack.
 struct LeakGroup {
   uint32_t stack_id = 0;
@@ -88,6 +96,8 @@ class ProcessModel {
 
   // Live blocks grouped by allocation stack, largest total first.
   std::vector<LeakGroup> leak_groups() const;
+  // Costs per allocation stack (identical stacks merged), for flame graphs.
+  std::unordered_map<uint32_t, StackCosts> stack_costs() const;
 
  private:
   void on_process(const RecordView& record);
@@ -98,6 +108,15 @@ class ProcessModel {
   void on_corruption(const format::CorruptionEvent& event);
   int module_of(uint64_t address) const noexcept;
   uint32_t canonical(uint32_t stack_id) const noexcept;
+  // Per-stack bookkeeping. Peak composition in one pass: a stack's value at the global peak is
+  // its live bytes if it has not changed since the peak, else the value saved when it first
+  // changed after it.
+  struct StackTally {
+    StackCosts costs;
+    uint64_t last_change = 0;    // event number
+    uint64_t live_at_peak = 0;   // valid when last_change > peak_event_
+  };
+  StackTally& touch(uint32_t stack_id);
 
   int pid_ = 0;
   int parent_pid_ = 0;
@@ -118,6 +137,9 @@ class ProcessModel {
   // grouped by the first id seen for identical frames.
   std::unordered_map<uint64_t, std::vector<uint32_t>> ids_by_hash_;
   std::unordered_map<uint32_t, uint32_t> alias_;
+  std::unordered_map<uint32_t, StackTally> tallies_;
+  uint64_t event_number_ = 0;
+  uint64_t peak_event_ = 0;
   std::vector<HeapError> errors_;
 };
 

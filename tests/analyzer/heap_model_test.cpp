@@ -68,6 +68,27 @@ TEST(HeapModel, AnEmptyStackIsAcceptedWithoutTouchingMemory) {
   EXPECT_TRUE(model.stack(5)->frames.empty());
 }
 
+TEST(HeapModel, PeakCompositionIsEachStacksShareAtTheGlobalPeak) {
+  RecordBuilder records;
+  ProcessModel model;
+  model.apply(records.alloc(0x100, 100, 1));  // stack 1: 100
+  model.apply(records.alloc(0x200, 50, 2));   // stack 2: 50 -> peak 150 (1:100, 2:50)
+  model.apply(records.free(0x100));           // 1: 0
+  model.apply(records.alloc(0x300, 80, 3));   // 3: 80 -> live 130, below the peak
+  model.apply(records.alloc(0x400, 30, 2));   // 2: 80 -> live 160: new peak (2:80, 3:80)
+  model.apply(records.free(0x300));           // after the peak: 3 drops to 0
+  model.apply(records.free(0x400));
+  auto costs = model.stack_costs();
+  EXPECT_EQ(model.counters().peak_live_bytes, 160u);
+  EXPECT_EQ(costs[1].peak_bytes, 0u);
+  EXPECT_EQ(costs[2].peak_bytes, 80u);
+  EXPECT_EQ(costs[3].peak_bytes, 80u);
+  EXPECT_EQ(costs[2].allocations, 2u);
+  EXPECT_EQ(costs[2].allocated_bytes, 80u);
+  EXPECT_EQ(costs[2].live_bytes, 50u);
+  EXPECT_EQ(costs[3].live_bytes, 0u);
+}
+
 TEST(HeapModel, FreesOfUnknownBlocksAreNotCounted) {
   RecordBuilder records;
   ProcessModel model;

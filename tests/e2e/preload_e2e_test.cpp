@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 
 #include "e2e_support.h"
 
@@ -510,6 +511,31 @@ TEST(RunCommandE2E, SuppressionsHideLeaksCountThemAndOpenTheGate) {
   const RunOutput bad = run_heapscope({"--suppressions", dir + "/bad.supp"}, {program("leak_shapes")});
   EXPECT_EQ(bad.exit_code, 125);  // refused before the program ran
   EXPECT_NE(bad.err.find("bad.supp:1: expected 'leak:PATTERN'"), std::string::npos) << bad.err;
+}
+
+TEST(RunCommandE2E, CollapsedStacksAddUpToTheReportsFigures) {
+  std::string dir = testing::TempDir() + "/heapscope-collapsed-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::map<std::string, std::string> figure = {
+      {"leaked", "/live_at_exit/bytes"}, {"peak", "/peak_live_bytes"}, {"allocated", "/bytes_allocated"},
+      {"count", "/allocations"}};
+  for (const auto& [cost, pointer] : figure) {
+    SCOPED_TRACE(cost);
+    const std::string path = dir + "/" + cost + ".folded";
+    const RunOutput run = run_heapscope({"--collapsed", path, "--cost", cost}, {program("leak_shapes")});
+    ASSERT_EQ(run.exit_code, 3) << run.err;
+    std::ifstream in(path);
+    long total = 0;
+    int lines = 0;
+    for (std::string line; std::getline(in, line); ++lines) {
+      EXPECT_TRUE(line.starts_with("leak_shapes[")) << line;  // one root per process
+      EXPECT_NE(line.find(";main;"), std::string::npos) << line;  // outermost first
+      total += std::stol(line.substr(line.rfind(' ') + 1));
+    }
+    EXPECT_GT(lines, 0);
+    EXPECT_EQ(total, run.report["processes"][0]["summary"][json::json_pointer(pointer)].get<long>());
+  }
+  EXPECT_EQ(run_heapscope({"--collapsed", dir + "/x", "--cost", "weight"}, {program("leak_shapes")}).exit_code, 125);
 }
 
 TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {
