@@ -57,6 +57,21 @@ int parse_int(const std::string& text, const std::string& option) {
   return value;
 }
 
+// A byte count: digits with an optional K, M or G suffix (powers of 1024).
+uint64_t parse_bytes(const std::string& text, const std::string& option) {
+  uint64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  const std::string suffix(end, text.data() + text.size());
+  int shift = -1;
+  if (suffix.empty()) shift = 0;
+  else if (suffix == "K" || suffix == "k") shift = 10;
+  else if (suffix == "M" || suffix == "m") shift = 20;
+  else if (suffix == "G" || suffix == "g") shift = 30;
+  if (error != std::errc() || shift < 0 || value > (UINT64_MAX >> shift))
+    throw UsageError(fmt::format("{} needs a byte count like 4096, 64K or 2M, not '{}'", option, text));
+  return value << shift;
+}
+
 // Checks that an output file can be written before the program runs, so a typo does not cost
 // the user the run they just recorded.
 void check_writable(const std::string& path, const char* what) {
@@ -100,6 +115,10 @@ bool parse_output_option(const std::string& option, bool has_inline, ValueFn val
     output.suppression_files.push_back(value());
   } else if (option == "--gen-suppressions" && !has_inline) {
     output.gen_suppressions = true;
+  } else if (option == "--fail-on-leak-bytes") {
+    output.fail_on_leak_bytes = parse_bytes(value(), option);
+  } else if (option == "--max-peak") {
+    output.max_peak = parse_bytes(value(), option);
   } else if (option == "--collapsed") {
     output.collapsed_path = value();
   } else if (option == "--cost") {
@@ -144,8 +163,29 @@ bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Sym
     text_stream << text << std::flush;
   }
   if (output.json_path) write_file(*output.json_path, to_json(report).dump(2) + "\n", "JSON report");
-  return output.error_exitcode && report.has_findings();
+
+  // The gate: errors always count; leaks above --fail-on-leak-bytes (any leak by default); a
+  // peak above --max-peak. Without --error-exitcode only the thresholds trip it.
+  uint64_t errors = 0;
+  uint64_t leaked = 0;
+  uint64_t peak = 0;
+  for (const ProcessReport& process : report.processes) {
+    errors += process.errors.size();
+    for (const LeakRecord& leak : process.leaks) leaked += leak.bytes;
+    peak = std::max(peak, process.summary.peak_live_bytes);
+  }
+  const bool thresholds = output.fail_on_leak_bytes || output.max_peak;
+  const bool leak_trips = leaked > output.fail_on_leak_bytes.value_or(0);
+  const bool peak_trips = output.max_peak && peak > *output.max_peak;
+  if (peak_trips) std::cerr << fmt::format("heapscope: peak {} bytes is above --max-peak {}\n", peak, *output.max_peak);
+  if (thresholds && leak_trips && output.fail_on_leak_bytes)
+    std::cerr << fmt::format("heapscope: {} bytes leaked is above --fail-on-leak-bytes {}\n", leaked,
+                             *output.fail_on_leak_bytes);
+  if (output.error_exitcode) return errors > 0 || leak_trips || peak_trips;
+  return thresholds && ((output.fail_on_leak_bytes && leak_trips) || peak_trips);
 }
+
+int gate_status(const OutputArguments& output) { return output.error_exitcode.value_or(kExitGateDefault); }
 
 int run_command(const std::vector<std::string>& arguments) {
   const RunArguments run = parse_run_arguments(arguments);
@@ -169,7 +209,7 @@ int run_command(const std::vector<std::string>& arguments) {
   const bool gate = finish_report(report, result.processes, symbolizer, suppressions, run.output, std::cerr, true);
   for (const std::string& trace : result.trace_paths) std::cerr << "heapscope: trace written to " << trace << "\n";
 
-  if (gate) return *run.output.error_exitcode;
+  if (gate) return gate_status(run.output);
   if (result.launched_exit.signal) return 128 + *result.launched_exit.signal;
   return result.launched_exit.code.value_or(kExitToolFailure);
 }
@@ -223,7 +263,7 @@ int report_command(const std::vector<std::string>& arguments) {
   Report report = build_report(traced, symbolizer);
   const bool print_text = !args.output.json_path || args.text;
   if (finish_report(report, traced, symbolizer, suppressions, args.output, std::cout, print_text))
-    return *args.output.error_exitcode;
+    return gate_status(args.output);
   return 0;
 }
 
@@ -266,6 +306,8 @@ std::string usage_text() {
       "  --error-exitcode N     exit N (0..255) when any heap error or leak was found\n"
       "  --suppressions FILE    LSan-style 'leak:PATTERN' lines hiding matching leaks (repeatable)\n"
       "  --gen-suppressions     print a ready-to-paste suppression for each leak\n"
+      "  --fail-on-leak-bytes N leaks count for the exit status only above N bytes in all (64K, 2M...)\n"
+      "  --max-peak BYTES       fail when a process's peak heap exceeds BYTES\n"
       "  --collapsed FILE       collapsed stacks for flamegraph.pl/speedscope\n"
       "  --cost KIND            what --collapsed weighs: leaked, peak (default), allocated, count\n"
       "  --output DIR           (run) write one trace per process to DIR (heapscope.PROG.PID.trace.zst)\n"
@@ -279,7 +321,8 @@ std::string usage_text() {
   }
   text +=
       "\nExit status: the program's own; 128+N if it was killed by signal N; N of\n"
-      "--error-exitcode when something was found; 126 if PROGRAM cannot be executed,\n"
+      "--error-exitcode when something was found (23 when only a threshold was given);\n"
+      "126 if PROGRAM cannot be executed,\n"
       "127 if it is not found; 125 if heapscope itself failed.\n";
   return text;
 }

@@ -9,6 +9,7 @@
 namespace heapscope::analyzer {
 
 inline constexpr int kExitToolFailure = 125;  // heapscope itself failed (usage, I/O, bad input)
+inline constexpr int kExitGateDefault = 23;    // a threshold tripped without --error-exitcode (as LSan)
 
 // Options that shape the report, shared by `run` and `report`.
 struct OutputArguments {
@@ -17,6 +18,8 @@ struct OutputArguments {
   std::optional<int> error_exitcode;
   std::vector<std::string> suppression_files;  // --suppressions, repeatable
   bool gen_suppressions = false;               // print a suppression for each leak record
+  std::optional<uint64_t> fail_on_leak_bytes;  // leaks count only above this many bytes in all
+  std::optional<uint64_t> max_peak;            // any process's peak above this trips the gate
   std::optional<std::string> collapsed_path;   // --collapsed: flame-graph input
   std::string collapsed_cost = "peak";          // --cost leaked|peak|allocated|count
 };

@@ -538,6 +538,22 @@ TEST(RunCommandE2E, CollapsedStacksAddUpToTheReportsFigures) {
   EXPECT_EQ(run_heapscope({"--collapsed", dir + "/x", "--cost", "weight"}, {program("leak_shapes")}).exit_code, 125);
 }
 
+TEST(RunCommandE2E, ThresholdsGateOnLeakedBytesAndPeak) {
+  // leak_shapes leaks 2104 bytes and peaks at 2158; its own status is 3.
+  EXPECT_EQ(run_heapscope({"--fail-on-leak-bytes", "2104"}, {program("leak_shapes")}).exit_code, 3);
+  const RunOutput over = run_heapscope({"--fail-on-leak-bytes", "2K"}, {program("leak_shapes")});
+  EXPECT_EQ(over.exit_code, 23);  // LSan's default when no --error-exitcode
+  EXPECT_NE(over.err.find("2104 bytes leaked is above --fail-on-leak-bytes 2048"), std::string::npos) << over.err;
+  EXPECT_EQ(run_heapscope({"--fail-on-leak-bytes", "4K", "--error-exitcode", "9"}, {program("leak_shapes")}).exit_code, 3);
+  EXPECT_EQ(run_heapscope({"--max-peak", "2158"}, {program("leak_shapes")}).exit_code, 3);
+  const RunOutput peak = run_heapscope({"--max-peak", "2157", "--error-exitcode", "9"}, {program("leak_shapes")});
+  EXPECT_EQ(peak.exit_code, 9);
+  EXPECT_NE(peak.err.find("peak 2158 bytes is above --max-peak 2157"), std::string::npos) << peak.err;
+  // Errors still trip --error-exitcode whatever the leak threshold.
+  EXPECT_EQ(run_heapscope({"--fail-on-leak-bytes", "1M", "--error-exitcode", "9"}, {program("heap_errors"), "overflow"}).exit_code, 9);
+  EXPECT_EQ(run_heapscope({"--max-peak", "lots"}, {program("leak_shapes")}).exit_code, 125);
+}
+
 TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {
   // A 1 MiB quarantine makes blocks cycle through it (and its use-after-free checks) quickly.
   const RunOutput run = run_heapscope({"--quarantine-mib", "1"}, {STRESS_PROGRAM, "60000"});
