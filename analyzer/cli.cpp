@@ -21,6 +21,7 @@
 #include "trace_reader.h"
 #include "report_json.h"
 #include "report_collapsed.h"
+#include "report_diff.h"
 #include "report_text.h"
 #include "suppressions.h"
 
@@ -267,6 +268,51 @@ int report_command(const std::vector<std::string>& arguments) {
   return 0;
 }
 
+nlohmann::json load_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw IoError(fmt::format("cannot read {}: {}", path, strerror(errno)));
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& error) {
+    throw FormatError(fmt::format("{} is not valid JSON ({})", path, error.what()));
+  }
+}
+
+// heapscope diff BASE.json NEW.json: 0 no regression, 1 regression, 125 bad input.
+int diff_command(const std::vector<std::string>& arguments) {
+  std::vector<std::string> files;
+  std::optional<std::string> json_path;
+  DiffOptions options;
+  for (size_t i = 0; i < arguments.size(); ++i) {
+    const std::string& argument = arguments[i];
+    auto value = [&]() -> std::string {
+      const size_t equals = argument.find('=');
+      if (equals != std::string::npos) return argument.substr(equals + 1);
+      if (i + 1 >= arguments.size()) throw UsageError(fmt::format("{} needs a value", argument));
+      return arguments[++i];
+    };
+    if (argument.starts_with("--json")) {
+      json_path = value();
+    } else if (argument.starts_with("--peak-tolerance")) {
+      const std::string text = value();
+      char* end = nullptr;
+      options.peak_tolerance_percent = std::strtod(text.c_str(), &end);
+      if (end == text.c_str() || *end != '\0' || options.peak_tolerance_percent < 0)
+        throw UsageError(fmt::format("--peak-tolerance needs a percentage, not '{}'", text));
+    } else if (argument.starts_with("--")) {
+      throw UsageError(fmt::format("unknown option '{}' for diff (see heapscope --help)", argument));
+    } else {
+      files.push_back(argument);
+    }
+  }
+  if (files.size() != 2) throw UsageError("diff needs two reports (usage: heapscope diff BASE.json NEW.json)");
+  if (json_path) check_writable(*json_path, "diff");
+  const DiffResult diff = diff_reports(load_json(files[0]), load_json(files[1]), options);
+  std::cout << render_diff_text(diff) << std::flush;
+  if (json_path) write_file(*json_path, diff_to_json(diff).dump(2) + "\n", "diff");
+  return diff.regressed() ? 1 : 0;
+}
+
 }  // namespace
 
 ReportArguments parse_report_arguments(const std::vector<std::string>& arguments) {
@@ -297,9 +343,11 @@ std::string usage_text() {
   std::string text =
       "usage: heapscope run [OPTIONS] [--] PROGRAM [ARGS...]\n"
       "       heapscope report [REPORT OPTIONS] [--text] TRACE|DIR...\n"
+      "       heapscope diff [--json FILE] [--peak-tolerance PERCENT] BASE.json NEW.json\n"
       "       heapscope --help | --version\n\n"
       "run: runs PROGRAM with the heapscope agent, then reports heap errors and leaks.\n"
-      "report: rebuilds the reports from trace files written by run --output.\n\n"
+      "report: rebuilds the reports from trace files written by run --output.\n"
+      "diff: lists new and grown leak sites, new heap errors and peak growth; exit 1 on a regression.\n\n"
       "Report options:\n"
       "  --json FILE            write the JSON report (schema heapscope.report v1) to FILE\n"
       "  --log-file FILE        write the text report to FILE instead of stderr\n"
@@ -399,6 +447,7 @@ int run_cli(int argc, char** argv) {
     }
     if (command == "run") return run_command({arguments.begin() + 1, arguments.end()});
     if (command == "report") return report_command({arguments.begin() + 1, arguments.end()});
+    if (command == "diff") return diff_command({arguments.begin() + 1, arguments.end()});
     throw UsageError(fmt::format("unknown command '{}' (see heapscope --help)", command));
   } catch (const UsageError& error) {
     std::cerr << "heapscope: " << error.what() << "\n";

@@ -554,6 +554,31 @@ TEST(RunCommandE2E, ThresholdsGateOnLeakedBytesAndPeak) {
   EXPECT_EQ(run_heapscope({"--max-peak", "lots"}, {program("leak_shapes")}).exit_code, 125);
 }
 
+TEST(DiffE2E, ANewLeakSiteBetweenTwoRealRunsIsARegression) {
+  std::string dir = testing::TempDir() + "/heapscope-diff-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  std::ofstream(dir + "/hide.supp") << "leak:leak_calloc\n";
+  // The base run does not see the calloc leak (suppressed), the new one does.
+  const std::string base = dir + "/base.json";
+  const std::string again = dir + "/again.json";
+  const std::string current = dir + "/new.json";
+  run_native({heapscope_binary(), "run", "--json", base, "--suppressions", dir + "/hide.supp", "--", program("leak_shapes")});
+  run_native({heapscope_binary(), "run", "--json", again, "--suppressions", dir + "/hide.supp", "--", program("leak_shapes")});
+  run_native({heapscope_binary(), "run", "--json", current, "--", program("leak_shapes")});
+  const RunOutput same = run_native({heapscope_binary(), "diff", base, again});
+  EXPECT_EQ(same.exit_code, 0) << same.out << same.err;  // ASLR moved every address; nothing changed
+  const RunOutput worse = run_native({heapscope_binary(), "diff", "--json", dir + "/diff.json", base, current});
+  EXPECT_EQ(worse.exit_code, 1);
+  EXPECT_NE(worse.out.find("REGRESSION: leak_shapes: new leak 0 -> 63 bytes at leak_calloc"), std::string::npos)
+      << worse.out;
+  std::ifstream in(dir + "/diff.json");
+  const json diff = json::parse(in);
+  EXPECT_EQ(diff["regressed"], true);
+  const RunOutput bad = run_native({heapscope_binary(), "diff", base, dir + "/hide.supp"});
+  EXPECT_EQ(bad.exit_code, 125);
+  EXPECT_NE(bad.err.find("is not valid JSON"), std::string::npos) << bad.err;
+}
+
 TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {
   // A 1 MiB quarantine makes blocks cycle through it (and its use-after-free checks) quickly.
   const RunOutput run = run_heapscope({"--quarantine-mib", "1"}, {STRESS_PROGRAM, "60000"});
