@@ -120,6 +120,13 @@ bool parse_output_option(const std::string& option, bool has_inline, ValueFn val
     output.fail_on_leak_bytes = parse_bytes(value(), option);
   } else if (option == "--max-peak") {
     output.max_peak = parse_bytes(value(), option);
+  } else if (option == "--color") {
+    output.color = has_inline ? value() : "always";
+    decide_color(output.color, 2);  // validates the word now, before anything runs
+  } else if (option == "--quiet" && !has_inline) {
+    output.detail = 0;
+  } else if (option == "--verbose" && !has_inline) {
+    output.detail = 2;
   } else if (option == "--collapsed") {
     output.collapsed_path = value();
   } else if (option == "--cost") {
@@ -147,11 +154,15 @@ bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Sym
                    Suppressions& suppressions, const OutputArguments& output, std::ostream& text_stream,
                    bool print_text) {
   suppressions.apply(report);
+  TextOptions text_options;
+  // Color only where a person reads it: the stream we print to, never a --log-file.
+  text_options.color = !output.log_path && decide_color(output.color, &text_stream == &std::cout ? 1 : 2);
+  text_options.detail = output.detail == 0 ? Detail::kQuiet : output.detail == 2 ? Detail::kVerbose : Detail::kNormal;
   if (output.collapsed_path) {
     write_file(*output.collapsed_path,
                render_collapsed(traced, symbolizer, *parse_collapsed_cost(output.collapsed_cost)), "collapsed stacks");
   }
-  std::string text = render_text(report);
+  std::string text = render_text(report, text_options);
   if (output.gen_suppressions) {
     text += "== heapscope: suppressions for the leaks above (paste into a --suppressions file):\n";
     for (const ProcessReport& process : report.processes)
@@ -356,6 +367,8 @@ std::string usage_text() {
       "  --gen-suppressions     print a ready-to-paste suppression for each leak\n"
       "  --fail-on-leak-bytes N leaks count for the exit status only above N bytes in all (64K, 2M...)\n"
       "  --max-peak BYTES       fail when a process's peak heap exceeds BYTES\n"
+      "  --color[=WHEN]         colors: always, never, auto (default: on a terminal, unless NO_COLOR)\n"
+      "  --quiet, --verbose     summaries only / every leak record\n"
       "  --collapsed FILE       collapsed stacks for flamegraph.pl/speedscope\n"
       "  --cost KIND            what --collapsed weighs: leaked, peak (default), allocated, count\n"
       "  --output DIR           (run) write one trace per process to DIR (heapscope.PROG.PID.trace.zst)\n"

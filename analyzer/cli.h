@@ -20,6 +20,8 @@ struct OutputArguments {
   bool gen_suppressions = false;               // print a suppression for each leak record
   std::optional<uint64_t> fail_on_leak_bytes;  // leaks count only above this many bytes in all
   std::optional<uint64_t> max_peak;            // any process's peak above this trips the gate
+  std::string color = "auto";                  // --color=always|never|auto
+  int detail = 1;                              // 0 --quiet, 1 normal, 2 --verbose
   std::optional<std::string> collapsed_path;   // --collapsed: flame-graph input
   std::string collapsed_cost = "peak";          // --cost leaked|peak|allocated|count
 };

@@ -1,10 +1,29 @@
 // Plain-text rendering of the report (see report_text.h).
 #include "report_text.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include <fmt/format.h>
+
+#include "errors.h"
 
 namespace heapscope::analyzer {
 namespace {
+
+// ANSI styling that collapses to nothing without color.
+struct Style {
+  bool on;
+  std::string wrap(const std::string& text, const char* code) const {
+    return on ? fmt::format("\x1b[{}m{}\x1b[0m", code, text) : text;
+  }
+  std::string bold(const std::string& text) const { return wrap(text, "1"); }
+  std::string red(const std::string& text) const { return wrap(text, "1;31"); }
+  std::string yellow(const std::string& text) const { return wrap(text, "1;33"); }
+  std::string green(const std::string& text) const { return wrap(text, "32"); }
+  std::string dim(const std::string& text) const { return wrap(text, "2"); }
+};
 
 // 12712 -> "12,712": byte counts are read by people.
 std::string grouped(uint64_t value) {
@@ -34,7 +53,7 @@ std::string exit_text(const ProcessReport& process) {
   return "exit status unknown";
 }
 
-void append_stack(std::string& out, const FrameList& frames) {
+void append_stack(std::string& out, const FrameList& frames, const Style& style) {
   if (frames.empty()) {
     out += "        (no stack recorded)\n";
     return;
@@ -46,8 +65,8 @@ void append_stack(std::string& out, const FrameList& frames) {
       where = frame.line > 0 ? fmt::format(" ({}:{})", frame.file, frame.line) : fmt::format(" ({})", frame.file);
     else if (!frame.module.empty())
       where = fmt::format(" (in {})", frame.module);
-    out += fmt::format("        #{:<2} {:#x} {}{}{}\n", i, frame.address,
-                       frame.function.empty() ? "???" : frame.function.c_str(),
+    out += fmt::format("        #{:<2} {} {}{}{}\n", i, style.dim(fmt::format("{:#x}", frame.address)),
+                       style.bold(frame.function.empty() ? "???" : frame.function),
                        frame.inlined ? " [inlined]" : "", where);
   }
 }
@@ -76,8 +95,9 @@ std::string error_headline(const ErrorRecord& error) {
 }
 
 void append_process(std::string& out, const ProcessReport& process, const TextOptions& options) {
+  const Style style{options.color};
   const ProcessSummary& s = process.summary;
-  out += fmt::format("== heapscope: pid {}: {} ({})\n", process.pid, command_line(process),
+  out += fmt::format("== heapscope: pid {}: {} ({})\n", process.pid, style.bold(command_line(process)),
                      exit_text(process));
   out += fmt::format("   {}, {}, {} allocated, peak {} live\n",
                      plural(s.allocations, "allocation", "allocations"), plural(s.frees, "free", "frees"),
@@ -104,34 +124,36 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
   if (!process.complete)
     out += "   warning: recording stopped early (collector lost); this report is incomplete\n";
 
+  if (options.detail == Detail::kQuiet) return;
   for (size_t i = 0; i < process.errors.size(); ++i) {
     const ErrorRecord& error = process.errors[i];
-    out += fmt::format("\n   error {}: {}\n", i + 1, error_headline(error));
+    out += fmt::format("\n   {}: {}\n", style.red(fmt::format("error {}", i + 1)), error_headline(error));
     if (error.detected_at_exit) {
       out += "      detected at exit\n";
     } else {
       out += "      detected at\n";
-      append_stack(out, error.stack);
+      append_stack(out, error.stack, style);
     }
     if (error.alloc_stack) {
       out += fmt::format("      allocated by {} at\n", error.allocator);
-      append_stack(out, *error.alloc_stack);
+      append_stack(out, *error.alloc_stack, style);
     }
     if (error.free_stack) {
       out += "      freed at\n";
-      append_stack(out, *error.free_stack);
+      append_stack(out, *error.free_stack, style);
     }
   }
-  const size_t shown = std::min(process.leaks.size(), options.max_leak_records);
+  const size_t limit = options.detail == Detail::kVerbose ? process.leaks.size() : 50;
+  const size_t shown = std::min(process.leaks.size(), limit);
   for (size_t i = 0; i < shown; ++i) {
     const LeakRecord& leak = process.leaks[i];
-    out += fmt::format("\n   leak {}: {} in {} allocated by {} ({})\n", i + 1,
+    out += fmt::format("\n   {}: {} in {} allocated by {} ({})\n", style.yellow(fmt::format("leak {}", i + 1)),
                        plural(leak.bytes, "byte", "bytes"), plural(leak.blocks, "block", "blocks"),
                        leak.allocator, leak.kind);
-    append_stack(out, leak.stack);
+    append_stack(out, leak.stack, style);
   }
   if (shown < process.leaks.size())
-    out += fmt::format("\n   ... and {} more leak records (see --json)\n", process.leaks.size() - shown);
+    out += fmt::format("\n   ... and {} more leak records (see --verbose or --json)\n", process.leaks.size() - shown);
   out += "\n";
 }
 
@@ -147,10 +169,22 @@ std::string render_text(const Report& report, const TextOptions& options) {
     errors += process.errors.size();
     for (const LeakRecord& leak : process.leaks) leaked += leak.bytes;
   }
-  out += fmt::format("== heapscope: {} traced, {}, {} leaked\n",
-                     plural(report.processes.size(), "process", "processes"),
-                     plural(errors, "heap error", "heap errors"), plural(leaked, "byte", "bytes"));
+  const Style style{options.color};
+  const std::string error_text = plural(errors, "heap error", "heap errors");
+  const std::string leak_text = plural(leaked, "byte", "bytes") + " leaked";
+  out += fmt::format("== heapscope: {} traced, {}, {}\n", plural(report.processes.size(), "process", "processes"),
+                     errors > 0 ? style.red(error_text) : style.green(error_text),
+                     leaked > 0 ? style.yellow(leak_text) : style.green(leak_text));
   return out;
+}
+
+bool decide_color(const std::string& choice, int fd) {
+  if (choice == "always") return true;
+  if (choice == "never") return false;
+  if (choice != "auto") throw UsageError(fmt::format("--color takes always, never or auto, not '{}'", choice));
+  const char* no_color = getenv("NO_COLOR");
+  const char* term = getenv("TERM");
+  return isatty(fd) && (no_color == nullptr || *no_color == '\0') && !(term != nullptr && std::string(term) == "dumb");
 }
 
 }  // namespace heapscope::analyzer

@@ -7,9 +7,20 @@
 
 namespace heapscope::analyzer {
 
-struct TextOptions {
-  size_t max_leak_records = 50;  // per process; the rest are summarized in one line
+enum class Detail {
+  kQuiet,    // per-process summaries and the totals only
+  kNormal,   // plus errors and up to 50 leak records per process, with stacks
+  kVerbose,  // plus every leak record
 };
+
+struct TextOptions {
+  bool color = false;  // ANSI colors (decided by the caller: terminal, NO_COLOR, --color)
+  Detail detail = Detail::kNormal;
+};
+
+// Whether to color output written to `fd`: --color=always|never|auto (auto: a terminal, and no
+// NO_COLOR in the environment, and TERM is not "dumb"). Throws UsageError on another value.
+bool decide_color(const std::string& choice, int fd);
 
 std::string render_text(const Report& report, const TextOptions& options = {});
 

@@ -579,6 +579,30 @@ TEST(DiffE2E, ANewLeakSiteBetweenTwoRealRunsIsARegression) {
   EXPECT_NE(bad.err.find("is not valid JSON"), std::string::npos) << bad.err;
 }
 
+TEST(RunCommandE2E, ColorsOnlyOnATerminalUnlessNoColor) {
+  const std::string escape = "\x1b[";
+  EXPECT_EQ(run_heapscope({}, {program("leak_shapes")}).err.find(escape), std::string::npos);  // piped
+  EXPECT_NE(run_heapscope({"--color=always"}, {program("leak_shapes")}).err.find(escape), std::string::npos);
+  if (!program_exists("script")) GTEST_SKIP() << "script(1) is needed to run under a terminal";
+  // script(1) gives heapscope a real pseudo-terminal as stderr.
+  const std::string command = heapscope_binary() + " run -- " + program("leak_shapes");
+  const RunOutput terminal = run_native({"script", "-qec", command, "/dev/null"});
+  EXPECT_NE(terminal.out.find(escape), std::string::npos) << terminal.out;
+  const RunOutput no_color = run_native({"script", "-qec", "NO_COLOR=1 " + command, "/dev/null"});
+  EXPECT_EQ(no_color.out.find(escape), std::string::npos);
+  EXPECT_NE(no_color.out.find("leak_one_block"), std::string::npos) << no_color.out;
+  EXPECT_EQ(run_heapscope({"--color=sometimes"}, {program("leak_shapes")}).exit_code, 125);
+}
+
+TEST(RunCommandE2E, QuietKeepsTheSummariesOnly) {
+  const RunOutput quiet = run_heapscope({"--quiet"}, {program("leak_shapes")});
+  EXPECT_NE(quiet.err.find("live at exit: 2,104 bytes in 14 blocks"), std::string::npos) << quiet.err;
+  EXPECT_EQ(quiet.err.find("#0"), std::string::npos) << quiet.err;
+  EXPECT_NE(quiet.err.find("== heapscope: 1 process traced"), std::string::npos);
+  const RunOutput verbose = run_heapscope({"--verbose"}, {program("leak_shapes")});
+  EXPECT_NE(verbose.err.find("leak 5:"), std::string::npos) << verbose.err;
+}
+
 TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {
   // A 1 MiB quarantine makes blocks cycle through it (and its use-after-free checks) quickly.
   const RunOutput run = run_heapscope({"--quarantine-mib", "1"}, {STRESS_PROGRAM, "60000"});
