@@ -85,14 +85,20 @@ bool BlockIndex::insert(const BlockEntry& entry) noexcept {
   return true;
 }
 
+// The verdict on freeing `slot` (under its shard's lock); copies the entry as it is to `out`.
+FreeCheck BlockIndex::verdict(const BlockEntry* slot, BlockEntry& out) noexcept {
+  if (slot == nullptr) return FreeCheck::kNotOurs;
+  out = *slot;
+  return slot->state == BlockState::kQuarantined ? FreeCheck::kAlreadyFreed : FreeCheck::kOk;
+}
+
 FreeCheck BlockIndex::begin_free(uint64_t address, uint32_t free_stack_id, uint8_t free_api,
                                  BlockEntry& out) noexcept {
   Shard& shard = shard_for(shards_, address);
   SpinLockGuard hold(shard.lock);
   BlockEntry* slot = lookup(shard, address);
-  if (slot == nullptr) return FreeCheck::kNotOurs;
-  out = *slot;
-  if (slot->state == BlockState::kQuarantined) return FreeCheck::kAlreadyFreed;
+  const FreeCheck check = verdict(slot, out);
+  if (check != FreeCheck::kOk) return check;
   slot->state = BlockState::kQuarantined;
   slot->free_stack_id = free_stack_id;
   slot->free_api = free_api;
@@ -103,9 +109,8 @@ FreeCheck BlockIndex::take(uint64_t address, uint32_t free_stack_id, BlockEntry&
   Shard& shard = shard_for(shards_, address);
   SpinLockGuard hold(shard.lock);
   BlockEntry* slot = lookup(shard, address);
-  if (slot == nullptr) return FreeCheck::kNotOurs;
-  out = *slot;
-  if (slot->state == BlockState::kQuarantined) return FreeCheck::kAlreadyFreed;
+  const FreeCheck check = verdict(slot, out);
+  if (check != FreeCheck::kOk) return check;
   out.free_stack_id = free_stack_id;
   slot->address = kTombstone;
   --shard.used;

@@ -72,6 +72,7 @@ class BlockIndex {
   static size_t hash(uint64_t address) noexcept;
   static Shard& shard_for(Shard* shards, uint64_t address) noexcept;
   static BlockEntry* lookup(Shard& shard, uint64_t address) noexcept;
+  static FreeCheck verdict(const BlockEntry* slot, BlockEntry& out) noexcept;
   static bool grow(Shard& shard) noexcept;
   Shard shards_[kShards];
 };

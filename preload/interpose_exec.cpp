@@ -59,6 +59,20 @@ size_t count_arguments(const char* first, va_list args) {
   return first == nullptr ? 0 : count;
 }
 
+// Copies execl*'s NULL-terminated argument list into an argv on this frame's stack (no malloc),
+// consumes the terminating NULL so that `args` points at what follows it (execle's envp), and
+// calls run(argv) while the copy is alive.
+template <typename Run>
+int with_argument_list(const char* first, va_list& args, Run run) {
+  const size_t count = count_arguments(first, args);
+  const char* argv[count + 1];
+  argv[0] = first;
+  for (size_t i = 1; i < count; ++i) argv[i] = va_arg(args, const char*);
+  if (first != nullptr) (void)va_arg(args, const char*);  // the NULL after the last argument
+  argv[count] = nullptr;
+  return run(const_cast<char* const*>(argv));
+}
+
 }  // namespace
 
 extern "C" {
@@ -88,38 +102,29 @@ HEAPSCOPE_EXPORT int fexecve(int fd, char* const argv[], char* const envp[]) {
 HEAPSCOPE_EXPORT int execl(const char* path, const char* arg, ...) {
   va_list args;
   va_start(args, arg);
-  const size_t count = count_arguments(arg, args);
-  const char* argv[count + 1];
-  argv[0] = arg;
-  for (size_t i = 1; i < count; ++i) argv[i] = va_arg(args, const char*);
-  argv[count] = nullptr;
+  const int result = with_argument_list(arg, args, [&](char* const* argv) { return run_execve(path, argv, environ); });
   va_end(args);
-  return run_execve(path, const_cast<char* const*>(argv), environ);
+  return result;
 }
 
 HEAPSCOPE_EXPORT int execlp(const char* file, const char* arg, ...) {
   va_list args;
   va_start(args, arg);
-  const size_t count = count_arguments(arg, args);
-  const char* argv[count + 1];
-  argv[0] = arg;
-  for (size_t i = 1; i < count; ++i) argv[i] = va_arg(args, const char*);
-  argv[count] = nullptr;
+  const int result = with_argument_list(arg, args, [&](char* const* argv) { return run_execvp(file, argv); });
   va_end(args);
-  return run_execvp(file, const_cast<char* const*>(argv));
+  return result;
 }
 
 HEAPSCOPE_EXPORT int execle(const char* path, const char* arg, ...) {
   va_list args;
   va_start(args, arg);
-  const size_t count = count_arguments(arg, args);
-  const char* argv[count + 1];
-  argv[0] = arg;
-  for (size_t i = 1; i < count; ++i) argv[i] = va_arg(args, const char*);
-  argv[count] = nullptr;
-  char* const* envp = va_arg(args, char* const*);
+  // envp follows the NULL that ends the arguments; with_argument_list leaves `args` there.
+  const int result = with_argument_list(arg, args, [&](char* const* argv) {
+    char* const* envp = va_arg(args, char* const*);
+    return run_execve(path, argv, envp);
+  });
   va_end(args);
-  return run_execve(path, const_cast<char* const*>(argv), envp);
+  return result;
 }
 
 }  // extern "C"

@@ -261,6 +261,16 @@ TEST(PreloadE2E, ExecReleasesTheOldImageAndTracesTheNewOne) {
     for (const json& leak : process["leaks"]) EXPECT_NE(leak["bytes"], 444) << "exec released it";
 }
 
+TEST(PreloadE2E, ExecleKeepsItsOwnEnvironment) {
+  // Regression: the execle wrapper once passed the argument list's NULL as the environment.
+  const RunOutput run = run_heapscope({}, {program("fork_exec"), "execle"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;  // the leaf saw FORK_EXEC_MARKER
+  const json& processes = run.report["processes"];
+  ASSERT_EQ(processes.size(), 2u) << run.report.dump(1);
+  EXPECT_EQ(processes[1]["command"].back(), "execle");
+  EXPECT_EQ(processes[1]["leaks"][0]["bytes"], 333);
+}
+
 TEST(PreloadE2E, SignalHandlerThatAllocatesIsSafe) {
   const RunOutput run = run_heapscope({}, {program("signal_alloc")});
   ASSERT_EQ(run.exit_code, 0) << run.err;
