@@ -8,6 +8,8 @@ packages=(
   # build
   build-essential cmake pkg-config
   libunwind-dev libdw-dev libelf-dev libfmt-dev nlohmann-json3-dev libgtest-dev libboost-stacktrace-dev libzstd-dev
+  # validating JSON reports against docs/report.schema.json
+  python3-jsonschema
   # the trace-reader fuzzer (libFuzzer)
   clang libclang-rt-14-dev
   # real programs the end-to-end suite runs under heapscope

@@ -613,6 +613,35 @@ TEST(RunCommandE2E, QuietKeepsTheSummariesOnly) {
   EXPECT_NE(verbose.err.find("leak 5:"), std::string::npos) << verbose.err;
 }
 
+TEST(SchemaE2E, RealReportsValidateAgainstThePublishedSchema) {
+  if (run_native({"/usr/bin/python3", "-c", "import jsonschema"}).exit_code != 0)
+    GTEST_SKIP() << "python3-jsonschema is not installed";
+  std::string dir = testing::TempDir() + "/heapscope-schema-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  std::ofstream(dir + "/s.supp") << "leak:leak_calloc\n";
+  // Reports with leaks, every error kind's stacks, several processes, crashes, suppressions.
+  const std::vector<std::vector<std::string>> runs = {
+      {"--suppressions", dir + "/s.supp", "--", program("leak_shapes")},
+      {"--", program("heap_errors"), "double_free"},
+      {"--", program("heap_errors"), "use_after_free"},
+      {"--", program("heap_errors"), "invalid_free_stack"},
+      {"--", program("cxx_new")},
+      {"--", program("fork_exec"), "exec"},
+      {"--", program("crash"), "segv"},
+      {"--", program("dlopen_host"), program("plugin.so")}};
+  std::vector<std::string> validate = {"/usr/bin/python3", E2E_SOURCE_DIR "/validate_report.py",
+                                       PROJECT_SOURCE_DIR "/docs/report.schema.json"};
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const std::string path = dir + "/" + std::to_string(i) + ".json";
+    std::vector<std::string> argv = {heapscope_binary(), "run", "--json", path};
+    argv.insert(argv.end(), runs[i].begin(), runs[i].end());
+    run_native(argv);
+    validate.push_back(path);
+  }
+  const RunOutput result = run_native(validate);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
 TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {
   // A 1 MiB quarantine makes blocks cycle through it (and its use-after-free checks) quickly.
   const RunOutput run = run_heapscope({"--quarantine-mib", "1"}, {STRESS_PROGRAM, "60000"});
