@@ -99,9 +99,19 @@ ProcessModel::StackTally& ProcessModel::touch(uint32_t stack_id) {
   return tally;
 }
 
+void ProcessModel::note_time(uint64_t time_ns) noexcept {
+  if (counters_.first_event_ns == 0) counters_.first_event_ns = time_ns;
+  counters_.last_event_ns = std::max(counters_.last_event_ns, time_ns);
+}
+
 void ProcessModel::on_alloc(const format::AllocEvent& event) {
   ++counters_.allocations;
   counters_.bytes_allocated += event.size;
+  note_time(event.header.time_ns);
+  const size_t bucket = SizeHistogram::bucket_of(event.size);
+  ++histogram_.count[bucket];
+  histogram_.bytes[bucket] += event.size;
+  last_alloc_by_thread_[event.thread_id] = event.address;
   auto [slot, fresh] = live_.try_emplace(event.address);
   if (!fresh) {  // a free we never saw; keep sums sane
     counters_.live_bytes -= slot->second.size;
@@ -127,6 +137,14 @@ void ProcessModel::on_free(const format::FreeEvent& event) {
     return;
   }
   ++counters_.frees;
+  note_time(event.header.time_ns);
+  auto last = last_alloc_by_thread_.find(event.thread_id);
+  const bool temporary = last != last_alloc_by_thread_.end() && last->second == event.address;
+  if (last != last_alloc_by_thread_.end()) last_alloc_by_thread_.erase(last);
+  if (temporary) {
+    ++counters_.temporary;
+    ++tallies_[canonical(slot->second.stack_id)].costs.temporary;
+  }
   counters_.live_bytes -= slot->second.size;
   touch(slot->second.stack_id).costs.live_bytes -= slot->second.size;
   live_.erase(slot);

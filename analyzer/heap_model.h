@@ -53,6 +53,11 @@ struct HeapCounters {
   uint64_t live_bytes = 0;
   uint64_t peak_live_bytes = 0;
   uint64_t unknown_frees = 0;   // frees of blocks this image never saw (inherited over fork)
+  // Allocations freed before their thread made any other allocation: heaptrack's "temporary
+  // allocations", the ones a stack buffer or a reused object would have avoided.
+  uint64_t temporary = 0;
+  uint64_t first_event_ns = 0;  // time of the first and last alloc/free
+  uint64_t last_event_ns = 0;
 };
 
 // What one allocation stack did over the run.
@@ -61,6 +66,15 @@ struct StackCosts {
   uint64_t allocated_bytes = 0;  // sum of sizes
   uint64_t live_bytes = 0;       // now (at exit: leaked)
   uint64_t peak_bytes = 0;       // live at the moment of the process's peak
+  uint64_t temporary = 0;        // allocations freed before the thread allocated anything else
+};
+
+// Requested sizes in power-of-two buckets: bucket 0 is size 0, bucket k holds [2^(k-1), 2^k).
+struct SizeHistogram {
+  static constexpr size_t kBuckets = 65;
+  uint64_t count[kBuckets] = {};
+  uint64_t bytes[kBuckets] = {};
+  static size_t bucket_of(uint64_t size) noexcept { return size == 0 ? 0 : 64 - __builtin_clzll(size); }
 };
 
 // Leaks at exit grouped by allocation stack.
@@ -89,6 +103,7 @@ class ProcessModel {
   uint64_t records() const noexcept { return records_; }
 
   const HeapCounters& counters() const noexcept { return counters_; }
+  const SizeHistogram& size_histogram() const noexcept { return histogram_; }
   const std::unordered_map<uint64_t, LiveBlock>& live() const noexcept { return live_; }
   const std::vector<Module>& modules() const noexcept { return modules_; }
   const Stack* stack(uint32_t id) const noexcept;
@@ -138,6 +153,10 @@ class ProcessModel {
   std::unordered_map<uint64_t, std::vector<uint32_t>> ids_by_hash_;
   std::unordered_map<uint32_t, uint32_t> alias_;
   std::unordered_map<uint32_t, StackTally> tallies_;
+  SizeHistogram histogram_;
+  // Per thread: the address of its latest allocation, if nothing else happened on it since.
+  std::unordered_map<uint32_t, uint64_t> last_alloc_by_thread_;
+  void note_time(uint64_t time_ns) noexcept;
   uint64_t event_number_ = 0;
   uint64_t peak_event_ = 0;
   std::vector<HeapError> errors_;

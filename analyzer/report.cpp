@@ -2,6 +2,7 @@
 #include "report.h"
 
 #include <algorithm>
+#include <tuple>
 
 namespace heapscope::analyzer {
 namespace {
@@ -17,6 +18,44 @@ FrameList symbolize_stack(const ProcessModel& model, uint32_t stack_id, Symboliz
     frames.insert(frames.end(), expanded.begin(), expanded.end());
   }
   return frames;
+}
+
+constexpr size_t kTopSites = 10;
+
+std::vector<SiteRecord> top_sites(const ProcessModel& model, const std::unordered_map<uint32_t, StackCosts>& costs,
+                                  uint64_t StackCosts::*field, Symbolizer& symbolizer) {
+  std::vector<std::pair<uint64_t, uint32_t>> ranked;
+  for (const auto& [stack_id, cost] : costs)
+    if (cost.*field > 0) ranked.emplace_back(cost.*field, stack_id);
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  if (ranked.size() > kTopSites) ranked.resize(kTopSites);
+  std::vector<SiteRecord> sites;
+  for (const auto& [value, stack_id] : ranked) sites.push_back({value, symbolize_stack(model, stack_id, symbolizer)});
+  return sites;
+}
+
+Statistics statistics_of(const ProcessModel& model, Symbolizer& symbolizer) {
+  Statistics statistics;
+  const SizeHistogram& histogram = model.size_histogram();
+  for (size_t bucket = 0; bucket < SizeHistogram::kBuckets; ++bucket) {
+    if (histogram.count[bucket] == 0) continue;
+    const uint64_t low = bucket == 0 ? 0 : uint64_t{1} << (bucket - 1);
+    const uint64_t high = bucket == 0 ? 0 : bucket == 64 ? UINT64_MAX : (uint64_t{1} << bucket) - 1;
+    statistics.size_histogram.emplace_back(low, high, histogram.count[bucket], histogram.bytes[bucket]);
+  }
+  const HeapCounters& counters = model.counters();
+  statistics.temporary_allocations = counters.temporary;
+  statistics.duration_seconds = static_cast<double>(counters.last_event_ns - counters.first_event_ns) / 1e9;
+  // Timestamps are coarse (a few ms): below 10 ms a rate would be noise.
+  if (statistics.duration_seconds >= 0.01)
+    statistics.allocations_per_second = static_cast<double>(counters.allocations) / statistics.duration_seconds;
+  const auto costs = model.stack_costs();
+  statistics.top_by_bytes = top_sites(model, costs, &StackCosts::allocated_bytes, symbolizer);
+  statistics.top_by_count = top_sites(model, costs, &StackCosts::allocations, symbolizer);
+  statistics.top_by_temporary = top_sites(model, costs, &StackCosts::temporary, symbolizer);
+  return statistics;
 }
 
 ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer) {
@@ -41,6 +80,7 @@ ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer)
   report.summary.live_blocks = model.live().size();
   report.summary.live_bytes = counters.live_bytes;
   report.summary.error_count = model.errors().size();
+  report.statistics = statistics_of(model, symbolizer);
 
   // exec releases the whole heap and a running process has not leaked yet.
   if (!report.ended_by_exec && !report.still_running) {

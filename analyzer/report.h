@@ -62,8 +62,25 @@ struct ProcessSummary {
   uint64_t error_count = 0;
 };
 
+// A site (allocation stack) ranked by one of its costs.
+struct SiteRecord {
+  uint64_t value = 0;
+  FrameList stack;
+};
+
+struct Statistics {
+  std::vector<std::tuple<uint64_t, uint64_t, uint64_t, uint64_t>> size_histogram;  // min, max, count, bytes
+  uint64_t temporary_allocations = 0;
+  double duration_seconds = 0;
+  double allocations_per_second = 0;
+  std::vector<SiteRecord> top_by_bytes;      // bytes allocated
+  std::vector<SiteRecord> top_by_count;      // allocation calls
+  std::vector<SiteRecord> top_by_temporary;  // temporary allocations
+};
+
 struct ProcessReport {
   int pid = 0;
+  Statistics statistics;
   std::vector<Module> modules;  // every ELF object the process loaded, in load order
   int parent_pid = 0;
   std::vector<std::string> command;

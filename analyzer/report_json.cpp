@@ -35,6 +35,25 @@ json exit_json(const ExitInfo& exit) {
           {"signal", exit.signal.has_value() ? json(*exit.signal) : json(nullptr)}};
 }
 
+json sites_json(const std::vector<SiteRecord>& sites, const char* value_name) {
+  json out = json::array();
+  for (const SiteRecord& site : sites) out.push_back({{value_name, site.value}, {"stack", stack_json(site.stack)}});
+  return out;
+}
+
+json statistics_json(const Statistics& statistics) {
+  json histogram = json::array();
+  for (const auto& [low, high, count, bytes] : statistics.size_histogram)
+    histogram.push_back({{"min", low}, {"max", high}, {"count", count}, {"bytes", bytes}});
+  return {{"size_histogram", std::move(histogram)},
+          {"temporary_allocations", statistics.temporary_allocations},
+          {"duration_seconds", statistics.duration_seconds},
+          {"allocations_per_second", statistics.allocations_per_second},
+          {"top_sites", {{"by_bytes", sites_json(statistics.top_by_bytes, "bytes")},
+                         {"by_count", sites_json(statistics.top_by_count, "allocations")},
+                         {"by_temporary", sites_json(statistics.top_by_temporary, "temporary")}}}};
+}
+
 json process_json(const ProcessReport& process) {
   const ProcessSummary& s = process.summary;
   json leaks = json::array();
@@ -79,6 +98,7 @@ json process_json(const ProcessReport& process) {
             {"live_at_exit", {{"blocks", s.live_blocks}, {"bytes", s.live_bytes}}},
             {"error_count", s.error_count}}},
           {"suppressed", {{"blocks", process.suppressed_blocks}, {"bytes", process.suppressed_bytes}}},
+          {"statistics", statistics_json(process.statistics)},
           {"leaks", std::move(leaks)},
           {"errors", std::move(errors)},
           {"modules", std::move(modules)}};

@@ -118,6 +118,18 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
                        plural(process.leaks.size(), "allocation stack", "allocation stacks"),
                        plural(s.error_count, "heap error", "heap errors"));
   }
+  if (options.detail == Detail::kVerbose && s.allocations > 0) {
+    const Statistics& st = process.statistics;
+    out += fmt::format("   temporary allocations: {} ({:.1f}%)", grouped(st.temporary_allocations),
+                       100.0 * static_cast<double>(st.temporary_allocations) / static_cast<double>(s.allocations));
+    if (st.allocations_per_second > 0)
+      out += fmt::format(", {} allocations/s over {:.2f} s", grouped(static_cast<uint64_t>(st.allocations_per_second)),
+                         st.duration_seconds);
+    out += "\n   sizes:";
+    for (const auto& [low, high, count, bytes] : st.size_histogram)
+      out += fmt::format(" [{}..{}]:{}", grouped(low), high == UINT64_MAX ? "max" : grouped(high), grouped(count));
+    out += "\n";
+  }
   if (process.suppressed_blocks > 0)
     out += fmt::format("   suppressed: {} in {}\n", plural(process.suppressed_bytes, "byte", "bytes"),
                        plural(process.suppressed_blocks, "block", "blocks"));

@@ -160,6 +160,26 @@ TEST(PreloadE2E, ErrorDetailsNameTheDamage) {
   EXPECT_EQ(after["block_size"], 56);
 }
 
+TEST(PreloadE2E, StatisticsHistogramTemporariesAndTopSites) {
+  const RunOutput run = run_heapscope({}, {program("leak_shapes")});
+  const json& statistics = only_process(run)["statistics"];
+  // no_leak's five free(malloc(n)) are the only allocations freed before the next one.
+  EXPECT_EQ(statistics["temporary_allocations"], 5);
+  ASSERT_FALSE(statistics["top_sites"]["by_temporary"].empty());
+  EXPECT_EQ(statistics["top_sites"]["by_temporary"][0]["temporary"], 5);
+  EXPECT_NE(find_frame(statistics["top_sites"]["by_temporary"][0]["stack"], "no_leak"), nullptr);
+  EXPECT_EQ(statistics["top_sites"]["by_count"][0]["allocations"], 10);
+  EXPECT_NE(find_frame(statistics["top_sites"]["by_count"][0]["stack"], "leak_many_blocks"), nullptr);
+  std::map<long, long> buckets;  // min -> count
+  long total = 0;
+  for (const json& bucket : statistics["size_histogram"]) {
+    buckets[bucket["min"].get<long>()] = bucket["count"].get<long>();
+    total += bucket["count"].get<long>();
+  }
+  EXPECT_EQ(total, 20);
+  EXPECT_EQ(buckets, (std::map<long, long>{{8, 1}, {16, 2}, {32, 6}, {64, 10}, {512, 1}}));
+}
+
 TEST(PreloadE2E, SizesAreWhatTheProgramAskedFor) {
   const RunOutput run = run_heapscope({}, {program("sizes")});
   ASSERT_EQ(run.exit_code, 0) << run.err;
