@@ -25,6 +25,8 @@ size_t fixed_size(EventKind kind) {
     case EventKind::kAgentEnd: return sizeof(format::AgentEndEvent);
     case EventKind::kFatalSignal: return sizeof(format::FatalSignalEvent);
     case EventKind::kEnding: return sizeof(format::EndingEvent);
+    case EventKind::kPhase: return sizeof(format::PhaseEvent);
+    case EventKind::kIgnore: return sizeof(format::IgnoreEvent);
   }
   return 0;
 }
@@ -66,6 +68,8 @@ const char* kind_name(format::EventKind kind) noexcept {
     case EventKind::kAgentEnd: return "agent-end";
     case EventKind::kFatalSignal: return "fatal-signal";
     case EventKind::kEnding: return "ending";
+    case EventKind::kPhase: return "phase";
+    case EventKind::kIgnore: return "ignore";
   }
   return "unknown";
 }

@@ -24,6 +24,18 @@ void ProcessModel::apply(const RecordView& record) {
     case EventKind::kExecFailed: exec_pending_ = false; return;
     case EventKind::kAgentEnd: agent_end_ = true; return;
     case EventKind::kFatalSignal: fatal_signal_ = record.as<format::FatalSignalEvent>().signal; return;
+    case EventKind::kPhase: {
+      const auto& event = record.as<format::PhaseEvent>();
+      const size_t length = strnlen(event.label, sizeof(event.label));
+      phases_.push_back({std::string(event.label, length), event.header.time_ns, counters_.live_bytes,
+                         counters_.allocations});
+      return;
+    }
+    case EventKind::kIgnore: {
+      const uint64_t address = record.as<format::IgnoreEvent>().address;
+      if (live_.contains(address)) ignored_.insert(address);
+      return;
+    }
     case EventKind::kPadding:
     case EventKind::kEnding:  // the collector's, handled by the trace reader
       return;
@@ -113,6 +125,7 @@ void ProcessModel::on_alloc(const format::AllocEvent& event) {
   histogram_.bytes[bucket] += event.size;
   last_alloc_by_thread_[event.thread_id] = event.address;
   auto [slot, fresh] = live_.try_emplace(event.address);
+  ignored_.erase(event.address);  // a new block at an address that was ignored before
   if (!fresh) {  // a free we never saw; keep sums sane
     counters_.live_bytes -= slot->second.size;
     touch(slot->second.stack_id).costs.live_bytes -= slot->second.size;
@@ -137,6 +150,7 @@ void ProcessModel::on_free(const format::FreeEvent& event) {
     return;
   }
   ++counters_.frees;
+  ignored_.erase(event.address);
   note_time(event.header.time_ns);
   auto last = last_alloc_by_thread_.find(event.thread_id);
   const bool temporary = last != last_alloc_by_thread_.end() && last->second == event.address;
@@ -178,9 +192,16 @@ std::unordered_map<uint32_t, StackCosts> ProcessModel::stack_costs() const {
   return costs;
 }
 
+uint64_t ProcessModel::ignored_bytes() const noexcept {
+  uint64_t bytes = 0;
+  for (uint64_t address : ignored_) bytes += live_.at(address).size;
+  return bytes;
+}
+
 std::vector<LeakGroup> ProcessModel::leak_groups() const {
   std::unordered_map<uint32_t, LeakGroup> groups;
   for (const auto& [address, block] : live_) {
+    if (ignored_.contains(address)) continue;
     const uint32_t stack_id = canonical(block.stack_id);
     LeakGroup& group = groups[stack_id];
     group.stack_id = stack_id;

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "event_reader.h"
@@ -77,6 +78,14 @@ struct SizeHistogram {
   static size_t bucket_of(uint64_t size) noexcept { return size == 0 ? 0 : 64 - __builtin_clzll(size); }
 };
 
+// A phase named by the program (heapscope_mark_phase), with the heap as it began.
+struct Phase {
+  std::string label;
+  uint64_t time_ns = 0;
+  uint64_t live_bytes = 0;
+  uint64_t allocations = 0;  // made before it began
+};
+
 // Leaks at exit grouped by allocation stack.
 struct LeakGroup {
   uint32_t stack_id = 0;
@@ -108,6 +117,10 @@ class ProcessModel {
   const std::vector<Module>& modules() const noexcept { return modules_; }
   const Stack* stack(uint32_t id) const noexcept;
   const std::vector<HeapError>& errors() const noexcept { return errors_; }
+  const std::vector<Phase>& phases() const noexcept { return phases_; }
+  // Live blocks the program declared intentional (heapscope_ignore_object): not leaks.
+  uint64_t ignored_blocks() const noexcept { return ignored_.size(); }
+  uint64_t ignored_bytes() const noexcept;
 
   // Live blocks grouped by allocation stack, largest total first.
   std::vector<LeakGroup> leak_groups() const;
@@ -160,6 +173,8 @@ class ProcessModel {
   uint64_t event_number_ = 0;
   uint64_t peak_event_ = 0;
   std::vector<HeapError> errors_;
+  std::vector<Phase> phases_;
+  std::unordered_set<uint64_t> ignored_;  // addresses of live blocks
 };
 
 }  // namespace heapscope::analyzer

@@ -81,6 +81,10 @@ ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer)
   report.summary.live_bytes = counters.live_bytes;
   report.summary.error_count = model.errors().size();
   report.statistics = statistics_of(model, symbolizer);
+  report.phases = model.phases();
+  report.first_event_ns = model.counters().first_event_ns;
+  report.ignored_blocks = model.ignored_blocks();
+  report.ignored_bytes = model.ignored_bytes();
 
   // exec releases the whole heap and a running process has not leaked yet.
   if (!report.ended_by_exec && !report.still_running) {

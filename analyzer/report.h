@@ -91,6 +91,10 @@ struct ProcessReport {
   bool still_running = false;
   bool complete = true;  // the agent recorded to the end
   ProcessSummary summary;
+  std::vector<Phase> phases;       // named by the program, times relative to its first event
+  uint64_t first_event_ns = 0;
+  uint64_t ignored_blocks = 0;     // declared intentional with heapscope_ignore_object
+  uint64_t ignored_bytes = 0;
   uint64_t suppressed_blocks = 0;  // leak records hidden by suppressions
   uint64_t suppressed_bytes = 0;
   std::vector<LeakRecord> leaks;

@@ -54,6 +54,17 @@ json statistics_json(const Statistics& statistics) {
                          {"by_temporary", sites_json(statistics.top_by_temporary, "temporary")}}}};
 }
 
+json phases_json(const ProcessReport& process) {
+  json out = json::array();
+  for (const Phase& phase : process.phases) {
+    const uint64_t since = phase.time_ns > process.first_event_ns && process.first_event_ns != 0
+                               ? phase.time_ns - process.first_event_ns : 0;
+    out.push_back({{"label", phase.label}, {"time_seconds", static_cast<double>(since) / 1e9},
+                   {"live_bytes", phase.live_bytes}, {"allocations", phase.allocations}});
+  }
+  return out;
+}
+
 json process_json(const ProcessReport& process) {
   const ProcessSummary& s = process.summary;
   json leaks = json::array();
@@ -99,6 +110,8 @@ json process_json(const ProcessReport& process) {
             {"error_count", s.error_count}}},
           {"suppressed", {{"blocks", process.suppressed_blocks}, {"bytes", process.suppressed_bytes}}},
           {"statistics", statistics_json(process.statistics)},
+          {"ignored", {{"blocks", process.ignored_blocks}, {"bytes", process.ignored_bytes}}},
+          {"phases", phases_json(process)},
           {"leaks", std::move(leaks)},
           {"errors", std::move(errors)},
           {"modules", std::move(modules)}};

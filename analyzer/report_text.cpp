@@ -130,6 +130,16 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
       out += fmt::format(" [{}..{}]:{}", grouped(low), high == UINT64_MAX ? "max" : grouped(high), grouped(count));
     out += "\n";
   }
+  if (!process.phases.empty()) {
+    out += "   phases:";
+    for (size_t i = 0; i < process.phases.size(); ++i)
+      out += fmt::format("{} {} ({} live)", i == 0 ? "" : ",", process.phases[i].label,
+                         plural(process.phases[i].live_bytes, "byte", "bytes"));
+    out += "\n";
+  }
+  if (process.ignored_blocks > 0)
+    out += fmt::format("   ignored (heapscope_ignore_object): {} in {}\n", plural(process.ignored_bytes, "byte", "bytes"),
+                       plural(process.ignored_blocks, "block", "blocks"));
   if (process.suppressed_blocks > 0)
     out += fmt::format("   suppressed: {} in {}\n", plural(process.suppressed_bytes, "byte", "bytes"),
                        plural(process.suppressed_blocks, "block", "blocks"));

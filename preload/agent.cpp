@@ -262,7 +262,8 @@ struct ExitSweep {
 void check_live_block(const BlockEntry& entry, void* context) noexcept {
   auto& sweep = *static_cast<ExitSweep*>(context);
   sweep.overhead_bytes += entry.front + block::tail_bytes(entry.size);
-  if (entry.state != BlockState::kLive || !the_agent().options.canaries) return;
+  if (entry.state != BlockState::kLive || !the_agent().options.canaries || (entry.flags & kBlockReported) != 0)
+    return;
   int64_t bad_offset = 0;
   const int damage = block::check(reinterpret_cast<void*>(entry.address), entry.size, bad_offset);
   if (damage == 0) return;
@@ -278,7 +279,7 @@ void check_quarantine_at_exit() noexcept {
     BlockEntry entry{};
     if (!a.index.find(address, entry)) continue;
     const int64_t changed = block::check_fill(reinterpret_cast<void*>(address), entry.size);
-    if (changed >= 0) {
+    if (changed >= 0 && (entry.flags & kBlockReported) == 0) {
       report_error(ErrorReport{format::ErrorKind::kUseAfterFree, address, entry.size, changed, 0,
                                entry.alloc_stack_id, entry.free_stack_id, entry.family,
                                entry.free_api, format::kDetectedAtExit});
@@ -388,6 +389,25 @@ void report_error(const ErrorReport& report) noexcept {
 // A vfork child shares our memory, ring included: its exec must not be recorded as the end of
 // the parent's image. getpid() is a real system call (glibc stopped caching it in 2.25).
 bool is_ring_owner() noexcept { return getpid() == the_agent().ring_pid; }
+
+void emit_phase(const char* label) noexcept {
+  auto* header = the_agent().ring.reserve(sizeof(format::PhaseEvent));
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::PhaseEvent*>(header);
+  size_t length = 0;
+  if (label != nullptr)
+    while (length < sizeof(record->label) - 1 && label[length] != '\0') ++length;
+  memcpy(record->label, label, length);
+  memset(record->label + length, 0, sizeof(record->label) - length);
+  RingWriter::commit(header, format::EventKind::kPhase);
+}
+
+void emit_ignore(uint64_t address) noexcept {
+  auto* header = the_agent().ring.reserve(sizeof(format::IgnoreEvent));
+  if (header == nullptr) return;
+  reinterpret_cast<format::IgnoreEvent*>(header)->address = address;
+  RingWriter::commit(header, format::EventKind::kIgnore);
+}
 
 void emit_exec(const char* path) noexcept {
   if (!ready() || !is_ring_owner()) return;

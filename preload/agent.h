@@ -45,6 +45,8 @@ struct ErrorReport {
 // Records a heap error; aborts afterwards if the abort_on_error option is set.
 void report_error(const ErrorReport& report) noexcept;
 
+void emit_phase(const char* label) noexcept;   // label may be nullptr
+void emit_ignore(uint64_t address) noexcept;
 void emit_exec(const char* path) noexcept;
 void emit_exec_failed() noexcept;
 

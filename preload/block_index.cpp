@@ -148,6 +148,16 @@ void BlockIndex::for_each(void (*visit)(const BlockEntry&, void*), void* context
   }
 }
 
+void BlockIndex::for_each_mutable(void (*visit)(BlockEntry&, void*), void* context) noexcept {
+  for (Shard& shard : shards_) {
+    SpinLockGuard hold(shard.lock);
+    for (size_t i = 0; i < shard.capacity; ++i) {
+      BlockEntry& entry = shard.slots[i];
+      if (entry.address != kEmpty && entry.address != kTombstone) visit(entry, context);
+    }
+  }
+}
+
 size_t BlockIndex::live_count() noexcept {
   size_t total = 0;
   for (Shard& shard : shards_) {

@@ -25,7 +25,11 @@ struct BlockEntry {
   uint8_t family;           // format::Family
   BlockState state;
   uint8_t free_api;         // format::Api of the release, when quarantined
-  uint8_t reserved;
+  uint8_t flags;            // BlockFlags
+};
+
+enum BlockFlags : uint8_t {
+  kBlockReported = 1u << 0,  // its damage was reported already (one report per bug)
 };
 static_assert(sizeof(BlockEntry) == 32);
 
@@ -54,6 +58,8 @@ class BlockIndex {
   // Calls visit(entry, context) for every entry, shard by shard under the shard lock. The
   // visitor must not call back into the index.
   void for_each(void (*visit)(const BlockEntry&, void*), void* context) noexcept;
+  // The same with write access to each entry (to set flags); same rules.
+  void for_each_mutable(void (*visit)(BlockEntry&, void*), void* context) noexcept;
 
   size_t live_count() noexcept;
 

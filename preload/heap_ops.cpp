@@ -42,7 +42,7 @@ void drain_quarantine(uint32_t detecting_stack) noexcept {
     BlockEntry entry{};
     if (!index.find(address, entry)) continue;
     const int64_t changed = block::check_fill(reinterpret_cast<void*>(address), entry.size);
-    if (changed >= 0) {
+    if (changed >= 0 && (entry.flags & kBlockReported) == 0) {
       agent::report_error({ErrorKind::kUseAfterFree, address, entry.size, changed,
                            detecting_stack, entry.alloc_stack_id, entry.free_stack_id,
                            entry.family, entry.free_api, 0});
@@ -152,7 +152,7 @@ HEAPSCOPE_HOT void release(void* pointer, Api api) noexcept {
     agent::report_error({ErrorKind::kMismatchedFree, address, entry.size, 0, stack,
                          entry.alloc_stack_id, 0, entry.family, static_cast<uint8_t>(api), 0});
   }
-  if (agent::options().canaries) {
+  if (agent::options().canaries && (entry.flags & kBlockReported) == 0) {
     int64_t bad_offset = 0;
     const int damage = block::check(pointer, entry.size, bad_offset);
     if (damage != 0) {
@@ -201,6 +201,41 @@ HEAPSCOPE_HOT void* reallocate(void* pointer, size_t size, Api api) noexcept {
   memcpy(fresh, pointer, entry.size < size ? entry.size : size);
   release(pointer, api);
   return fresh;
+}
+
+namespace {
+
+struct Verification {
+  uint32_t stack_id;
+  int damaged = 0;
+};
+
+void verify_entry(BlockEntry& entry, void* context) noexcept {
+  auto& verification = *static_cast<Verification*>(context);
+  if ((entry.flags & kBlockReported) != 0) return;
+  const auto* user = reinterpret_cast<const void*>(entry.address);
+  if (entry.state == BlockState::kQuarantined) {
+    const int64_t changed = block::check_fill(user, entry.size);
+    if (changed < 0) return;
+    agent::report_error({ErrorKind::kUseAfterFree, entry.address, entry.size, changed, verification.stack_id,
+                         entry.alloc_stack_id, entry.free_stack_id, entry.family, entry.free_api, 0});
+  } else {
+    int64_t bad_offset = 0;
+    const int damage = agent::options().canaries ? block::check(user, entry.size, bad_offset) : 0;
+    if (damage == 0) return;
+    agent::report_error({damage > 0 ? ErrorKind::kOverflow : ErrorKind::kUnderflow, entry.address, entry.size,
+                         bad_offset, verification.stack_id, entry.alloc_stack_id, 0, entry.family, 0, 0});
+  }
+  entry.flags |= kBlockReported;
+  ++verification.damaged;
+}
+
+}  // namespace
+
+int verify_all() noexcept {
+  Verification verification{agent::capture_stack_id()};
+  agent::index().for_each_mutable(verify_entry, &verification);
+  return verification.damaged;
 }
 
 size_t usable_size(void* pointer) noexcept {

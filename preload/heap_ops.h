@@ -21,6 +21,10 @@ void release(void* pointer, format::Api api) noexcept;
 // realloc semantics (glibc): nullptr pointer = allocate; size 0 = release and return nullptr.
 void* reallocate(void* pointer, size_t size, format::Api api) noexcept;
 
+// Checks every live block's canaries and every quarantined block's fill now, reporting each
+// damaged block once with the caller's stack. Returns how many were damaged.
+int verify_all() noexcept;
+
 // Requested size of a tracked block; 0 for nullptr or a pointer that is not ours.
 size_t usable_size(void* pointer) noexcept;
 

@@ -10,7 +10,7 @@
 namespace heapscope::format {
 
 inline constexpr uint32_t kRingMagic = 0x48534352;  // "HSCR"
-inline constexpr uint16_t kFormatVersion = 3;       // bump on ANY layout change below
+inline constexpr uint16_t kFormatVersion = 4;       // bump on ANY layout change below
 inline constexpr uint32_t kMaxFrames = 64;          // frames per captured stack, hard limit
 inline constexpr uint32_t kMaxPath = 1024;          // bytes of a module path or command line kept
 
@@ -61,6 +61,8 @@ enum class EventKind : uint16_t {  // 0 = slot not yet committed
   kAgentEnd = 11,     // AgentEndEvent: the agent's destructor ran (clean end of recording)
   kFatalSignal = 12,  // FatalSignalEvent: a crash signal with the default action is killing us
   kEnding = 13,       // EndingEvent: written by the collector, last in a trace file (never in a ring)
+  kPhase = 14,        // PhaseEvent: heapscope_mark_phase() (include/heapscope/heapscope.h)
+  kIgnore = 15,       // IgnoreEvent: heapscope_ignore_object(): a live block that is not a leak
 };
 
 struct EventHeader {
@@ -184,6 +186,19 @@ struct FatalSignalEvent {
 };
 static_assert(sizeof(FatalSignalEvent) == 24);
 
+// A phase of the program named through the client API; it begins at this record.
+struct PhaseEvent {
+  EventHeader header;
+  char label[64];         // NUL-terminated, truncated
+};
+static_assert(sizeof(PhaseEvent) == 80);
+
+struct IgnoreEvent {
+  EventHeader header;
+  uint64_t address;       // a live block's user pointer
+};
+static_assert(sizeof(IgnoreEvent) == 24);
+
 struct ExecEvent {
   EventHeader header;
   uint32_t path_bytes;
@@ -206,7 +221,7 @@ inline constexpr bool kIsRecord =
 static_assert(kIsRecord<ProcessEvent> && kIsRecord<ModuleEvent> && kIsRecord<StackEvent> &&
               kIsRecord<AllocEvent> && kIsRecord<FreeEvent> && kIsRecord<CorruptionEvent> &&
               kIsRecord<ExitEvent> && kIsRecord<ExecEvent> && kIsRecord<AgentEndEvent> &&
-              kIsRecord<FatalSignalEvent>);
+              kIsRecord<FatalSignalEvent> && kIsRecord<PhaseEvent> && kIsRecord<IgnoreEvent>);
 
 // Rounds a record size up to the 8-byte multiple the ring requires.
 constexpr uint32_t record_size(size_t bytes) { return static_cast<uint32_t>((bytes + 7) & ~size_t{7}); }

@@ -648,7 +648,8 @@ TEST(SchemaE2E, RealReportsValidateAgainstThePublishedSchema) {
       {"--", program("cxx_new")},
       {"--", program("fork_exec"), "exec"},
       {"--", program("crash"), "segv"},
-      {"--", program("dlopen_host"), program("plugin.so")}};
+      {"--", program("dlopen_host"), program("plugin.so")},
+      {"--", program("client_api"), "traced"}};
   std::vector<std::string> validate = {"/usr/bin/python3", E2E_SOURCE_DIR "/validate_report.py",
                                        PROJECT_SOURCE_DIR "/docs/report.schema.json"};
   for (size_t i = 0; i < runs.size(); ++i) {
@@ -660,6 +661,30 @@ TEST(SchemaE2E, RealReportsValidateAgainstThePublishedSchema) {
   }
   const RunOutput result = run_native(validate);
   EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+TEST(ClientApiE2E, NoOpsWithoutHeapscopeAndNoLinkDependency) {
+  EXPECT_EQ(run_native({program("client_api"), "native"}).exit_code, 0);
+}
+
+TEST(ClientApiE2E, VerifyIgnoreAndPhasesUnderHeapscope) {
+  const RunOutput run = run_heapscope({}, {program("client_api"), "traced"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;  // every call returned what the program expected
+  const json& process = only_process(run);
+  // The damaged block: reported once, by verify, with the program's stack; not again at exit.
+  ASSERT_EQ(process["errors"].size(), 1u) << process["errors"].dump(1);
+  EXPECT_EQ(process["errors"][0]["kind"], "overflow");
+  EXPECT_EQ(process["errors"][0]["detected_at_exit"], false);
+  EXPECT_NE(find_frame(process["errors"][0]["stack"], "main"), nullptr);
+  EXPECT_EQ(process["ignored"]["blocks"], 1);
+  EXPECT_EQ(process["ignored"]["bytes"], 4321);
+  for (const json& leak : process["leaks"]) EXPECT_NE(leak["bytes"], 4321);
+  ASSERT_EQ(process["phases"].size(), 2u);
+  EXPECT_EQ(process["phases"][0]["label"], "setup");
+  EXPECT_EQ(process["phases"][0]["allocations"], 0);
+  EXPECT_EQ(process["phases"][1]["label"], "work");
+  EXPECT_EQ(process["phases"][1]["live_bytes"], 4321 + 99);
+  EXPECT_NE(run.err.find("phases: setup (0 bytes live), work (4,420 bytes live)"), std::string::npos) << run.err;
 }
 
 TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {

@@ -12,7 +12,7 @@ namespace {
 
 TEST(EventFormat, VersionAndMagic) {
   EXPECT_EQ(kRingMagic, 0x48534352u);  // "HSCR"
-  EXPECT_EQ(kFormatVersion, 3);
+  EXPECT_EQ(kFormatVersion, 4);
 }
 
 TEST(EventFormat, HeaderLayoutIsPinned) {
@@ -46,6 +46,8 @@ TEST(EventFormat, RecordLayoutsArePinned) {
   EXPECT_EQ(sizeof(AgentEndEvent), 40u);
   EXPECT_EQ(sizeof(FatalSignalEvent), 24u);
   EXPECT_EQ(sizeof(EndingEvent), 32u);
+  EXPECT_EQ(sizeof(PhaseEvent), 80u);
+  EXPECT_EQ(sizeof(IgnoreEvent), 24u);
   EXPECT_EQ(sizeof(TraceFileHeader), 24u);
 }
 
@@ -77,6 +79,8 @@ TEST(EventFormat, KindsAreAppendOnly) {
   EXPECT_EQ(static_cast<int>(EventKind::kAgentEnd), 11);
   EXPECT_EQ(static_cast<int>(EventKind::kFatalSignal), 12);
   EXPECT_EQ(static_cast<int>(EventKind::kEnding), 13);
+  EXPECT_EQ(static_cast<int>(EventKind::kPhase), 14);
+  EXPECT_EQ(static_cast<int>(EventKind::kIgnore), 15);
   EXPECT_EQ(static_cast<int>(ErrorKind::kUseAfterFree), 6);
 }
 

@@ -1,0 +1,52 @@
+/* heapscope client API: calls a program can make about its own heap. C and C++.
+ *
+ * Every call is a harmless no-op (returning 0) when the program runs without heapscope, and
+ * using it adds no link dependency: the agent's entry points are weak references that stay null
+ * unless libheapscope.so is loaded (heapscope run, or LD_PRELOAD).
+ *
+ *   #include <heapscope/heapscope.h>
+ *   heapscope_mark_phase("load config");
+ *   ...
+ *   if (heapscope_verify_heap() != 0) { ... }   // damaged blocks were just reported
+ */
+#ifndef HEAPSCOPE_HEAPSCOPE_H
+#define HEAPSCOPE_HEAPSCOPE_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Exported by the agent (preload/client_api.cpp). Do not call these directly: a program that
+ * runs without heapscope has them null. */
+extern int heapscope_agent_verify_heap(void) __attribute__((weak));
+extern int heapscope_agent_ignore_object(const void* pointer) __attribute__((weak));
+extern void heapscope_agent_mark_phase(const char* label) __attribute__((weak));
+
+/* 1 when the program runs under heapscope, else 0. */
+static inline int heapscope_running(void) { return heapscope_agent_verify_heap != 0; }
+
+/* Checks the canaries of every live block and the fill of every block in the quarantine now.
+ * Each damaged block is reported once (as an overflow, underflow or use_after_free error, with
+ * this call's stack) and not again later. Returns the number of damaged blocks found. */
+static inline int heapscope_verify_heap(void) {
+  return heapscope_agent_verify_heap ? heapscope_agent_verify_heap() : 0;
+}
+
+/* Declares a live block as intentionally kept: it is never reported as a leak (counted as
+ * "ignored" instead). `pointer` is what an allocation function returned. Returns 1 if it was a
+ * live block of the agent's, else 0. */
+static inline int heapscope_ignore_object(const void* pointer) {
+  return heapscope_agent_ignore_object ? heapscope_agent_ignore_object(pointer) : 0;
+}
+
+/* Names the phase of the program that starts now (up to 63 bytes are kept); the report lists
+ * phases with the heap's size and the allocation count when each began. */
+static inline void heapscope_mark_phase(const char* label) {
+  if (heapscope_agent_mark_phase) heapscope_agent_mark_phase(label);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HEAPSCOPE_HEAPSCOPE_H */

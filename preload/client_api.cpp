@@ -1,0 +1,39 @@
+// The agent's side of include/heapscope/heapscope.h: the heapscope_agent_* entry points that
+// the header's inline functions call through weak references. C ABI, noexcept; each is a no-op
+// when the call arrives nested (from a signal handler inside the agent) or untracked.
+#include <cstdint>
+
+#include "heapscope/heapscope.h"
+#include "interpose_route.h"
+
+using heapscope::preload::ReentrancyGuard;
+using heapscope::preload::Route;
+using heapscope::preload::route;
+namespace agent = heapscope::preload::agent;
+namespace heap = heapscope::preload::heap;
+
+extern "C" {
+
+HEAPSCOPE_EXPORT int heapscope_agent_verify_heap(void) {
+  if (route() != Route::kTracked) return 0;
+  ReentrancyGuard guard;
+  return heap::verify_all();
+}
+
+HEAPSCOPE_EXPORT int heapscope_agent_ignore_object(const void* pointer) {
+  if (pointer == nullptr || route() != Route::kTracked) return 0;
+  ReentrancyGuard guard;
+  heapscope::preload::BlockEntry entry{};
+  const auto address = reinterpret_cast<uint64_t>(pointer);
+  if (!agent::index().find(address, entry) || entry.state != heapscope::preload::BlockState::kLive) return 0;
+  agent::emit_ignore(address);
+  return 1;
+}
+
+HEAPSCOPE_EXPORT void heapscope_agent_mark_phase(const char* label) {
+  if (route() != Route::kTracked) return;
+  ReentrancyGuard guard;
+  agent::emit_phase(label);
+}
+
+}  // extern "C"
