@@ -27,6 +27,7 @@ size_t fixed_size(EventKind kind) {
     case EventKind::kEnding: return sizeof(format::EndingEvent);
     case EventKind::kPhase: return sizeof(format::PhaseEvent);
     case EventKind::kIgnore: return sizeof(format::IgnoreEvent);
+    case EventKind::kSample: return sizeof(format::SampleEvent);
   }
   return 0;
 }
@@ -70,6 +71,7 @@ const char* kind_name(format::EventKind kind) noexcept {
     case EventKind::kEnding: return "ending";
     case EventKind::kPhase: return "phase";
     case EventKind::kIgnore: return "ignore";
+    case EventKind::kSample: return "sample";
   }
   return "unknown";
 }

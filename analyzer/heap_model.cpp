@@ -22,7 +22,27 @@ void ProcessModel::apply(const RecordView& record) {
     case EventKind::kExit: exit_status_ = record.as<format::ExitEvent>().status; return;
     case EventKind::kExec: exec_pending_ = true; return;
     case EventKind::kExecFailed: exec_pending_ = false; return;
-    case EventKind::kAgentEnd: agent_end_ = true; return;
+    case EventKind::kAgentEnd: {
+      const auto& event = record.as<format::AgentEndEvent>();
+      agent_end_ = true;
+      overhead_bytes_ = event.overhead_bytes;
+      quarantine_bytes_ = event.quarantine_bytes;
+      return;
+    }
+    case EventKind::kSample: {
+      const auto& event = record.as<format::SampleEvent>();
+      Sample sample{event.header.time_ns, counters_.live_bytes, live_.size(), event.rss_bytes,
+                    (event.header.flags & format::kSampleHasMallinfo) != 0};
+      sample.arena = event.arena;
+      sample.ordblks = event.ordblks;
+      sample.hblks = event.hblks;
+      sample.hblkhd = event.hblkhd;
+      sample.uordblks = event.uordblks;
+      sample.fordblks = event.fordblks;
+      sample.keepcost = event.keepcost;
+      samples_.push_back(sample);
+      return;
+    }
     case EventKind::kFatalSignal: fatal_signal_ = record.as<format::FatalSignalEvent>().signal; return;
     case EventKind::kPhase: {
       const auto& event = record.as<format::PhaseEvent>();

@@ -86,6 +86,16 @@ struct Phase {
   uint64_t allocations = 0;  // made before it began
 };
 
+// One sample of the process over time, with the program's own live heap at that moment.
+struct Sample {
+  uint64_t time_ns = 0;
+  uint64_t live_bytes = 0;
+  uint64_t live_blocks = 0;
+  uint64_t rss_bytes = 0;
+  bool has_mallinfo = false;  // glibc's allocator: the fields below are its mallinfo2
+  uint64_t arena = 0, ordblks = 0, hblks = 0, hblkhd = 0, uordblks = 0, fordblks = 0, keepcost = 0;
+};
+
 // Leaks at exit grouped by allocation stack.
 struct LeakGroup {
   uint32_t stack_id = 0;
@@ -118,6 +128,11 @@ class ProcessModel {
   const Stack* stack(uint32_t id) const noexcept;
   const std::vector<HeapError>& errors() const noexcept { return errors_; }
   const std::vector<Phase>& phases() const noexcept { return phases_; }
+  const std::vector<Sample>& samples() const noexcept { return samples_; }
+  // heapscope's own cost at the end, from the agent: headers and canaries of live blocks, and
+  // bytes held in the quarantine.
+  uint64_t overhead_bytes() const noexcept { return overhead_bytes_; }
+  uint64_t quarantine_bytes() const noexcept { return quarantine_bytes_; }
   // Live blocks the program declared intentional (heapscope_ignore_object): not leaks.
   uint64_t ignored_blocks() const noexcept { return ignored_.size(); }
   uint64_t ignored_bytes() const noexcept;
@@ -174,6 +189,9 @@ class ProcessModel {
   uint64_t peak_event_ = 0;
   std::vector<HeapError> errors_;
   std::vector<Phase> phases_;
+  std::vector<Sample> samples_;
+  uint64_t overhead_bytes_ = 0;
+  uint64_t quarantine_bytes_ = 0;
   std::unordered_set<uint64_t> ignored_;  // addresses of live blocks
 };
 

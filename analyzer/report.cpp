@@ -51,6 +51,15 @@ Statistics statistics_of(const ProcessModel& model, Symbolizer& symbolizer) {
   // Timestamps are coarse (a few ms): below 10 ms a rate would be noise.
   if (statistics.duration_seconds >= 0.01)
     statistics.allocations_per_second = static_cast<double>(counters.allocations) / statistics.duration_seconds;
+  const std::vector<Sample>& samples = model.samples();
+  if (!samples.empty()) {
+    statistics.latest = samples.back();
+    const size_t step = (samples.size() + kTimelinePoints - 1) / kTimelinePoints;
+    for (size_t i = 0; i < samples.size(); i += step) statistics.timeline.push_back(samples[i]);
+    if ((samples.size() - 1) % step != 0) statistics.timeline.push_back(samples.back());
+  }
+  statistics.overhead_bytes = model.overhead_bytes();
+  statistics.quarantine_bytes = model.quarantine_bytes();
   const auto costs = model.stack_costs();
   statistics.top_by_bytes = top_sites(model, costs, &StackCosts::allocated_bytes, symbolizer);
   statistics.top_by_count = top_sites(model, costs, &StackCosts::allocations, symbolizer);

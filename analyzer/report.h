@@ -69,6 +69,10 @@ struct SiteRecord {
 };
 
 struct Statistics {
+  std::vector<Sample> timeline;  // at most kTimelinePoints, evenly picked from the samples
+  std::optional<Sample> latest;  // the last sample (at exit when the agent ended cleanly)
+  uint64_t overhead_bytes = 0;   // heapscope's headers and canaries of live blocks, at the end
+  uint64_t quarantine_bytes = 0; // freed bytes heapscope still held, at the end
   std::vector<std::tuple<uint64_t, uint64_t, uint64_t, uint64_t>> size_histogram;  // min, max, count, bytes
   uint64_t temporary_allocations = 0;
   double duration_seconds = 0;
@@ -77,6 +81,8 @@ struct Statistics {
   std::vector<SiteRecord> top_by_count;      // allocation calls
   std::vector<SiteRecord> top_by_temporary;  // temporary allocations
 };
+
+inline constexpr size_t kTimelinePoints = 500;
 
 struct ProcessReport {
   int pid = 0;

@@ -41,11 +41,31 @@ json sites_json(const std::vector<SiteRecord>& sites, const char* value_name) {
   return out;
 }
 
-json statistics_json(const Statistics& statistics) {
+json mallinfo_json(const Sample& sample) {
+  if (!sample.has_mallinfo) return nullptr;
+  return {{"arena", sample.arena},       {"ordblks", sample.ordblks},   {"hblks", sample.hblks},
+          {"hblkhd", sample.hblkhd},     {"uordblks", sample.uordblks}, {"fordblks", sample.fordblks},
+          {"keepcost", sample.keepcost}};
+}
+
+json statistics_json(const Statistics& statistics, uint64_t first_event_ns) {
+  json timeline = json::array();
+  for (const Sample& sample : statistics.timeline) {
+    const uint64_t since = first_event_ns != 0 && sample.time_ns > first_event_ns ? sample.time_ns - first_event_ns : 0;
+    timeline.push_back({{"time_seconds", static_cast<double>(since) / 1e9},
+                        {"live_bytes", sample.live_bytes},
+                        {"live_blocks", sample.live_blocks},
+                        {"rss_bytes", sample.rss_bytes},
+                        {"allocator_bytes", sample.has_mallinfo ? json(sample.arena + sample.hblkhd) : json(nullptr)}});
+  }
   json histogram = json::array();
   for (const auto& [low, high, count, bytes] : statistics.size_histogram)
     histogram.push_back({{"min", low}, {"max", high}, {"count", count}, {"bytes", bytes}});
-  return {{"size_histogram", std::move(histogram)},
+  return {{"timeline", std::move(timeline)},
+          {"allocator", statistics.latest ? mallinfo_json(*statistics.latest) : json(nullptr)},
+          {"rss_bytes", statistics.latest ? json(statistics.latest->rss_bytes) : json(nullptr)},
+          {"overhead", {{"headers_and_canaries", statistics.overhead_bytes}, {"quarantine", statistics.quarantine_bytes}}},
+          {"size_histogram", std::move(histogram)},
           {"temporary_allocations", statistics.temporary_allocations},
           {"duration_seconds", statistics.duration_seconds},
           {"allocations_per_second", statistics.allocations_per_second},
@@ -109,7 +129,7 @@ json process_json(const ProcessReport& process) {
             {"live_at_exit", {{"blocks", s.live_blocks}, {"bytes", s.live_bytes}}},
             {"error_count", s.error_count}}},
           {"suppressed", {{"blocks", process.suppressed_blocks}, {"bytes", process.suppressed_bytes}}},
-          {"statistics", statistics_json(process.statistics)},
+          {"statistics", statistics_json(process.statistics, process.first_event_ns)},
           {"ignored", {{"blocks", process.ignored_blocks}, {"bytes", process.ignored_bytes}}},
           {"phases", phases_json(process)},
           {"leaks", std::move(leaks)},

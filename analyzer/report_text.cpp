@@ -125,6 +125,15 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
     if (st.allocations_per_second > 0)
       out += fmt::format(", {} allocations/s over {:.2f} s", grouped(static_cast<uint64_t>(st.allocations_per_second)),
                          st.duration_seconds);
+    if (st.latest && st.latest->has_mallinfo) {
+      const Sample& m = *st.latest;
+      out += fmt::format("\n   allocator (mallinfo2, last sample): arena {}, mmapped {} in {}, in use {}, free {} in {} chunks,"
+                         " releasable {}; rss {}",
+                         grouped(m.arena), grouped(m.hblkhd), plural(m.hblks, "region", "regions"), grouped(m.uordblks),
+                         grouped(m.fordblks), grouped(m.ordblks), grouped(m.keepcost), grouped(m.rss_bytes));
+    }
+    out += fmt::format("\n   heapscope overhead at the end: {} of headers and canaries, {} in the quarantine",
+                       plural(st.overhead_bytes, "byte", "bytes"), plural(st.quarantine_bytes, "byte", "bytes"));
     out += "\n   sizes:";
     for (const auto& [low, high, count, bytes] : st.size_histogram)
       out += fmt::format(" [{}..{}]:{}", grouped(low), high == UINT64_MAX ? "max" : grouped(high), grouped(count));

@@ -18,6 +18,7 @@
 #include "real_alloc.h"
 #include "reentrancy_guard.h"
 #include "ring_writer.h"
+#include "sampler.h"
 #include "stack_capture.h"
 #include "stack_depot.h"
 #include "sys.h"
@@ -89,6 +90,7 @@ bool start_recording(int parent_pid) noexcept {
   emit_process(parent_pid);
   a.modules.reset();
   a.modules.refresh(a.ring);
+  sample_now(a.ring);
   return true;
 }
 
@@ -223,6 +225,7 @@ bool initialize() noexcept {
     return false;
   }
   init_stack_capture();
+  init_sampler(a.options.sample_ms);
   if (!start_recording(getppid())) return false;
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   on_exit(on_program_exit, nullptr);
@@ -261,9 +264,9 @@ struct ExitSweep {
 
 void check_live_block(const BlockEntry& entry, void* context) noexcept {
   auto& sweep = *static_cast<ExitSweep*>(context);
+  if (entry.state != BlockState::kLive) return;  // quarantined ones were checked just before
   sweep.overhead_bytes += entry.front + block::tail_bytes(entry.size);
-  if (entry.state != BlockState::kLive || !the_agent().options.canaries || (entry.flags & kBlockReported) != 0)
-    return;
+  if (!the_agent().options.canaries || (entry.flags & kBlockReported) != 0) return;
   int64_t bad_offset = 0;
   const int damage = block::check(reinterpret_cast<void*>(entry.address), entry.size, bad_offset);
   if (damage == 0) return;
@@ -299,13 +302,15 @@ __attribute__((destructor)) void finish_recording() {
   if (state.load(std::memory_order_acquire) != State::kReady || ReentrancyGuard::active()) return;
   ReentrancyGuard guard;
   Agent& a = the_agent();
+  const uint64_t quarantined = a.quarantine.held_bytes();  // before the check empties it
   check_quarantine_at_exit();
   ExitSweep sweep;
   a.index.for_each(check_live_block, &sweep);
+  sample_now(a.ring);
   auto* header = a.ring.reserve(sizeof(format::AgentEndEvent));
   if (header != nullptr) {
     auto* record = reinterpret_cast<format::AgentEndEvent*>(header);
-    record->quarantine_bytes = a.quarantine.held_bytes();
+    record->quarantine_bytes = quarantined;
     record->overhead_bytes = sweep.overhead_bytes;
     record->ring_waits = a.ring.waits();
     RingWriter::commit(header, format::EventKind::kAgentEnd);
@@ -346,7 +351,9 @@ HEAPSCOPE_HOT void emit_alloc(uint64_t address, uint64_t size, uint32_t stack_id
   record->api = static_cast<uint8_t>(api);
   record->family = static_cast<uint8_t>(family);
   record->reserved = 0;
+  const uint64_t now = header->time_ns;
   RingWriter::commit(header, format::EventKind::kAlloc);
+  maybe_sample(the_agent().ring, now);
 }
 
 HEAPSCOPE_HOT void emit_free(uint64_t address, format::Api api) noexcept {

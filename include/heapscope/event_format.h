@@ -10,7 +10,7 @@
 namespace heapscope::format {
 
 inline constexpr uint32_t kRingMagic = 0x48534352;  // "HSCR"
-inline constexpr uint16_t kFormatVersion = 4;       // bump on ANY layout change below
+inline constexpr uint16_t kFormatVersion = 5;       // bump on ANY layout change below
 inline constexpr uint32_t kMaxFrames = 64;          // frames per captured stack, hard limit
 inline constexpr uint32_t kMaxPath = 1024;          // bytes of a module path or command line kept
 
@@ -63,6 +63,7 @@ enum class EventKind : uint16_t {  // 0 = slot not yet committed
   kEnding = 13,       // EndingEvent: written by the collector, last in a trace file (never in a ring)
   kPhase = 14,        // PhaseEvent: heapscope_mark_phase() (include/heapscope/heapscope.h)
   kIgnore = 15,       // IgnoreEvent: heapscope_ignore_object(): a live block that is not a leak
+  kSample = 16,       // SampleEvent: RSS and the allocator's own statistics, every sample_ms
 };
 
 struct EventHeader {
@@ -199,6 +200,25 @@ struct IgnoreEvent {
 };
 static_assert(sizeof(IgnoreEvent) == 24);
 
+enum SampleFlags : uint16_t {
+  kSampleHasMallinfo = 1u << 0,  // the allocator underneath is glibc's: the mallinfo2 fields are set
+};
+
+// The process as the system and the allocator see it (header.flags: SampleFlags). The mallinfo2
+// fields keep glibc's names and meanings (see mallinfo2(3)).
+struct SampleEvent {
+  EventHeader header;
+  uint64_t rss_bytes;       // resident set size, from /proc/self/statm
+  uint64_t arena;           // non-mmapped space allocated from the system
+  uint64_t ordblks;         // free chunks
+  uint64_t hblks;           // mmapped regions
+  uint64_t hblkhd;          // bytes in mmapped regions
+  uint64_t uordblks;        // bytes in use (allocated chunks)
+  uint64_t fordblks;        // free bytes held
+  uint64_t keepcost;        // releasable top-most free space
+};
+static_assert(sizeof(SampleEvent) == 80);
+
 struct ExecEvent {
   EventHeader header;
   uint32_t path_bytes;
@@ -221,7 +241,8 @@ inline constexpr bool kIsRecord =
 static_assert(kIsRecord<ProcessEvent> && kIsRecord<ModuleEvent> && kIsRecord<StackEvent> &&
               kIsRecord<AllocEvent> && kIsRecord<FreeEvent> && kIsRecord<CorruptionEvent> &&
               kIsRecord<ExitEvent> && kIsRecord<ExecEvent> && kIsRecord<AgentEndEvent> &&
-              kIsRecord<FatalSignalEvent> && kIsRecord<PhaseEvent> && kIsRecord<IgnoreEvent>);
+              kIsRecord<FatalSignalEvent> && kIsRecord<PhaseEvent> && kIsRecord<IgnoreEvent> &&
+              kIsRecord<SampleEvent>);
 
 // Rounds a record size up to the 8-byte multiple the ring requires.
 constexpr uint32_t record_size(size_t bytes) { return static_cast<uint32_t>((bytes + 7) & ~size_t{7}); }

@@ -180,6 +180,29 @@ TEST(PreloadE2E, StatisticsHistogramTemporariesAndTopSites) {
   EXPECT_EQ(buckets, (std::map<long, long>{{8, 1}, {16, 2}, {32, 6}, {64, 10}, {512, 1}}));
 }
 
+TEST(PreloadE2E, SamplesOverTimeAllocatorViewAndOverhead) {
+  const RunOutput run = run_heapscope({}, {program("leak_shapes")});
+  const json& statistics = only_process(run)["statistics"];
+  // A sample at start and one at the end, however short the run.
+  ASSERT_GE(statistics["timeline"].size(), 2u);
+  EXPECT_EQ(statistics["timeline"][0]["live_bytes"], 0);
+  EXPECT_EQ(statistics["timeline"].back()["live_bytes"], 2104);
+  EXPECT_EQ(statistics["timeline"].back()["live_blocks"], 14);
+  EXPECT_GT(statistics["rss_bytes"].get<long>(), 0);
+  // glibc underneath: its own view, which holds at least what the program holds.
+  ASSERT_TRUE(statistics["allocator"].is_object());
+  EXPECT_GE(statistics["allocator"]["uordblks"].get<long>(), 2104);
+  EXPECT_GT(statistics["allocator"]["arena"].get<long>(), 0);
+  // 14 live blocks: 32-byte headers plus tail canaries (24, 10 x 28, 24, 17 and 31 bytes).
+  EXPECT_EQ(statistics["overhead"]["headers_and_canaries"], 14 * 32 + 24 + 10 * 28 + 24 + 17 + 31);
+  EXPECT_EQ(statistics["overhead"]["quarantine"], 50 + 51 + 52 + 53 + 54 + 10);  // freed, still held
+
+  // Periodic samples while a longer program runs.
+  const RunOutput longer = run_heapscope({"--sample-ms", "10"}, {ALLOC_WORKLOAD, "300000", "few"});
+  ASSERT_EQ(longer.exit_code, 0) << longer.err;
+  EXPECT_GE(longer.report["processes"][0]["statistics"]["timeline"].size(), 5u);
+}
+
 TEST(PreloadE2E, SizesAreWhatTheProgramAskedFor) {
   const RunOutput run = run_heapscope({}, {program("sizes")});
   ASSERT_EQ(run.exit_code, 0) << run.err;

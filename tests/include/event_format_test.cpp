@@ -12,7 +12,7 @@ namespace {
 
 TEST(EventFormat, VersionAndMagic) {
   EXPECT_EQ(kRingMagic, 0x48534352u);  // "HSCR"
-  EXPECT_EQ(kFormatVersion, 4);
+  EXPECT_EQ(kFormatVersion, 5);
 }
 
 TEST(EventFormat, HeaderLayoutIsPinned) {
@@ -48,6 +48,7 @@ TEST(EventFormat, RecordLayoutsArePinned) {
   EXPECT_EQ(sizeof(EndingEvent), 32u);
   EXPECT_EQ(sizeof(PhaseEvent), 80u);
   EXPECT_EQ(sizeof(IgnoreEvent), 24u);
+  EXPECT_EQ(sizeof(SampleEvent), 80u);
   EXPECT_EQ(sizeof(TraceFileHeader), 24u);
 }
 
@@ -81,6 +82,7 @@ TEST(EventFormat, KindsAreAppendOnly) {
   EXPECT_EQ(static_cast<int>(EventKind::kEnding), 13);
   EXPECT_EQ(static_cast<int>(EventKind::kPhase), 14);
   EXPECT_EQ(static_cast<int>(EventKind::kIgnore), 15);
+  EXPECT_EQ(static_cast<int>(EventKind::kSample), 16);
   EXPECT_EQ(static_cast<int>(ErrorKind::kUseAfterFree), 6);
 }
 

@@ -1,0 +1,92 @@
+// RSS and allocator statistics samples (see sampler.h).
+#include "sampler.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "heapscope/event_format.h"
+#include "ring_writer.h"
+#include "sys.h"
+
+namespace heapscope::preload {
+namespace {
+
+using Mallinfo2Fn = struct mallinfo2 (*)();
+
+Mallinfo2Fn mallinfo2_fn = nullptr;
+uint64_t interval_ns = 0;
+std::atomic<uint64_t> next_sample_ns{0};
+uint64_t page_size = 4096;
+
+// Resident pages from /proc/self/statm ("size resident shared ..."): open/read/close only.
+uint64_t resident_bytes() noexcept {
+  const int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char text[128];
+  const ssize_t got = read(fd, text, sizeof(text) - 1);
+  close(fd);
+  if (got <= 0) return 0;
+  text[got] = '\0';
+  const char* p = text;
+  while (*p != ' ' && *p != '\0') ++p;  // skip "size"
+  while (*p == ' ') ++p;
+  uint64_t pages = 0;
+  for (; *p >= '0' && *p <= '9'; ++p) pages = pages * 10 + static_cast<uint64_t>(*p - '0');
+  return pages * page_size;
+}
+
+}  // namespace
+
+void init_sampler(uint32_t interval_ms) noexcept {
+  interval_ns = uint64_t{interval_ms} * 1000000;
+  page_size = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  // mallinfo2 describes glibc's arenas: only meaningful when glibc's malloc is the one we wrap
+  // (not jemalloc, tcmalloc or mimalloc, whose own statistics it would not see).
+  void* real_malloc = dlsym(RTLD_NEXT, "malloc");
+  Dl_info where{};
+  if (real_malloc != nullptr && dladdr(real_malloc, &where) != 0 && where.dli_fname != nullptr) {
+    const char* name = where.dli_fname;
+    const size_t length = sys::string_length(name);
+    const char* kLibc = "/libc.so.6";
+    const size_t libc_length = sys::string_length(kLibc);
+    if (length >= libc_length && sys::string_equal(name + length - libc_length, kLibc, libc_length))
+      mallinfo2_fn = reinterpret_cast<Mallinfo2Fn>(dlsym(RTLD_NEXT, "mallinfo2"));
+  }
+}
+
+void sample_now(RingWriter& ring) noexcept {
+  auto* header = ring.reserve(sizeof(format::SampleEvent));
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::SampleEvent*>(header);
+  record->rss_bytes = resident_bytes();
+  if (mallinfo2_fn != nullptr) {
+    const struct mallinfo2 info = mallinfo2_fn();
+    record->arena = info.arena;
+    record->ordblks = info.ordblks;
+    record->hblks = info.hblks;
+    record->hblkhd = info.hblkhd;
+    record->uordblks = info.uordblks;
+    record->fordblks = info.fordblks;
+    record->keepcost = info.keepcost;
+    header->flags = format::kSampleHasMallinfo;
+  } else {
+    record->arena = record->ordblks = record->hblks = record->hblkhd = 0;
+    record->uordblks = record->fordblks = record->keepcost = 0;
+  }
+  RingWriter::commit(header, format::EventKind::kSample);
+}
+
+HEAPSCOPE_HOT void maybe_sample(RingWriter& ring, uint64_t now_ns) noexcept {
+  if (interval_ns == 0) return;
+  uint64_t due = next_sample_ns.load(std::memory_order_relaxed);
+  if (now_ns < due) return;
+  // One thread wins the interval; the others carry on.
+  if (!next_sample_ns.compare_exchange_strong(due, now_ns + interval_ns, std::memory_order_relaxed)) return;
+  sample_now(ring);
+}
+
+}  // namespace heapscope::preload
