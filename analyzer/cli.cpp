@@ -229,7 +229,19 @@ int run_command(const std::vector<std::string>& arguments) {
 // One trace file as a TracedProcess, with how it ended from the collector's kEnding record.
 TracedProcess load_trace(const std::string& path) {
   TracedProcess process;
-  const TraceSummary summary = read_trace(path, [&process](const RecordView& record) { process.model.apply(record); });
+  // On a terminal, big traces show how far the analysis is; piped output stays clean.
+  TraceProgress progress;
+  if (isatty(2)) {
+    progress = [&path](uint64_t done, uint64_t total) {
+      std::cerr << fmt::format("\rheapscope: reading {}: {:.0f}% ", path, total ? 100.0 * done / total : 0.0)
+                << std::flush;
+    };
+  }
+  bool shown = false;
+  const TraceSummary summary = read_trace(
+      path, [&process](const RecordView& record) { process.model.apply(record); },
+      progress ? TraceProgress([&](uint64_t done, uint64_t total) { shown = true; progress(done, total); }) : progress);
+  if (shown) std::cerr << "\r\x1b[K" << std::flush;  // clear the progress line
   if (summary.ending) {
     const format::EndingEvent& ending = *summary.ending;
     process.launched = (ending.header.flags & format::kEndingLaunched) != 0;

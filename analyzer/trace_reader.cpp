@@ -25,7 +25,8 @@ struct StreamFreer {
 
 }  // namespace
 
-TraceSummary read_trace(const std::string& path, const std::function<void(const RecordView&)>& deliver) {
+TraceSummary read_trace(const std::string& path, const std::function<void(const RecordView&)>& deliver,
+                        const TraceProgress& progress) {
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
   if (!file) throw IoError(fmt::format("cannot open trace {}: {}", path, strerror(errno)));
   format::TraceFileHeader header{};
@@ -75,9 +76,19 @@ TraceSummary read_trace(const std::string& path, const std::function<void(const 
     offset += position;
   };
 
+  std::fseek(file.get(), 0, SEEK_END);
+  const uint64_t file_size = static_cast<uint64_t>(std::ftell(file.get()));
+  std::fseek(file.get(), sizeof(header), SEEK_SET);
+  uint64_t file_read = sizeof(header);
+  uint64_t next_progress = 64ull << 20;
   for (;;) {
     const size_t read = std::fread(input.data(), 1, input.size(), file.get());
     if (read == 0) break;
+    file_read += read;
+    if (progress && offset >= next_progress) {
+      progress(file_read, file_size);
+      next_progress = offset + (64ull << 20);
+    }
     ZSTD_inBuffer in{input.data(), read, 0};
     while (in.pos < in.size) {
       ZSTD_outBuffer out{output.data(), output.size(), 0};

@@ -710,6 +710,19 @@ TEST(ClientApiE2E, VerifyIgnoreAndPhasesUnderHeapscope) {
   EXPECT_NE(run.err.find("phases: setup (0 bytes live), work (4,420 bytes live)"), std::string::npos) << run.err;
 }
 
+TEST(TraceE2E, BigTraceShowsProgressOnATerminalOnly) {
+  if (!program_exists("script")) GTEST_SKIP() << "script(1) is needed to run under a terminal";
+  RunOutput run;
+  const std::string dir = run_with_traces({ALLOC_WORKLOAD, "1000000", "few"}, run);  // ~80 MiB of records
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const RunOutput terminal =
+      run_native({"script", "-qec", heapscope_binary() + " report --quiet " + dir, "/dev/null"});
+  EXPECT_NE(terminal.out.find("% "), std::string::npos) << terminal.out;
+  EXPECT_NE(terminal.out.find("heapscope: reading " + dir), std::string::npos) << terminal.out;
+  const RunOutput piped = run_native({heapscope_binary(), "report", "--quiet", dir});
+  EXPECT_EQ(piped.err.find("reading"), std::string::npos) << piped.err;
+}
+
 TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {
   // A 1 MiB quarantine makes blocks cycle through it (and its use-after-free checks) quickly.
   const RunOutput run = run_heapscope({"--quarantine-mib", "1"}, {STRESS_PROGRAM, "60000"});
