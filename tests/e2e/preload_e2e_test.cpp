@@ -723,6 +723,26 @@ TEST(TraceE2E, BigTraceShowsProgressOnATerminalOnly) {
   EXPECT_EQ(piped.err.find("reading"), std::string::npos) << piped.err;
 }
 
+TEST(StressE2E, TenMillionCallsOnFourThreadsGiveExactCounts) {
+  const RunOutput run = run_heapscope({}, {program("exact_counts"), "10000000"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& process = only_process(run);
+  EXPECT_EQ(process["errors"].size(), 0u) << process["errors"].dump(1);
+  EXPECT_TRUE(leaks_from(process, "/exact_counts").empty()) << process["leaks"].dump(1);
+  // The program's own calls, counted per allocation site: exactly 5,000,000 (no event lost,
+  // no free misattributed when an address came back on another thread).
+  long own = 0;
+  for (const json& site : process["statistics"]["top_sites"]["by_count"])
+    if (find_frame(site["stack"], "worker") != nullptr) own += site["allocations"].get<long>();
+  EXPECT_EQ(own, 5000000);
+  const json& summary = process["summary"];
+  // What the runtime adds (pthread_create's TLS vectors) is small and stays live.
+  EXPECT_GE(summary["allocations"].get<long>(), 5000000);
+  EXPECT_LE(summary["allocations"].get<long>(), 5000000 + 16);
+  EXPECT_EQ(summary["allocations"].get<long>() - summary["frees"].get<long>(),
+            summary["live_at_exit"]["blocks"].get<long>());
+}
+
 TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeaks) {
   // A 1 MiB quarantine makes blocks cycle through it (and its use-after-free checks) quickly.
   const RunOutput run = run_heapscope({"--quarantine-mib", "1"}, {STRESS_PROGRAM, "60000"});
