@@ -226,6 +226,9 @@ class Collector {
       auto reader = std::make_unique<RingReader>(fmt::format("{}/{}", session_, name));
       if (!reader->is_ready()) continue;  // header not published yet: next round
       known_.insert(name);
+      // Mapped on both sides now: drop the name, so that if heapscope is killed no ring file
+      // outlives the processes that write it.
+      unlink(reader->path().c_str());
       const int pid = reader->pid();
       // A newer image of the same pid means the older one ended by exec.
       for (Ring& ring : rings_)
@@ -250,7 +253,16 @@ class Collector {
       // Check for the end before draining: whatever was committed before it is then drained.
       const bool ended = has_ended(ring.pidfd);
       delivered += drain_one(ring);
-      if (ended) finish(ring, true);
+      if (ended) {
+        finish(ring, true);
+      } else if (ring.trace && !traces_failed_) {
+        try {
+          ring.trace->flush_if_stale();
+        } catch (const IoError& error) {
+          fmt::print(stderr, "heapscope: {}; no more trace files are written for this run\n", error.what());
+          traces_failed_ = true;
+        }
+      }
     }
     result_.records += delivered;
     return delivered;
@@ -318,8 +330,7 @@ class Collector {
     ring.trace.reset();
     if (ring.pidfd >= 0) close(ring.pidfd);
     ring.pidfd = -1;
-    unlink(ring.reader->path().c_str());
-    ring.reader.reset();
+    ring.reader.reset();  // unmaps: the file was unlinked when discovered
     ring.closed = true;
   }
 

@@ -32,7 +32,8 @@ TraceWriter::TraceWriter(const std::string& path, int pid) : path_(path) {
   header.header_size = sizeof(header);
   header.compression = 1;
   header.pid = pid;
-  if (fwrite(&header, sizeof(header), 1, file_) != 1)
+  // On disk at once: a trace whose writer is killed right after must still be recognizable.
+  if (fwrite(&header, sizeof(header), 1, file_) != 1 || fflush(file_) != 0)
     throw IoError(fmt::format("cannot write trace {}: {}", path, strerror(errno)));
 }
 
@@ -63,8 +64,20 @@ void TraceWriter::compress(const void* data, size_t bytes, Boundary boundary) {
 void TraceWriter::append(std::span<const std::byte> record) {
   unflushed_ += record.size();
   const bool flush = unflushed_ >= kFlushBytes;
-  if (flush) unflushed_ = 0;
+  if (flush) {
+    unflushed_ = 0;
+    last_flush_ = std::chrono::steady_clock::now();
+  }
   compress(record.data(), record.size(), flush ? Boundary::kFlush : Boundary::kNone);
+}
+
+void TraceWriter::flush_if_stale() {
+  if (file_ == nullptr || unflushed_ == 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_flush_ < std::chrono::seconds(1)) return;
+  unflushed_ = 0;
+  last_flush_ = now;
+  compress(nullptr, 0, Boundary::kFlush);
 }
 
 void TraceWriter::finish(const format::EndingEvent& ending) {

@@ -1,6 +1,7 @@
 // Writes one process image's trace file (format in include/heapscope/event_format.h): header,
 // then its records through a zstd stream. Files are created 0600 without following symlinks.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <span>
@@ -21,6 +22,10 @@ class TraceWriter {
   TraceWriter& operator=(const TraceWriter&) = delete;
 
   void append(std::span<const std::byte> record);  // one whole record; throws IoError
+  // Makes everything appended so far decodable from the file if a second has passed since the
+  // last flush: a quiet process (a shell waiting for its child) must not lose its records when
+  // heapscope is killed.
+  void flush_if_stale();
   // Appends the kEnding record and closes the stream. Further appends are errors.
   void finish(const format::EndingEvent& ending);
   const std::string& path() const noexcept { return path_; }
@@ -36,6 +41,7 @@ class TraceWriter {
   // it decodable even if the collector dies mid-run (a compressed block is all or nothing).
   size_t unflushed_ = 0;
   static constexpr size_t kFlushBytes = 256 * 1024;
+  std::chrono::steady_clock::time_point last_flush_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace heapscope::analyzer

@@ -78,6 +78,9 @@ void emit_process(int parent_pid) noexcept {
 // Opens this process's ring and announces the process and its modules.
 bool start_recording(int parent_pid) noexcept {
   Agent& a = the_agent();
+  // A process started after heapscope died (or was killed) would write a ring nobody reads,
+  // and leave its file behind: with no collector there is nothing to record for.
+  if (a.collector_pid > 0 && !sys::process_alive(a.collector_pid)) return false;
   const size_t capacity = size_t{a.options.ring_mib} << 20;  // power of two: MiB * 2^20
   size_t rounded = size_t{1} << 20;
   while (rounded < capacity) rounded <<= 1;

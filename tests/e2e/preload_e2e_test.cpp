@@ -1,7 +1,12 @@
 // End-to-end: real programs from tests/e2e/programs run under `heapscope run`; assertions are
 // on the JSON report (schema heapscope.report v1) and on what the program itself saw.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <csignal>
 #include <set>
@@ -721,6 +726,53 @@ TEST(TraceE2E, BigTraceShowsProgressOnATerminalOnly) {
   EXPECT_NE(terminal.out.find("heapscope: reading " + dir), std::string::npos) << terminal.out;
   const RunOutput piped = run_native({heapscope_binary(), "report", "--quiet", dir});
   EXPECT_EQ(piped.err.find("reading"), std::string::npos) << piped.err;
+}
+
+TEST(TraceE2E, KilledCollectorLeavesTheProgramRunningAndAPartialTrace) {
+  std::string dir = testing::TempDir() + "/heapscope-killed-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string traces = dir + "/traces";
+  const std::string tmp = dir + "/tmp";
+  std::filesystem::create_directories(traces);
+  std::filesystem::create_directories(tmp);
+  const std::string done = dir + "/done";
+  // The workload runs a few seconds under heapscope; `touch` proves it ended normally.
+  const std::string script = std::string(ALLOC_WORKLOAD) + " 3000000 few && touch " + done;
+  const pid_t collector = fork();
+  if (collector == 0) {
+    setenv("TMPDIR", tmp.c_str(), 1);
+    const int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(heapscope_binary().c_str(), "heapscope", "run", "--output", traces.c_str(), "--", "sh", "-c",
+          script.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  kill(collector, SIGKILL);
+  waitpid(collector, nullptr, 0);
+  // The program goes on without its collector and finishes normally.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!std::filesystem::exists(done) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(std::filesystem::exists(done)) << "the traced program did not finish after its collector died";
+  // Whatever the collector wrote is reported, and said to be incomplete.
+  const RunOutput report = report_of({traces});
+  ASSERT_EQ(report.exit_code, 0) << report.err;
+  bool found_workload = false;
+  for (const json& process : report.report["processes"]) {
+    EXPECT_EQ(process["complete"], false);
+    if (process["command"][0].get<std::string>().ends_with("alloc_workload")) {
+      found_workload = true;
+      EXPECT_GT(process["summary"]["allocations"].get<long>(), 1000);
+    }
+  }
+  EXPECT_TRUE(found_workload) << report.report.dump(1);
+  // No ring file the collector had picked up is left in TMPDIR.
+  size_t ring_bytes = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(tmp))
+    if (entry.is_regular_file()) ring_bytes += entry.file_size();
+  EXPECT_EQ(ring_bytes, 0u) << "ring files left in " << tmp;
 }
 
 TEST(StressE2E, TenMillionCallsOnFourThreadsGiveExactCounts) {
