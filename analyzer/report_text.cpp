@@ -193,7 +193,21 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
 std::string render_text(const Report& report, const TextOptions& options) {
   std::string out;
   if (report.processes.empty()) out += "== heapscope: no traced process recorded anything\n";
-  for (const ProcessReport& process : report.processes) append_process(out, process, options);
+  // A section for the launched program and for every process with something to report; the
+  // rest (a shell's many helpers) in one line, unless --verbose.
+  uint64_t quiet_processes = 0;
+  for (const ProcessReport& process : report.processes) {
+    const bool worth_a_section = process.launched || !process.errors.empty() || !process.leaks.empty() ||
+                                 !process.complete || options.detail == Detail::kVerbose;
+    if (worth_a_section) {
+      append_process(out, process, options);
+    } else {
+      ++quiet_processes;
+    }
+  }
+  if (quiet_processes > 0)
+    out += fmt::format("== heapscope: {} with no heap error and no leak (--verbose lists them)\n",
+                       plural(quiet_processes, "more process", "more processes"));
   uint64_t errors = 0;
   uint64_t leaked = 0;
   for (const ProcessReport& process : report.processes) {

@@ -652,6 +652,18 @@ TEST(RunCommandE2E, ColorsOnlyOnATerminalUnlessNoColor) {
   EXPECT_EQ(run_heapscope({"--color=sometimes"}, {program("leak_shapes")}).exit_code, 125);
 }
 
+TEST(RunCommandE2E, TextHasASectionPerProcessWithSomethingToReport) {
+  // A shell running two clean helpers (coreutils true frees everything) and a leaking program.
+  const std::string script = "/bin/true; /bin/true; " + program("leak_shapes") + "; true";
+  const RunOutput run = run_heapscope({}, {"sh", "-c", script});
+  EXPECT_NE(run.err.find("leak_shapes (exit code 3)"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("2 more processes with no heap error and no leak"), std::string::npos) << run.err;
+  const RunOutput verbose = run_heapscope({"--verbose"}, {"sh", "-c", script});
+  EXPECT_EQ(verbose.err.find("with no heap error and no leak"), std::string::npos) << verbose.err;
+  // The JSON always has every process.
+  EXPECT_EQ(run.report["processes"].size(), 4u);
+}
+
 TEST(RunCommandE2E, QuietKeepsTheSummariesOnly) {
   const RunOutput quiet = run_heapscope({"--quiet"}, {program("leak_shapes")});
   EXPECT_NE(quiet.err.find("live at exit: 2,104 bytes in 14 blocks"), std::string::npos) << quiet.err;
