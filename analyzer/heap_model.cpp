@@ -124,8 +124,9 @@ void ProcessModel::on_stack(const RecordView& record) {
   stacks_[event.stack_id] = std::move(stack);
 }
 
-ProcessModel::StackTally& ProcessModel::touch(uint32_t stack_id) {
-  StackTally& tally = tallies_[canonical(stack_id)];
+StackTally& ProcessModel::touch(uint32_t stack_id) { return touch(tallies_[canonical(stack_id)]); }
+
+StackTally& ProcessModel::touch(StackTally& tally) {
   if (tally.last_change <= peak_event_) tally.live_at_peak = tally.costs.live_bytes;
   tally.last_change = ++event_number_;
   return tally;
@@ -144,15 +145,16 @@ void ProcessModel::on_alloc(const format::AllocEvent& event) {
   ++histogram_.count[bucket];
   histogram_.bytes[bucket] += event.size;
   last_alloc_by_thread_[event.thread_id] = event.address;
-  auto [slot, fresh] = live_.try_emplace(event.address);
-  ignored_.erase(event.address);  // a new block at an address that was ignored before
+  bool fresh = false;
+  LiveBlock& block = live_.try_emplace(event.address, fresh);
+  if (!ignored_.empty()) ignored_.erase(event.address);  // a new block where an ignored one was
   if (!fresh) {  // a free we never saw; keep sums sane
-    counters_.live_bytes -= slot->second.size;
-    touch(slot->second.stack_id).costs.live_bytes -= slot->second.size;
+    counters_.live_bytes -= block.size;
+    touch(*block.tally).costs.live_bytes -= block.size;
   }
-  slot->second = LiveBlock{event.size, event.stack_id, static_cast<format::Family>(event.family),
-                           static_cast<format::Api>(event.api)};
-  StackTally& tally = touch(event.stack_id);
+  StackTally& tally = touch(event.stack_id);  // tallies_ is node-based: the address stays valid
+  block = LiveBlock{event.size, event.stack_id, static_cast<format::Family>(event.family),
+                    static_cast<format::Api>(event.api), &tally};
   ++tally.costs.allocations;
   tally.costs.allocated_bytes += event.size;
   tally.costs.live_bytes += event.size;
@@ -164,24 +166,24 @@ void ProcessModel::on_alloc(const format::AllocEvent& event) {
 }
 
 void ProcessModel::on_free(const format::FreeEvent& event) {
-  const auto slot = live_.find(event.address);
-  if (slot == live_.end()) {
+  LiveBlock* block = live_.find(event.address);
+  if (block == nullptr) {
     ++counters_.unknown_frees;
     return;
   }
   ++counters_.frees;
-  ignored_.erase(event.address);
+  if (!ignored_.empty()) ignored_.erase(event.address);
   note_time(event.header.time_ns);
   auto last = last_alloc_by_thread_.find(event.thread_id);
   const bool temporary = last != last_alloc_by_thread_.end() && last->second == event.address;
   if (last != last_alloc_by_thread_.end()) last_alloc_by_thread_.erase(last);
   if (temporary) {
     ++counters_.temporary;
-    ++tallies_[canonical(slot->second.stack_id)].costs.temporary;
+    ++block->tally->costs.temporary;
   }
-  counters_.live_bytes -= slot->second.size;
-  touch(slot->second.stack_id).costs.live_bytes -= slot->second.size;
-  live_.erase(slot);
+  counters_.live_bytes -= block->size;
+  touch(*block->tally).costs.live_bytes -= block->size;
+  live_.erase(event.address);
 }
 
 void ProcessModel::on_corruption(const format::CorruptionEvent& event) {
@@ -214,21 +216,21 @@ std::unordered_map<uint32_t, StackCosts> ProcessModel::stack_costs() const {
 
 uint64_t ProcessModel::ignored_bytes() const noexcept {
   uint64_t bytes = 0;
-  for (uint64_t address : ignored_) bytes += live_.at(address).size;
+  for (uint64_t address : ignored_) bytes += live_.find(address)->size;
   return bytes;
 }
 
 std::vector<LeakGroup> ProcessModel::leak_groups() const {
   std::unordered_map<uint32_t, LeakGroup> groups;
-  for (const auto& [address, block] : live_) {
-    if (ignored_.contains(address)) continue;
+  live_.for_each([&](uint64_t address, const LiveBlock& block) {
+    if (ignored_.contains(address)) return;
     const uint32_t stack_id = canonical(block.stack_id);
     LeakGroup& group = groups[stack_id];
     group.stack_id = stack_id;
     group.family = block.family;
     ++group.blocks;
     group.bytes += block.size;
-  }
+  });
   std::vector<LeakGroup> sorted;
   sorted.reserve(groups.size());
   for (auto& [id, group] : groups) sorted.push_back(group);

@@ -9,6 +9,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "address_map.h"
 #include "event_reader.h"
 
 namespace heapscope::analyzer {
@@ -26,11 +27,30 @@ struct Stack {
   std::vector<int> modules;       // index into ProcessModel::modules() per frame, -1 if none
 };
 
+// What one allocation stack did over the run.
+struct StackCosts {
+  uint64_t allocations = 0;      // calls
+  uint64_t allocated_bytes = 0;  // sum of sizes
+  uint64_t live_bytes = 0;       // now (at exit: leaked)
+  uint64_t peak_bytes = 0;       // live at the moment of the process's peak
+  uint64_t temporary = 0;        // allocations freed before the thread allocated anything else
+};
+
+// Per-stack bookkeeping. Peak composition in one pass: a stack's value at the global peak is
+// its live bytes if it has not changed since the peak, else the value saved when it first
+// changed after it.
+struct StackTally {
+  StackCosts costs;
+  uint64_t last_change = 0;    // event number
+  uint64_t live_at_peak = 0;   // valid when last_change is after the peak
+};
+
 struct LiveBlock {
   uint64_t size = 0;
   uint32_t stack_id = 0;
   format::Family family = format::Family::kMalloc;
   format::Api api = format::Api::kMalloc;
+  StackTally* tally = nullptr;  // its stack's bookkeeping (a stable address): no lookup at free
 };
 
 struct HeapError {
@@ -59,15 +79,6 @@ struct HeapCounters {
   uint64_t temporary = 0;
   uint64_t first_event_ns = 0;  // time of the first and last alloc/free
   uint64_t last_event_ns = 0;
-};
-
-// What one allocation stack did over the run.
-struct StackCosts {
-  uint64_t allocations = 0;      // calls
-  uint64_t allocated_bytes = 0;  // sum of sizes
-  uint64_t live_bytes = 0;       // now (at exit: leaked)
-  uint64_t peak_bytes = 0;       // live at the moment of the process's peak
-  uint64_t temporary = 0;        // allocations freed before the thread allocated anything else
 };
 
 // Requested sizes in power-of-two buckets: bucket 0 is size 0, bucket k holds [2^(k-1), 2^k).
@@ -123,7 +134,7 @@ class ProcessModel {
 
   const HeapCounters& counters() const noexcept { return counters_; }
   const SizeHistogram& size_histogram() const noexcept { return histogram_; }
-  const std::unordered_map<uint64_t, LiveBlock>& live() const noexcept { return live_; }
+  const AddressMap<LiveBlock>& live() const noexcept { return live_; }
   const std::vector<Module>& modules() const noexcept { return modules_; }
   const Stack* stack(uint32_t id) const noexcept;
   const std::vector<HeapError>& errors() const noexcept { return errors_; }
@@ -151,15 +162,8 @@ class ProcessModel {
   void on_corruption(const format::CorruptionEvent& event);
   int module_of(uint64_t address) const noexcept;
   uint32_t canonical(uint32_t stack_id) const noexcept;
-  // Per-stack bookkeeping. Peak composition in one pass: a stack's value at the global peak is
-  // its live bytes if it has not changed since the peak, else the value saved when it first
-  // changed after it.
-  struct StackTally {
-    StackCosts costs;
-    uint64_t last_change = 0;    // event number
-    uint64_t live_at_peak = 0;   // valid when last_change > peak_event_
-  };
   StackTally& touch(uint32_t stack_id);
+  StackTally& touch(StackTally& tally);
 
   int pid_ = 0;
   int parent_pid_ = 0;
@@ -173,7 +177,7 @@ class ProcessModel {
   bool agent_end_ = false;
   uint64_t records_ = 0;
   HeapCounters counters_;
-  std::unordered_map<uint64_t, LiveBlock> live_;
+  AddressMap<LiveBlock> live_;
   std::vector<Module> modules_;
   std::unordered_map<uint32_t, Stack> stacks_;
   // The agent may, rarely, name one stack with two ids (see preload/stack_depot.h); leaks are

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -42,24 +43,27 @@ TraceSummary read_trace(const std::string& path, const std::function<void(const 
 
   std::unique_ptr<ZSTD_DCtx, StreamFreer> stream(ZSTD_createDCtx());
   std::vector<char> input(ZSTD_DStreamInSize());
-  std::vector<std::byte> window;  // decompressed bytes not yet consumed as records
-  std::vector<std::byte> output(ZSTD_DStreamOutSize());
+  // Records are parsed where zstd writes them; only a record cut by the end of a chunk is moved
+  // to the front of the buffer (a few bytes), never the whole chunk.
+  const size_t chunk = ZSTD_DStreamOutSize();
+  std::vector<std::byte> buffer(chunk + (1u << 20));  // room for a chunk after a partial record
+  size_t filled = 0;      // bytes of buffer holding undecoded-by-us records
   TraceSummary summary;
-  uint64_t offset = 0;  // of the window's start in the decompressed stream
+  uint64_t offset = 0;    // of buffer[0] in the decompressed stream
   size_t frame_remaining = 0;
 
   auto consume = [&] {
     size_t position = 0;
-    while (window.size() - position >= 8) {
+    while (filled - position >= 8) {
       uint16_t kind = 0;
       uint32_t size = 0;
-      memcpy(&kind, window.data() + position, sizeof(kind));
-      memcpy(&size, window.data() + position + 4, sizeof(size));
+      memcpy(&kind, buffer.data() + position, sizeof(kind));
+      memcpy(&size, buffer.data() + position + 4, sizeof(size));
       if (size < 8 || size % 8 != 0 || size > (1u << 20))
         throw FormatError(fmt::format("{}: corrupt record at byte {} of the stream (size {})", path,
                                       offset + position, size));
-      if (window.size() - position < size) break;
-      const std::span<const std::byte> bytes(window.data() + position, size);
+      if (filled - position < size) break;
+      const std::span<const std::byte> bytes(buffer.data() + position, size);
       RecordView record = [&] {
         try {
           return decode_record(kind, bytes);
@@ -72,7 +76,8 @@ TraceSummary read_trace(const std::string& path, const std::function<void(const 
       ++summary.records;
       position += size;
     }
-    window.erase(window.begin(), window.begin() + static_cast<std::ptrdiff_t>(position));
+    memmove(buffer.data(), buffer.data() + position, filled - position);
+    filled -= position;
     offset += position;
   };
 
@@ -91,17 +96,17 @@ TraceSummary read_trace(const std::string& path, const std::function<void(const 
     }
     ZSTD_inBuffer in{input.data(), read, 0};
     while (in.pos < in.size) {
-      ZSTD_outBuffer out{output.data(), output.size(), 0};
+      ZSTD_outBuffer out{buffer.data() + filled, std::min(chunk, buffer.size() - filled), 0};
       frame_remaining = ZSTD_decompressStream(stream.get(), &out, &in);
       if (ZSTD_isError(frame_remaining))
         throw FormatError(fmt::format("{}: corrupt compressed data ({})", path, ZSTD_getErrorName(frame_remaining)));
-      window.insert(window.end(), output.data(), output.data() + out.pos);
+      filled += out.pos;
       consume();
     }
   }
   if (std::ferror(file.get())) throw IoError(fmt::format("cannot read trace {}: {}", path, strerror(errno)));
   // Leftover bytes, or a compressed frame that never ended: the writer was cut off mid-way.
-  summary.truncated = !window.empty() || frame_remaining != 0;
+  summary.truncated = filled != 0 || frame_remaining != 0;
   return summary;
 }
 
