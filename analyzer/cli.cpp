@@ -308,24 +308,27 @@ int diff_command(const std::vector<std::string>& arguments) {
   DiffOptions options;
   for (size_t i = 0; i < arguments.size(); ++i) {
     const std::string& argument = arguments[i];
+    if (!argument.starts_with("--")) {
+      files.push_back(argument);
+      continue;
+    }
+    const size_t equals = argument.find('=');
+    const std::string option = argument.substr(0, equals);
     auto value = [&]() -> std::string {
-      const size_t equals = argument.find('=');
       if (equals != std::string::npos) return argument.substr(equals + 1);
-      if (i + 1 >= arguments.size()) throw UsageError(fmt::format("{} needs a value", argument));
+      if (i + 1 >= arguments.size()) throw UsageError(fmt::format("{} needs a value", option));
       return arguments[++i];
     };
-    if (argument.starts_with("--json")) {
+    if (option == "--json") {
       json_path = value();
-    } else if (argument.starts_with("--peak-tolerance")) {
+    } else if (option == "--peak-tolerance") {
       const std::string text = value();
       char* end = nullptr;
       options.peak_tolerance_percent = std::strtod(text.c_str(), &end);
       if (end == text.c_str() || *end != '\0' || options.peak_tolerance_percent < 0)
         throw UsageError(fmt::format("--peak-tolerance needs a percentage, not '{}'", text));
-    } else if (argument.starts_with("--")) {
-      throw UsageError(fmt::format("unknown option '{}' for diff (see heapscope --help)", argument));
     } else {
-      files.push_back(argument);
+      throw UsageError(fmt::format("unknown option '{}' for diff (see heapscope --help)", option));
     }
   }
   if (files.size() != 2) throw UsageError("diff needs two reports (usage: heapscope diff BASE.json NEW.json)");

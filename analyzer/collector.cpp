@@ -264,7 +264,6 @@ class Collector {
         }
       }
     }
-    result_.records += delivered;
     return delivered;
   }
 

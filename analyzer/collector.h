@@ -27,7 +27,6 @@ struct CollectResult {
   std::vector<std::string> trace_paths;  // written with output_dir
   ExitInfo launched_exit;
   int launched_pid = 0;
-  uint64_t records = 0;
 };
 
 // Exit statuses for a program that could not be started, as a shell uses them.

@@ -11,7 +11,6 @@ namespace heapscope::analyzer {
 using format::EventKind;
 
 void ProcessModel::apply(const RecordView& record) {
-  ++records_;
   switch (record.kind) {
     case EventKind::kProcess: return on_process(record);
     case EventKind::kModule: return on_module(record);
@@ -24,7 +23,6 @@ void ProcessModel::apply(const RecordView& record) {
     case EventKind::kExecFailed: exec_pending_ = false; return;
     case EventKind::kAgentEnd: {
       const auto& event = record.as<format::AgentEndEvent>();
-      agent_end_ = true;
       overhead_bytes_ = event.overhead_bytes;
       quarantine_bytes_ = event.quarantine_bytes;
       return;
@@ -67,7 +65,6 @@ void ProcessModel::on_process(const RecordView& record) {
   pid_ = event.pid;
   parent_pid_ = event.parent_pid;
   start_time_ns_ = event.header.time_ns;
-  max_frames_ = event.max_frames;
   const auto payload = record.payload<format::ProcessEvent>();
   const std::string_view args = payload_text(payload, 0, event.argv_bytes);
   argv_.clear();

@@ -124,13 +124,10 @@ class ProcessModel {
   uint64_t start_time_ns() const noexcept { return start_time_ns_; }  // of the process record
   const std::vector<std::string>& argv() const noexcept { return argv_; }
   const std::string& exe() const noexcept { return exe_; }
-  uint32_t max_frames() const noexcept { return max_frames_; }
   std::optional<int> exit_status() const noexcept { return exit_status_; }
   std::optional<int> fatal_signal() const noexcept { return fatal_signal_; }
   // True when the image ended by a successful exec (its heap was released by the kernel).
   bool ended_by_exec() const noexcept { return exec_pending_; }
-  bool agent_finished() const noexcept { return agent_end_; }
-  uint64_t records() const noexcept { return records_; }
 
   const HeapCounters& counters() const noexcept { return counters_; }
   const SizeHistogram& size_histogram() const noexcept { return histogram_; }
@@ -170,12 +167,9 @@ class ProcessModel {
   uint64_t start_time_ns_ = 0;
   std::vector<std::string> argv_;
   std::string exe_;
-  uint32_t max_frames_ = 0;
   std::optional<int> exit_status_;
   std::optional<int> fatal_signal_;
   bool exec_pending_ = false;
-  bool agent_end_ = false;
-  uint64_t records_ = 0;
   HeapCounters counters_;
   AddressMap<LiveBlock> live_;
   std::vector<Module> modules_;

@@ -80,6 +80,7 @@ ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer)
   report.ended_by_exec = model.ended_by_exec();
   report.still_running = traced.still_running;
   report.complete = !traced.incomplete;
+  report.ring_waits = traced.ring_waits;
 
   const HeapCounters& counters = model.counters();
   report.summary.allocations = counters.allocations;

@@ -96,6 +96,7 @@ struct ProcessReport {
   bool ended_by_exec = false;
   bool still_running = false;
   bool complete = true;  // the agent recorded to the end
+  uint64_t ring_waits = 0;  // times the program waited for heapscope to drain its ring
   ProcessSummary summary;
   std::vector<Phase> phases;       // named by the program, times relative to its first event
   uint64_t first_event_ns = 0;

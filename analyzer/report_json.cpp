@@ -121,6 +121,7 @@ json process_json(const ProcessReport& process) {
           {"ended_by_exec", process.ended_by_exec},
           {"still_running", process.still_running},
           {"complete", process.complete},
+          {"ring_waits", process.ring_waits},
           {"summary",
            {{"allocations", s.allocations},
             {"frees", s.frees},

@@ -120,6 +120,12 @@ HEAPSCOPE_HOT void release(void* pointer, Api api) noexcept {
   if (pointer == nullptr || real::is_bootstrap(pointer) || nested::release(pointer)) return;
   const auto address = reinterpret_cast<uint64_t>(pointer);
   const uint32_t free_stack = agent::options().free_stacks ? agent::capture_stack_id() : 0;
+  // Where an error was found: the free stack when there is one, else captured once, on demand.
+  uint32_t detected_at = free_stack;
+  auto detection_stack = [&detected_at]() noexcept {
+    if (detected_at == 0) detected_at = agent::capture_stack_id();
+    return detected_at;
+  };
   BlockEntry entry{};
   // A block too big for the quarantine (or with it off) leaves the index in the same locked
   // operation that proves it ours; otherwise it stays, marked quarantined.
@@ -130,13 +136,13 @@ HEAPSCOPE_HOT void release(void* pointer, Api api) noexcept {
                                 : agent::index().take(address, free_stack, entry);
   switch (verdict) {
     case FreeCheck::kNotOurs: {
-      const uint32_t stack = free_stack != 0 ? free_stack : agent::capture_stack_id();
+      const uint32_t stack = detection_stack();
       agent::report_error({ErrorKind::kInvalidFree, address, 0, 0, stack, 0, 0, 0,
                            static_cast<uint8_t>(api), 0});
       return;  // never hand an unknown pointer to the real allocator
     }
     case FreeCheck::kAlreadyFreed: {
-      const uint32_t stack = free_stack != 0 ? free_stack : agent::capture_stack_id();
+      const uint32_t stack = detection_stack();
       agent::report_error({ErrorKind::kDoubleFree, address, entry.size, 0, stack,
                            entry.alloc_stack_id, entry.free_stack_id, entry.family,
                            static_cast<uint8_t>(api), 0});
@@ -148,7 +154,7 @@ HEAPSCOPE_HOT void release(void* pointer, Api api) noexcept {
   agent::emit_free(address, api);
   const auto family = static_cast<Family>(entry.family);
   if (!family_matches(family, api)) {
-    const uint32_t stack = free_stack != 0 ? free_stack : agent::capture_stack_id();
+    const uint32_t stack = detection_stack();
     agent::report_error({ErrorKind::kMismatchedFree, address, entry.size, 0, stack,
                          entry.alloc_stack_id, 0, entry.family, static_cast<uint8_t>(api), 0});
   }
@@ -156,7 +162,7 @@ HEAPSCOPE_HOT void release(void* pointer, Api api) noexcept {
     int64_t bad_offset = 0;
     const int damage = block::check(pointer, entry.size, bad_offset);
     if (damage != 0) {
-      const uint32_t stack = free_stack != 0 ? free_stack : agent::capture_stack_id();
+      const uint32_t stack = detection_stack();
       agent::report_error({damage > 0 ? ErrorKind::kOverflow : ErrorKind::kUnderflow, address,
                            entry.size, bad_offset, stack, entry.alloc_stack_id, 0, entry.family,
                            static_cast<uint8_t>(api), 0});

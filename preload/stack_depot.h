@@ -26,7 +26,6 @@ class StackDepot {
                void (*on_new)(uint32_t id, const uint64_t* frames, size_t count, void* context),
                void* context) noexcept;
 
-  size_t size() const noexcept { return next_id_.load(std::memory_order_relaxed) - 1; }
 
  private:
   struct Slot {

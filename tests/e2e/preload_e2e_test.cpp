@@ -489,6 +489,22 @@ TEST(TraceE2E, ReportTextGoesToStdoutAndGatesLikeRun) {
   EXPECT_NE(text.out.find("leak_one_block"), std::string::npos) << text.out;
 }
 
+TEST(TraceE2E, ReportTextDestinations) {
+  RunOutput run;
+  const std::string dir = run_with_traces({program("leak_shapes")}, run);
+  const std::string log = dir + "/report.txt";
+  const RunOutput to_log = run_native({heapscope_binary(), "report", "--log-file", log, dir});
+  EXPECT_EQ(to_log.exit_code, 0);
+  EXPECT_TRUE(to_log.out.empty()) << to_log.out;
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("leak_one_block"), std::string::npos);
+  const std::string json_path = dir + "/r.json";
+  EXPECT_TRUE(run_native({heapscope_binary(), "report", "--json", json_path, dir}).out.empty());  // JSON only
+  const RunOutput both = run_native({heapscope_binary(), "report", "--json", json_path, "--text", dir});
+  EXPECT_NE(both.out.find("leak_one_block"), std::string::npos) << both.out;
+}
+
 TEST(TraceE2E, BadTracesGetAOneLineMessageAndStatus125) {
   RunOutput run;
   const std::string dir = run_with_traces({program("leak_shapes")}, run);
@@ -632,6 +648,9 @@ TEST(DiffE2E, ANewLeakSiteBetweenTwoRealRunsIsARegression) {
   std::ifstream in(dir + "/diff.json");
   const json diff = json::parse(in);
   EXPECT_EQ(diff["regressed"], true);
+  const RunOutput prefix = run_native({heapscope_binary(), "diff", "--jsonx", dir + "/x.json", base, current});
+  EXPECT_EQ(prefix.exit_code, 125);  // options match whole, not by prefix
+  EXPECT_NE(prefix.err.find("unknown option '--jsonx'"), std::string::npos) << prefix.err;
   const RunOutput bad = run_native({heapscope_binary(), "diff", base, dir + "/hide.supp"});
   EXPECT_EQ(bad.exit_code, 125);
   EXPECT_NE(bad.err.find("is not valid JSON"), std::string::npos) << bad.err;
@@ -818,6 +837,66 @@ TEST(StressE2E, EightThreadsPassingBlocksEndWithNoErrorAndExactlyTheIntendedLeak
   EXPECT_EQ(leaks[0]["blocks"], 8 * 3);
   EXPECT_EQ(leaks[0]["bytes"], 8 * 3 * 4321);
   EXPECT_GT(process["summary"]["allocations"].get<long>(), 8 * 20000);
+}
+
+TEST(AgentOptionsE2E, CanariesOffMissOverflows) {
+  const RunOutput run = run_heapscope({"--canaries=no"}, {program("heap_errors"), "overflow"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(only_process(run)["errors"].size(), 0u);
+}
+
+TEST(AgentOptionsE2E, QuarantineOffMissesWritesAfterFreeAndForgetsFreedBlocks) {
+  const RunOutput uaf = run_heapscope({"--quarantine-mib", "0"}, {program("heap_errors"), "use_after_free"});
+  ASSERT_EQ(uaf.exit_code, 0) << uaf.err;
+  EXPECT_EQ(only_process(uaf)["errors"].size(), 0u);
+  // Without a quarantine the first free returns the block at once: the second is not ours.
+  const RunOutput twice = run_heapscope({"--quarantine-mib", "0"}, {program("heap_errors"), "double_free"});
+  ASSERT_EQ(only_process(twice)["errors"].size(), 1u);
+  EXPECT_EQ(only_process(twice)["errors"][0]["kind"], "invalid_free");
+}
+
+TEST(AgentOptionsE2E, FreeStacksOffLeaveDoubleFreesWithoutAFreeStack) {
+  const RunOutput run = run_heapscope({"--free-stacks=no"}, {program("heap_errors"), "double_free"});
+  const json& error = only_process(run)["errors"][0];
+  EXPECT_EQ(error["kind"], "double_free");
+  EXPECT_TRUE(error["free_stack"].is_null());
+  EXPECT_NE(find_frame(error["stack"], "double_free"), nullptr);  // detection still has one
+}
+
+TEST(AgentOptionsE2E, ASmallRingThrottlesTheProgramAndLosesNothing) {
+  const RunOutput run = run_heapscope({"--ring-mib", "1"}, {program("exact_counts"), "2000000"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& process = only_process(run);
+  long own = 0;
+  for (const json& site : process["statistics"]["top_sites"]["by_count"])
+    if (find_frame(site["stack"], "worker") != nullptr) own += site["allocations"].get<long>();
+  EXPECT_EQ(own, 1000000);
+  EXPECT_TRUE(process["ring_waits"].is_number_unsigned());
+}
+
+TEST(RunCommandE2E, PlainPreloadWithoutASessionChangesNothing) {
+  // No heapscope run around it: the agent has nowhere to record, so it stays out of the way.
+  const RunOutput preloaded = run_native({"env", std::string("LD_PRELOAD=") + AGENT_LIBRARY, program("leak_shapes")});
+  EXPECT_EQ(preloaded.exit_code, 3);
+  EXPECT_TRUE(preloaded.err.empty()) << preloaded.err;
+  const RunOutput checked = run_native({"env", std::string("LD_PRELOAD=") + AGENT_LIBRARY, program("api_edges")});
+  EXPECT_EQ(checked.exit_code, 0) << checked.err;
+}
+
+TEST(RunCommandE2E, HelpVersionAndUnknownCommands) {
+  const RunOutput help = run_native({heapscope_binary(), "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("usage: heapscope run"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("--sample-ms"), std::string::npos);
+  const RunOutput version = run_native({heapscope_binary(), "--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.out.rfind("heapscope ", 0), 0u) << version.out;
+  const RunOutput nothing = run_native({heapscope_binary()});
+  EXPECT_EQ(nothing.exit_code, 125);
+  EXPECT_NE(nothing.err.find("usage:"), std::string::npos);
+  const RunOutput unknown = run_native({heapscope_binary(), "frobnicate"});
+  EXPECT_EQ(unknown.exit_code, 125);
+  EXPECT_NE(unknown.err.find("unknown command 'frobnicate'"), std::string::npos) << unknown.err;
 }
 
 TEST(RunCommandE2E, TextReportGoesToStderrOrLogFile) {
