@@ -7,12 +7,14 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/random.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 
 #include "block_header.h"
+#include "leak_scan.h"
 #include "module_map.h"
 #include "raw_log.h"
 #include "real_alloc.h"
@@ -229,6 +231,7 @@ bool initialize() noexcept {
   }
   init_stack_capture();
   init_sampler(a.options.sample_ms);
+  init_leak_scan();
   if (!start_recording(getppid())) return false;
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   on_exit(on_program_exit, nullptr);
@@ -309,6 +312,17 @@ __attribute__((destructor)) void finish_recording() {
   check_quarantine_at_exit();
   ExitSweep sweep;
   a.index.for_each(check_live_block, &sweep);
+  if (a.options.leak_check) {
+    // The registers the program left here (callee-saved ones may hold its pointers), and the
+    // frame above which the stack is the program's: below it, ours.
+    ucontext_t state;
+    getcontext(&state);
+    run_leak_scan({format::kScanAtExit, __builtin_frame_address(0), &state});
+  } else {
+    format::LeakScanEndEvent disabled{};
+    disabled.status = static_cast<uint32_t>(format::ScanStatus::kDisabled);
+    emit_leak_scan_end(disabled, format::kScanAtExit);
+  }
   sample_now(a.ring);
   auto* header = a.ring.reserve(sizeof(format::AgentEndEvent));
   if (header != nullptr) {
@@ -410,6 +424,28 @@ void emit_phase(const char* label) noexcept {
   memcpy(record->label, label, length);
   memset(record->label + length, 0, sizeof(record->label) - length);
   RingWriter::commit(header, format::EventKind::kPhase);
+}
+
+void emit_leak_kinds(uint32_t scan_id, const format::LeakKindEntry* entries, size_t count) noexcept {
+  const size_t bytes = count * sizeof(format::LeakKindEntry);
+  auto* header = the_agent().ring.reserve(format::record_size(sizeof(format::LeakKindsEvent) + bytes));
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::LeakKindsEvent*>(header);
+  record->scan_id = scan_id;
+  record->count = static_cast<uint32_t>(count);
+  memcpy(reinterpret_cast<char*>(record + 1), entries, bytes);
+  RingWriter::commit(header, format::EventKind::kLeakKinds);
+}
+
+void emit_leak_scan_end(const format::LeakScanEndEvent& end, uint16_t flags) noexcept {
+  auto* header = the_agent().ring.reserve(sizeof(format::LeakScanEndEvent));
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::LeakScanEndEvent*>(header);
+  const format::EventHeader kept = *header;  // reserve() filled size and time
+  *record = end;
+  record->header = kept;
+  record->header.flags = flags;
+  RingWriter::commit(header, format::EventKind::kLeakScanEnd);
 }
 
 void emit_ignore(uint64_t address) noexcept {

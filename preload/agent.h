@@ -46,6 +46,8 @@ struct ErrorReport {
 void report_error(const ErrorReport& report) noexcept;
 
 void emit_phase(const char* label) noexcept;   // label may be nullptr
+void emit_leak_kinds(uint32_t scan_id, const format::LeakKindEntry* entries, size_t count) noexcept;
+void emit_leak_scan_end(const format::LeakScanEndEvent& end, uint16_t flags) noexcept;
 void emit_ignore(uint64_t address) noexcept;
 void emit_exec(const char* path) noexcept;
 void emit_exec_failed() noexcept;

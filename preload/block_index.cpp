@@ -138,6 +138,29 @@ bool BlockIndex::remove(uint64_t address) noexcept {
   return true;
 }
 
+bool BlockIndex::add_live_flags(uint64_t address, uint8_t flags) noexcept {
+  Shard& shard = shard_for(shards_, address);
+  SpinLockGuard hold(shard.lock);
+  BlockEntry* slot = lookup(shard, address);
+  if (slot == nullptr || slot->state != BlockState::kLive) return false;
+  slot->flags |= flags;
+  return true;
+}
+
+void BlockIndex::for_each_locked(void (*visit)(const BlockEntry&, void*), void* context) const noexcept {
+  for (const Shard& shard : shards_) {
+    for (size_t i = 0; i < shard.capacity; ++i) {
+      const BlockEntry& entry = shard.slots[i];
+      if (entry.address != kEmpty && entry.address != kTombstone) visit(entry, context);
+    }
+  }
+}
+
+void BlockIndex::add_flags_locked(uint64_t address, uint8_t flags) noexcept {
+  BlockEntry* slot = lookup(shard_for(shards_, address), address);
+  if (slot != nullptr) slot->flags |= flags;
+}
+
 void BlockIndex::for_each(void (*visit)(const BlockEntry&, void*), void* context) noexcept {
   for (Shard& shard : shards_) {
     SpinLockGuard hold(shard.lock);

@@ -30,6 +30,8 @@ struct BlockEntry {
 
 enum BlockFlags : uint8_t {
   kBlockReported = 1u << 0,  // its damage was reported already (one report per bug)
+  kBlockIgnored = 1u << 1,   // heapscope_ignore_object(): a leak scan treats it as a root
+  kBlockSeenLost = 1u << 2,  // a leak scan found it lost (heapscope_leak_check counts it once)
 };
 static_assert(sizeof(BlockEntry) == 32);
 
@@ -54,6 +56,8 @@ class BlockIndex {
 
   bool find(uint64_t address, BlockEntry& out) noexcept;
   bool remove(uint64_t address) noexcept;
+  // Sets `flags` on a live block. Returns false if `address` is not a live block.
+  bool add_live_flags(uint64_t address, uint8_t flags) noexcept;
 
   // Calls visit(entry, context) for every entry, shard by shard under the shard lock. The
   // visitor must not call back into the index.
@@ -63,8 +67,12 @@ class BlockIndex {
 
   size_t live_count() noexcept;
 
-  void lock_all() noexcept;    // before fork()
+  void lock_all() noexcept;    // before fork(), and for a leak scan
   void unlock_all() noexcept;  // after fork(), in the parent and in the child
+
+  // For a leak scan, between lock_all() and unlock_all() (the index cannot change).
+  void for_each_locked(void (*visit)(const BlockEntry&, void*), void* context) const noexcept;
+  void add_flags_locked(uint64_t address, uint8_t flags) noexcept;
 
  private:
   static constexpr size_t kShards = 256;

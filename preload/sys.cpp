@@ -1,6 +1,8 @@
 // Raw system services for the agent (see sys.h). Uses only async-signal-safe libc wrappers.
 #include "sys.h"
 
+#include <atomic>
+
 #include <cerrno>
 #include <csignal>
 #include <ctime>
@@ -42,14 +44,60 @@ void sleep_ns(uint64_t ns) noexcept {
 
 bool process_alive(int pid) noexcept { return pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH); }
 
+namespace {
+// The agent's mappings: lock-free slots (a slot is claimed by CAS on `begin`), since fork() or
+// a signal may interrupt a thread anywhere. A few hundred are live at once (index shards,
+// depot levels, quarantine, a scan's arrays); past the capacity a mapping goes unlisted, which
+// only costs a scan some reading.
+struct AgentMapping {
+  std::atomic<uint64_t> begin;
+  std::atomic<uint64_t> end;
+};
+constexpr size_t kAgentMappings = 2048;
+constinit AgentMapping agent_mappings[kAgentMappings] = {};
+
+void remember_mapping(uint64_t begin, uint64_t end) noexcept {
+  for (AgentMapping& slot : agent_mappings) {
+    uint64_t expected = 0;
+    if (slot.begin.load(std::memory_order_relaxed) == 0 &&
+        slot.begin.compare_exchange_strong(expected, begin, std::memory_order_acq_rel)) {
+      slot.end.store(end, std::memory_order_release);
+      return;
+    }
+  }
+}
+
+void forget_mapping(uint64_t begin) noexcept {
+  for (AgentMapping& slot : agent_mappings) {
+    if (slot.begin.load(std::memory_order_acquire) != begin) continue;
+    slot.end.store(0, std::memory_order_relaxed);
+    slot.begin.store(0, std::memory_order_release);
+    return;
+  }
+}
+}  // namespace
+
 void* map_anonymous(size_t bytes) noexcept {
   void* address = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return address == MAP_FAILED ? nullptr : address;
+  if (address == MAP_FAILED) return nullptr;
+  const auto begin = reinterpret_cast<uint64_t>(address);
+  remember_mapping(begin, begin + bytes);
+  return address;
 }
 
 void unmap(void* address, size_t bytes) noexcept {
-  if (address != nullptr) munmap(address, bytes);
+  if (address == nullptr) return;
+  forget_mapping(reinterpret_cast<uint64_t>(address));
+  munmap(address, bytes);
+}
+
+void for_each_agent_mapping(void (*visit)(uint64_t, uint64_t, void*), void* context) noexcept {
+  for (const AgentMapping& slot : agent_mappings) {
+    const uint64_t begin = slot.begin.load(std::memory_order_acquire);
+    const uint64_t end = slot.end.load(std::memory_order_acquire);
+    if (begin != 0 && end > begin) visit(begin, end, context);
+  }
 }
 
 void write_all(int fd, const char* data, size_t bytes) noexcept {

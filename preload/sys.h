@@ -20,9 +20,12 @@ uint64_t coarse_now_ns() noexcept;
 void sleep_ns(uint64_t ns) noexcept;   // nanosleep, restarts on EINTR is not needed by callers
 bool process_alive(int pid) noexcept;  // kill(pid, 0) != ESRCH
 
-// Anonymous private mapping; MAP_NORESERVE so untouched pages cost nothing. nullptr on failure.
+// Anonymous private mapping for the agent's own tables; MAP_NORESERVE so untouched pages cost
+// nothing. nullptr on failure. Every such mapping is listed (for_each_agent_mapping) until
+// unmapped: a leak scan must not read them as roots (the index holds every block's address).
 void* map_anonymous(size_t bytes) noexcept;
 void unmap(void* address, size_t bytes) noexcept;
+void for_each_agent_mapping(void (*visit)(uint64_t begin, uint64_t end, void*), void* context) noexcept;
 
 // write(2) all of `bytes`, retrying on EINTR/short writes. Best effort.
 void write_all(int fd, const char* data, size_t bytes) noexcept;

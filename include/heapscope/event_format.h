@@ -10,7 +10,7 @@
 namespace heapscope::format {
 
 inline constexpr uint32_t kRingMagic = 0x48534352;  // "HSCR"
-inline constexpr uint16_t kFormatVersion = 5;       // bump on ANY layout change below
+inline constexpr uint16_t kFormatVersion = 6;       // bump on ANY layout change below
 inline constexpr uint32_t kMaxFrames = 64;          // frames per captured stack, hard limit
 inline constexpr uint32_t kMaxPath = 1024;          // bytes of a module path or command line kept
 
@@ -64,6 +64,8 @@ enum class EventKind : uint16_t {  // 0 = slot not yet committed
   kPhase = 14,        // PhaseEvent: heapscope_mark_phase() (include/heapscope/heapscope.h)
   kIgnore = 15,       // IgnoreEvent: heapscope_ignore_object(): a live block that is not a leak
   kSample = 16,       // SampleEvent: RSS and the allocator's own statistics, every sample_ms
+  kLeakKinds = 17,    // LeakKindsEvent + LeakKindEntry[count]: a reachability scan's verdicts
+  kLeakScanEnd = 18,  // LeakScanEndEvent: closes a scan; live blocks it named no kind for are reachable
 };
 
 struct EventHeader {
@@ -235,6 +237,61 @@ struct AgentEndEvent {
 };
 static_assert(sizeof(AgentEndEvent) == 40);
 
+// --- Reachability scans (preload/leak_scan.h) -----------------------------------------------
+// A scan stops the process's other threads, reads every root (writable memory of modules,
+// stacks, registers, TLS) and the heap transitively, then sends kLeakKinds records naming each
+// live block that is NOT reachable, and one kLeakScanEnd. Names match the JSON `leaks[].kind`.
+enum class LeakKind : uint8_t {
+  kDefinite = 1,   // no pointer to it anywhere (one block of each lost cycle is definite)
+  kIndirect = 2,   // pointed to only from lost blocks
+  kPossible = 3,   // reached, but only through a chain with at least one interior pointer
+  kReachable = 4,  // a chain of pointers to block starts leads to it from a root
+};
+
+struct LeakKindEntry {
+  uint64_t address;       // a live block's user pointer
+  uint8_t kind;           // LeakKind
+  uint8_t reserved[7];
+};
+static_assert(sizeof(LeakKindEntry) == 16);
+
+struct LeakKindsEvent {
+  EventHeader header;
+  uint32_t scan_id;       // which scan (1, 2, ... per process image)
+  uint32_t count;
+  // followed by LeakKindEntry entries[count]
+};
+static_assert(sizeof(LeakKindsEvent) == 24);
+
+enum LeakScanFlags : uint16_t {
+  kScanAtExit = 1u << 0,     // the exit scan, after atexit handlers and static destructors
+  kScanOnDemand = 1u << 1,   // heapscope_leak_check() from the program
+  kScanStoppedBySignal = 1u << 2,  // ptrace was not allowed: threads were stopped with a signal
+};
+
+// Why a scan could not classify (LeakScanEndEvent::status). 0 = classified.
+enum class ScanStatus : uint32_t {
+  kDone = 0,
+  kNoMemory = 1,          // the scan's work arrays could not be mapped
+  kNoMemoryMap = 2,       // /proc/self/maps could not be read
+  kDisabled = 3,          // the leak_check option is off
+};
+
+// Closes a scan (header.flags: LeakScanFlags). Threads that could not be stopped kept running
+// during the scan and their registers were not read (their whole stack mappings were scanned).
+struct LeakScanEndEvent {
+  EventHeader header;
+  uint32_t scan_id;
+  uint32_t status;              // ScanStatus
+  uint32_t threads;             // threads of the process, the scanning one included
+  uint32_t threads_unstopped;   // threads that did not answer the stop signal in time
+  uint64_t blocks;              // live blocks classified
+  uint64_t root_bytes;          // bytes of roots scanned (globals, stacks, registers, TLS, ...)
+  uint64_t heap_bytes;          // bytes of blocks scanned (those reached)
+  uint64_t duration_ns;         // from stopping the threads to resuming them
+};
+static_assert(sizeof(LeakScanEndEvent) == 64);
+
 template <typename T>
 inline constexpr bool kIsRecord =
     std::is_trivially_copyable_v<T> && sizeof(T) % 8 == 0 && offsetof(T, header) == 0;
@@ -242,7 +299,7 @@ static_assert(kIsRecord<ProcessEvent> && kIsRecord<ModuleEvent> && kIsRecord<Sta
               kIsRecord<AllocEvent> && kIsRecord<FreeEvent> && kIsRecord<CorruptionEvent> &&
               kIsRecord<ExitEvent> && kIsRecord<ExecEvent> && kIsRecord<AgentEndEvent> &&
               kIsRecord<FatalSignalEvent> && kIsRecord<PhaseEvent> && kIsRecord<IgnoreEvent> &&
-              kIsRecord<SampleEvent>);
+              kIsRecord<SampleEvent> && kIsRecord<LeakKindsEvent> && kIsRecord<LeakScanEndEvent>);
 
 // Rounds a record size up to the 8-byte multiple the ring requires.
 constexpr uint32_t record_size(size_t bytes) { return static_cast<uint32_t>((bytes + 7) & ~size_t{7}); }

@@ -21,6 +21,7 @@ extern "C" {
 extern int heapscope_agent_verify_heap(void) __attribute__((weak));
 extern int heapscope_agent_ignore_object(const void* pointer) __attribute__((weak));
 extern void heapscope_agent_mark_phase(const char* label) __attribute__((weak));
+extern int heapscope_agent_leak_check(void) __attribute__((weak));
 
 /* 1 when the program runs under heapscope, else 0. */
 static inline int heapscope_running(void) { return heapscope_agent_verify_heap != 0; }
@@ -37,6 +38,14 @@ static inline int heapscope_verify_heap(void) {
  * live block of the agent's, else 0. */
 static inline int heapscope_ignore_object(const void* pointer) {
   return heapscope_agent_ignore_object ? heapscope_agent_ignore_object(pointer) : 0;
+}
+
+/* Classifies every live block by reachability now (as at exit: definite, indirect, possible,
+ * reachable), with the program's other threads paused meanwhile. The report lists, per check,
+ * the lost blocks (definite, indirect, possible) no earlier check had found lost. Returns the
+ * number of those blocks. */
+static inline int heapscope_leak_check(void) {
+  return heapscope_agent_leak_check ? heapscope_agent_leak_check() : 0;
 }
 
 /* Names the phase of the program that starts now (up to 63 bytes are kept); the report lists

@@ -12,7 +12,7 @@ namespace {
 
 TEST(EventFormat, VersionAndMagic) {
   EXPECT_EQ(kRingMagic, 0x48534352u);  // "HSCR"
-  EXPECT_EQ(kFormatVersion, 5);
+  EXPECT_EQ(kFormatVersion, 6);
 }
 
 TEST(EventFormat, HeaderLayoutIsPinned) {
@@ -83,6 +83,10 @@ TEST(EventFormat, KindsAreAppendOnly) {
   EXPECT_EQ(static_cast<int>(EventKind::kPhase), 14);
   EXPECT_EQ(static_cast<int>(EventKind::kIgnore), 15);
   EXPECT_EQ(static_cast<int>(EventKind::kSample), 16);
+  EXPECT_EQ(static_cast<int>(EventKind::kLeakKinds), 17);
+  EXPECT_EQ(static_cast<int>(EventKind::kLeakScanEnd), 18);
+  EXPECT_EQ(static_cast<int>(LeakKind::kDefinite), 1);
+  EXPECT_EQ(static_cast<int>(LeakKind::kReachable), 4);
   EXPECT_EQ(static_cast<int>(ErrorKind::kUseAfterFree), 6);
 }
 

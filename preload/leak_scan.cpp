@@ -1,0 +1,472 @@
+// Whole-process leak scan (see leak_scan.h).
+#include "leak_scan.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "agent.h"
+#include "block_header.h"
+#include "reachability.h"
+#include "sys.h"
+#include "thread_stop.h"
+
+namespace heapscope::preload {
+namespace {
+
+struct Range {
+  uint64_t begin;
+  uint64_t end;
+};
+
+// A mapping of the scan's own (zeroed, unmapped on scope exit).
+template <typename T>
+class ScratchArray {
+ public:
+  explicit ScratchArray(size_t count) noexcept
+      : bytes_(count == 0 ? 4096 : count * sizeof(T)),
+        data_(static_cast<T*>(sys::map_anonymous(bytes_))) {}
+  ~ScratchArray() { sys::unmap(data_, bytes_); }
+  ScratchArray(const ScratchArray&) = delete;
+  ScratchArray& operator=(const ScratchArray&) = delete;
+  T* data() const noexcept { return data_; }
+
+ private:
+  size_t bytes_;
+  T* data_;
+};
+
+// Ranges no scan may read as roots, besides the blocks: the agent's tables and the scan's own
+// arrays (they hold every block's address), and the dead part of each stopped stack.
+constexpr size_t kMaxExtraExclusions = 2304;  // the agent's mappings (sys.cpp) and a few more
+
+struct Gathered {
+  ScanBlock* blocks;
+  Range* tracked;          // every tracked block's whole real allocation, live or quarantined
+  size_t block_count = 0;
+  size_t tracked_count = 0;
+};
+
+void count_entry(const BlockEntry& entry, void* context) noexcept {
+  auto* counts = static_cast<size_t*>(context);
+  counts[0] += entry.state == BlockState::kLive ? 1 : 0;
+  counts[1] += 1;
+}
+
+void gather_entry(const BlockEntry& entry, void* context) noexcept {
+  auto& gathered = *static_cast<Gathered*>(context);
+  gathered.tracked[gathered.tracked_count++] = {
+      entry.address - entry.front, entry.address + entry.size + block::tail_bytes(entry.size)};
+  if (entry.state != BlockState::kLive) return;
+  ScanBlock& block = gathered.blocks[gathered.block_count++];
+  block.address = entry.address;
+  block.size = entry.size;
+  block.ignored = (entry.flags & kBlockIgnored) != 0 ? 1 : 0;
+  block.seen_lost = (entry.flags & kBlockSeenLost) != 0 ? 1 : 0;
+}
+
+struct ExtraExclusions {
+  Range ranges[kMaxExtraExclusions];
+  size_t count = 0;
+  void add(Range range) noexcept {
+    if (count < kMaxExtraExclusions && range.end > range.begin) ranges[count++] = range;
+  }
+};
+
+void exclude_agent_mapping(uint64_t begin, uint64_t end, void* context) noexcept {
+  static_cast<ExtraExclusions*>(context)->add({begin, end});
+}
+
+// One line of /proc/self/maps, parsed without allocating.
+struct Mapping {
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  bool readable = false, writable = false, is_private = false;
+  bool file_backed = false;   // inode != 0
+  bool device = false;        // a /dev path other than /dev/zero: never read
+  bool brk_heap = false;      // [heap]: the program break, glibc's main arena
+};
+
+uint64_t parse_hex(const char*& p) noexcept {
+  uint64_t value = 0;
+  for (;; ++p) {
+    const char c = *p;
+    if (c >= '0' && c <= '9') value = value * 16 + static_cast<uint64_t>(c - '0');
+    else if (c >= 'a' && c <= 'f') value = value * 16 + static_cast<uint64_t>(c - 'a' + 10);
+    else return value;
+  }
+}
+
+bool parse_mapping(const char* line, const char* end, Mapping& out) noexcept {
+  const char* p = line;
+  out.begin = parse_hex(p);
+  if (*p++ != '-') return false;
+  out.end = parse_hex(p);
+  if (*p++ != ' ' || end - p < 4) return false;
+  out.readable = p[0] == 'r';
+  out.writable = p[1] == 'w';
+  out.is_private = p[3] == 'p';
+  p += 4;
+  // offset, device, inode
+  for (int field = 0; field < 3; ++field) {
+    while (p < end && *p == ' ') ++p;
+    const char* start = p;
+    while (p < end && *p != ' ') ++p;
+    if (field == 2) out.file_backed = !(p - start == 1 && *start == '0');
+  }
+  while (p < end && *p == ' ') ++p;
+  out.device = end - p >= 5 && sys::string_equal(p, "/dev/", 5) &&
+               !(end - p == 9 && sys::string_equal(p, "/dev/zero", 9));
+  out.brk_heap = end - p == 6 && sys::string_equal(p, "[heap]", 6);
+  return true;
+}
+
+// Calls visit(mapping) for each line of /proc/self/maps; false if it could not be read.
+template <typename Visit>
+bool for_each_mapping(char* buffer, size_t buffer_size, Visit visit) noexcept {
+  const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  size_t held = 0;
+  for (;;) {
+    const ssize_t got = read(fd, buffer + held, buffer_size - held);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    held += static_cast<size_t>(got);
+    size_t consumed = 0;
+    for (size_t i = 0; i < held; ++i) {
+      if (buffer[i] != '\n') continue;
+      Mapping mapping;
+      if (parse_mapping(buffer + consumed, buffer + i, mapping)) visit(mapping);
+      consumed = i + 1;
+    }
+    for (size_t i = consumed; i < held; ++i) buffer[i - consumed] = buffer[i];
+    held -= consumed;
+    if (held == buffer_size) held = 0;  // a line longer than the buffer: drop it
+  }
+  close(fd);
+  return true;
+}
+
+// Reads root memory for the marker. Memory that may vanish or fault under us (file-backed
+// pages past the end of a file, mappings a thread we could not stop may unmap) is copied with
+// process_vm_readv, which fails instead of faulting; the rest is read in place.
+//
+// Pages never touched are skipped (the kernel's pagemap says which pages are present or
+// swapped): a program may reserve gigabytes it never uses, and reading them would only map
+// zero pages.
+class RootReader {
+ public:
+  RootReader(ReachabilityMarker& marker, char* copy_buffer, size_t copy_size) noexcept
+      : marker_(marker), buffer_(copy_buffer), buffer_size_(copy_size),
+        pagemap_(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) {}
+  ~RootReader() {
+    if (pagemap_ >= 0) close(pagemap_);
+  }
+  RootReader(const RootReader&) = delete;
+  RootReader& operator=(const RootReader&) = delete;
+
+  void scan(uint64_t begin, uint64_t end, bool copy) noexcept {
+    constexpr uint64_t kPage = 4096;
+    constexpr size_t kEntries = 512;  // pagemap entries read at once: 2 MiB of address space
+    if (end <= begin) return;
+    if (pagemap_ < 0 || end - begin < 16 * kPage) return scan_touched(begin, end, copy);
+    uint64_t entries[kEntries];
+    uint64_t run_begin = 0;  // start of the current run of touched pages, 0 = none
+    for (uint64_t page = begin & ~(kPage - 1); page < end;) {
+      const size_t want = static_cast<size_t>((end - page + kPage - 1) / kPage < kEntries
+                                                  ? (end - page + kPage - 1) / kPage : kEntries);
+      const ssize_t got = pread(pagemap_, entries, want * 8, static_cast<off_t>(page / kPage * 8));
+      if (got <= 0) {  // no pagemap after all: read the rest
+        scan_touched(run_begin != 0 ? run_begin : (page > begin ? page : begin), end, copy);
+        return;
+      }
+      for (size_t i = 0; i < static_cast<size_t>(got) / 8; ++i, page += kPage) {
+        const bool touched = (entries[i] >> 62) != 0;  // bit 63 present, bit 62 swapped
+        const uint64_t at = page > begin ? page : begin;
+        if (touched && run_begin == 0) run_begin = at;
+        if (!touched && run_begin != 0) {
+          scan_touched(run_begin, at, copy);
+          run_begin = 0;
+        }
+      }
+    }
+    if (run_begin != 0) scan_touched(run_begin, end, copy);
+  }
+  uint64_t bytes() const noexcept { return bytes_; }
+
+ private:
+  void scan_touched(uint64_t begin, uint64_t end, bool copy) noexcept {
+    if (end <= begin) return;
+    bytes_ += end - begin;
+    if (!copy) {
+      marker_.scan_root(reinterpret_cast<const void*>(begin), end - begin);
+      return;
+    }
+    const pid_t self = getpid();
+    for (uint64_t at = begin; at < end;) {
+      const size_t chunk = end - at < buffer_size_ ? end - at : buffer_size_;
+      iovec local{buffer_, chunk};
+      iovec remote{reinterpret_cast<void*>(at), chunk};
+      const ssize_t got = process_vm_readv(self, &local, 1, &remote, 1, 0);
+      if (got > 0) marker_.scan_root(buffer_, static_cast<size_t>(got));
+      // A page that cannot be read is skipped, the rest of the range still scanned.
+      at += got > 0 ? static_cast<uint64_t>(got) : 4096 - (at & 4095);
+    }
+  }
+
+  ReachabilityMarker& marker_;
+  char* buffer_;
+  size_t buffer_size_;
+  int pagemap_;
+  uint64_t bytes_ = 0;
+};
+
+// The part of [begin, end) from the first tracked allocation in it to the end of the last one;
+// empty (end <= begin) when none lies in it.
+Range tracked_span(const Range* tracked, size_t count, uint64_t begin, uint64_t end) noexcept {
+  const Range* first = std::lower_bound(tracked, tracked + count, begin,
+                                        [](const Range& r, uint64_t value) { return r.begin < value; });
+  const Range* last = std::lower_bound(first, tracked + count, end,
+                                       [](const Range& r, uint64_t value) { return r.begin < value; });
+  if (first == last) return {0, 0};
+  return {first->begin, (last - 1)->end < end ? (last - 1)->end : end};
+}
+
+// Scans [begin, end) minus the excluded ranges (sorted by begin; they may overlap).
+void scan_gaps(RootReader& reader, uint64_t begin, uint64_t end, bool copy, const Range* excluded,
+               size_t excluded_count) noexcept {
+  uint64_t cursor = begin;
+  for (size_t i = 0; i < excluded_count && cursor < end; ++i) {
+    const Range& skip = excluded[i];
+    if (skip.end <= cursor) continue;
+    if (skip.begin >= end) break;
+    if (skip.begin > cursor) reader.scan(cursor, skip.begin, copy);
+    cursor = skip.end;
+  }
+  if (cursor < end) reader.scan(cursor, end, copy);
+}
+
+constinit uint32_t scans_run = 0;
+constexpr uint64_t kGlibcArenaBytes = uint64_t{64} << 20;  // HEAP_MAX_SIZE on 64-bit
+constinit size_t static_tls_bytes = 0;  // glibc's static TLS + thread control block; 0 unknown
+
+// A stack glibc keeps cached after its thread ended still holds the dead thread's frames,
+// whose stale pointers would make lost blocks look reachable; only its control block and
+// static TLS at the top are live (glibc reuses them, and they point to the thread's TLS
+// vector). Recognized on x86-64 by the control block's self pointers (tcbhead_t: tcb, dtv,
+// self) near the top, with `dtv` pointing into a live block (its TLS vector, reachability.h),
+// in a mapping right above a guard page (how glibc maps thread stacks).
+// Returns where scanning should start, or `begin` when this is not such a stack.
+uint64_t dead_stack_live_part(uint64_t begin, uint64_t end, const ReachabilityMarker& marker) noexcept {
+#if defined(__x86_64__)
+  constexpr uint64_t kSearch = 16 * 1024;
+  if (static_tls_bytes == 0 || end - begin < 2 * kSearch) return begin;
+  for (uint64_t at = (end - 24) & ~uint64_t{7}; at >= end - kSearch; at -= 8) {
+    const auto* words = reinterpret_cast<const uint64_t*>(at);
+    if (words[0] != at || words[2] != at) continue;
+    bool start = false;
+    if (marker.find(words[1], start) < 0) continue;
+    const uint64_t control_block = end - at;  // the TCB runs to the top (less alignment slack)
+    const uint64_t tls = static_tls_bytes > control_block ? static_tls_bytes - control_block : 0;
+    return at - tls > begin ? at - tls : begin;
+  }
+#else
+  (void)end;
+  (void)marker;
+#endif
+  return begin;
+}
+
+// Sends the verdicts; counts blocks per kind and the lost ones no earlier scan saw lost (marked
+// in the index so the next on-demand check does not count them again).
+void send_kinds(uint32_t scan_id, const ReachabilityMarker& marker, const ScanBlock* blocks,
+                size_t count, uint64_t (&tally)[5], uint64_t& newly_lost) noexcept {
+  constexpr size_t kBatch = 255;
+  format::LeakKindEntry batch[kBatch];
+  size_t held = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const uint8_t kind = marker.kind(i);
+    ++tally[kind];
+    if (kind == static_cast<uint8_t>(format::LeakKind::kReachable)) continue;  // the default
+    if (blocks[i].seen_lost == 0) {
+      ++newly_lost;
+      agent::index().add_flags_locked(blocks[i].address, kBlockSeenLost);
+    }
+    batch[held] = format::LeakKindEntry{blocks[i].address, kind, {}};
+    if (++held == kBatch) {
+      agent::emit_leak_kinds(scan_id, batch, held);
+      held = 0;
+    }
+  }
+  if (held > 0) agent::emit_leak_kinds(scan_id, batch, held);
+}
+
+}  // namespace
+
+void init_leak_scan() noexcept {
+  // GLIBC_PRIVATE, but stable since 2.0 and what sanitizers use for the same purpose.
+  using StaticInfo = void (*)(size_t*, size_t*);
+  auto info = reinterpret_cast<StaticInfo>(dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info"));
+  if (info == nullptr) return;
+  size_t size = 0;
+  size_t alignment = 0;
+  info(&size, &alignment);
+  static_tls_bytes = size;
+}
+
+LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
+  LeakScanOutcome outcome;
+  outcome.scan_id = ++scans_run;
+  format::LeakScanEndEvent end{};
+  end.scan_id = outcome.scan_id;
+  BlockIndex& index = agent::index();
+
+  // Frozen index: no block comes or goes while we look, and no thread is stopped holding a
+  // shard lock (we hold them all). Threads that allocate meanwhile wait at the lock.
+  index.lock_all();
+  size_t counts[2] = {0, 0};
+  index.for_each_locked(count_entry, counts);
+  ScratchArray<ScanBlock> blocks(counts[0]);
+  ScratchArray<Range> tracked(counts[1]);
+  ScratchArray<uint32_t> work(2 * counts[0] + 1);
+  const size_t slot_capacity = count_threads() + 64;
+  ScratchArray<StoppedThread> slots(slot_capacity);
+  constexpr size_t kMapsBuffer = 64 * 1024;
+  ScratchArray<char> maps_buffer(kMapsBuffer);
+  constexpr size_t kCopyBuffer = 256 * 1024;
+  ScratchArray<char> copy_buffer(kCopyBuffer);
+  static ExtraExclusions extra;  // static: 8 KiB is too much for a thread's stack
+  extra.count = 0;
+  if (blocks.data() == nullptr || tracked.data() == nullptr || work.data() == nullptr ||
+      slots.data() == nullptr || maps_buffer.data() == nullptr || copy_buffer.data() == nullptr) {
+    index.unlock_all();
+    end.status = static_cast<uint32_t>(format::ScanStatus::kNoMemory);
+    agent::emit_leak_scan_end(end, request.flags);
+    return outcome;
+  }
+  Gathered gathered{blocks.data(), tracked.data()};
+  index.for_each_locked(gather_entry, &gathered);
+  std::sort(blocks.data(), blocks.data() + gathered.block_count,
+            [](const ScanBlock& a, const ScanBlock& b) { return a.address < b.address; });
+  std::sort(tracked.data(), tracked.data() + gathered.tracked_count,
+            [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  // The index's tables and the scan's own arrays are among the agent's mappings.
+  sys::for_each_agent_mapping(exclude_agent_mapping, &extra);
+  extra.add({reinterpret_cast<uint64_t>(&extra), reinterpret_cast<uint64_t>(&extra + 1)});
+
+  const uint64_t started = sys::now_ns();
+  // ptrace first: it interrupts nothing the program sees. Signals where it is refused.
+  StopResult stop;
+  PtraceStop ptrace_stop;
+  SignalStop signal_stop;
+  const bool by_ptrace = ptrace_stop.stop_others(slots.data(), slot_capacity, stop);
+  if (!by_ptrace) signal_stop.stop_others(slots.data(), slot_capacity, stop);
+  uint16_t flags = request.flags;
+  if (!by_ptrace) flags |= format::kScanStoppedBySignal;
+  const bool all_stopped = stop.unstopped == 0;
+  ReachabilityMarker marker(blocks.data(), gathered.block_count, work.data());
+  RootReader reader(marker, copy_buffer.data(), kCopyBuffer);
+
+  // Each stack is read from its stack pointer up (x86-64 leaf functions may keep data in the
+  // 128 bytes below it); ours from the entry point's frame up: below are the agent's frames.
+  // A thread that did not stop has its whole stack read.
+  Mapping previous;
+  auto live_part = [&](const Mapping& mapping) {
+    uint64_t from = mapping.begin;
+    const auto own = reinterpret_cast<uint64_t>(request.caller_frame);
+    if (own >= mapping.begin && own < mapping.end) from = own;
+    bool has_live_thread = from != mapping.begin;
+    for (size_t i = 0; i < stop.slots_used; ++i) {
+      const StoppedThread& thread = slots.data()[i];
+      if (thread.stopped.load(std::memory_order_acquire) != kThreadStopped) continue;
+      const uint64_t sp = thread.stack_pointer - 128;
+      if (thread.stack_pointer < mapping.begin || thread.stack_pointer >= mapping.end) continue;
+      has_live_thread = true;
+      if (sp > from) from = sp;
+    }
+    // A thread we could not stop may live in any stack: then no stack is taken for dead.
+    const bool above_guard = previous.end == mapping.begin && !previous.readable && !previous.writable;
+    if (!has_live_thread && all_stopped && !mapping.file_backed && above_guard)
+      from = dead_stack_live_part(mapping.begin, mapping.end, marker);
+    return from;
+  };
+  std::sort(extra.ranges, extra.ranges + extra.count,
+            [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  const bool mapped = for_each_mapping(maps_buffer.data(), kMapsBuffer, [&](const Mapping& mapping) {
+    if (mapping.readable && mapping.writable && mapping.is_private && !mapping.device) {
+      const bool copy = mapping.file_backed || !all_stopped;
+      const uint64_t from = live_part(mapping);
+      // Between its first and last block, a mapping is the allocator's: the gaps are free
+      // chunks and its bookkeeping, full of stale pointers (old headers of merged chunks) that
+      // would make lost blocks look reachable. Only what lies outside that span is scanned,
+      // unless the whole mapping is known to be the allocator's: glibc's main arena ([heap])
+      // and its thread arenas (mappings aligned to their 64 MiB reservation).
+      Range span = tracked_span(tracked.data(), gathered.tracked_count, mapping.begin, mapping.end);
+      const bool glibc_arena = mapping.brk_heap || (mapping.begin & (kGlibcArenaBytes - 1)) == 0;
+      if (span.end > span.begin && glibc_arena) span = {mapping.begin, mapping.end};
+      if (span.end <= span.begin) {
+        scan_gaps(reader, from, mapping.end, copy, extra.ranges, extra.count);
+      } else {
+        if (from < span.begin) scan_gaps(reader, from, span.begin, copy, extra.ranges, extra.count);
+        scan_gaps(reader, span.end > from ? span.end : from, mapping.end, copy, extra.ranges, extra.count);
+      }
+    }
+    previous = mapping;
+  });
+  for (size_t i = 0; i < stop.slots_used; ++i) {
+    const StoppedThread& thread = slots.data()[i];
+    if (thread.stopped.load(std::memory_order_acquire) != kThreadStopped) continue;
+    marker.scan_values(thread.registers, thread.register_count);
+    // A stack the program gave the thread from the heap (pthread_attr_setstack) is a block:
+    // its live part is a root all the same.
+    bool start = false;
+    const long holder = marker.find(thread.stack_pointer, start);
+    if (holder >= 0) {
+      const ScanBlock& block = blocks.data()[holder];
+      const uint64_t from = thread.stack_pointer - 128 > block.address ? thread.stack_pointer - 128 : block.address;
+      reader.scan(from, block.address + block.size, false);
+    }
+  }
+#if defined(__x86_64__)
+  if (request.caller_state != nullptr) {
+    const auto* registers = reinterpret_cast<const uint64_t*>(request.caller_state->uc_mcontext.gregs);
+    marker.scan_values(registers, NGREG);
+  }
+#elif defined(__aarch64__)
+  if (request.caller_state != nullptr) marker.scan_values(request.caller_state->uc_mcontext.regs, 31);
+#endif
+  marker.add_ignored_blocks();
+  marker.propagate();
+  marker.group_lost();
+  if (by_ptrace) {
+    ptrace_stop.resume_others();
+  } else {
+    signal_stop.resume_others();
+  }
+  end.duration_ns = sys::now_ns() - started;
+
+  if (!mapped) {
+    end.status = static_cast<uint32_t>(format::ScanStatus::kNoMemoryMap);
+  } else {
+    uint64_t tally[5] = {0, 0, 0, 0, 0};
+    send_kinds(outcome.scan_id, marker, blocks.data(), gathered.block_count, tally,
+               outcome.newly_lost_blocks);
+    outcome.lost_blocks = tally[1] + tally[2] + tally[3];
+  }
+  end.threads = static_cast<uint32_t>(stop.stopped + stop.unstopped + 1);
+  end.threads_unstopped = static_cast<uint32_t>(stop.unstopped);
+  end.blocks = gathered.block_count;
+  end.root_bytes = reader.bytes();
+  end.heap_bytes = marker.heap_bytes_scanned();
+  agent::emit_leak_scan_end(end, flags);
+  index.unlock_all();
+  return outcome;
+}
+
+}  // namespace heapscope::preload

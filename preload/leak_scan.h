@@ -1,0 +1,34 @@
+// A whole-process leak scan: with the index frozen and the other threads stopped, reads every
+// root -- writable private memory of modules and anonymous mappings (.data, .bss, relro, TLS,
+// thread stacks above their stack pointers), every thread's registers -- then the heap
+// transitively, and sends each live block's kind (reachability.h) to the collector.
+//
+// Runs in-process, at exit (from the agent's destructor, after atexit handlers and static
+// destructors) or on demand (heapscope_leak_check()). Allocation-free: its arrays are mapped
+// with mmap and unmapped afterwards.
+#pragma once
+#include <cstdint>
+
+struct ucontext_t;
+
+namespace heapscope::preload {
+
+struct LeakScanRequest {
+  uint16_t flags;                  // format::LeakScanFlags
+  const void* caller_frame;        // the entry point's frame: the stack below is the agent's
+  const ucontext_t* caller_state;  // the calling thread's registers at the entry point
+};
+
+struct LeakScanOutcome {
+  uint32_t scan_id = 0;
+  uint64_t lost_blocks = 0;        // definite + indirect + possible
+  uint64_t newly_lost_blocks = 0;  // of those, not reported lost by an earlier scan
+};
+
+LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept;
+
+// Looks up, once at agent init, what a scan may not look up while threads are stopped (the
+// loader's lock may be held by one of them): the size of glibc's static TLS area.
+void init_leak_scan() noexcept;
+
+}  // namespace heapscope::preload

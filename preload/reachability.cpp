@@ -1,0 +1,141 @@
+// Mark phase and lost-block grouping of a leak scan (see reachability.h).
+#include "reachability.h"
+
+#include "heapscope/event_format.h"
+
+namespace heapscope::preload {
+
+ReachabilityMarker::ReachabilityMarker(ScanBlock* blocks, size_t count, uint32_t* work) noexcept
+    : blocks_(blocks), count_(count), work_(work) {
+  for (size_t i = 0; i < count; ++i) {
+    blocks_[i].reach = Reach::kUnreached;
+    blocks_[i].leader = kNoLeader;
+  }
+  if (count > 0) {
+    lowest_ = blocks_[0].address;
+    const ScanBlock& last = blocks_[count - 1];
+    highest_ = last.address + (last.size > 0 ? last.size : 1);
+  }
+}
+
+long ReachabilityMarker::find(uint64_t value, bool& start) const noexcept {
+  if (value < lowest_ || value >= highest_) return -1;  // most words: one comparison pair
+  size_t low = 0;
+  size_t high = count_;  // the answer is the last block with address <= value
+  while (high - low > 1) {
+    const size_t middle = low + (high - low) / 2;
+    if (blocks_[middle].address <= value) {
+      low = middle;
+    } else {
+      high = middle;
+    }
+  }
+  const ScanBlock& block = blocks_[low];
+  start = value == block.address;
+  if (start || value - block.address < block.size) return static_cast<long>(low);
+  return -1;
+}
+
+namespace {
+// glibc allocates a dtv as (count + 2) entries of 16 bytes, stores count in entry 0 and keeps a
+// pointer to entry 1 (elf/dl-tls.c: allocate_dtv, _dl_resize_dtv).
+bool is_tls_vector_pointer(const ScanBlock& block, uint64_t value) noexcept {
+  constexpr uint64_t kEntry = 16;
+  if (value - block.address != kEntry || block.size < 2 * kEntry) return false;
+  const uint64_t count = *reinterpret_cast<const uint64_t*>(block.address);
+  return count < (uint64_t{1} << 32) && (count + 2) * kEntry == block.size;
+}
+}  // namespace
+
+void ReachabilityMarker::reach(uint64_t value, Reach via) noexcept {
+  bool start = false;
+  const long found = find(value, start);
+  if (found < 0) return;
+  if (!start) start = is_tls_vector_pointer(blocks_[found], value);
+  // A chain is as strong as its weakest link: an interior pointer anywhere makes it "possible".
+  const Reach strength = start ? via : Reach::kPossible;
+  ScanBlock& block = blocks_[found];
+  if (static_cast<uint8_t>(strength) <= static_cast<uint8_t>(block.reach)) return;
+  block.reach = strength;
+  work_[work_size_++] = static_cast<uint32_t>(found);
+}
+
+void ReachabilityMarker::scan_words(const uint64_t* words, size_t count, Reach via) noexcept {
+  for (size_t i = 0; i < count; ++i) {
+    const uint64_t value = words[i];
+    if (value >= lowest_ && value < highest_) reach(value, via);
+  }
+}
+
+void ReachabilityMarker::scan_root(const void* begin, size_t bytes) noexcept {
+  auto first = (reinterpret_cast<uintptr_t>(begin) + 7) & ~uintptr_t{7};
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(begin) + bytes) & ~uintptr_t{7};
+  if (end <= first) return;
+  scan_words(reinterpret_cast<const uint64_t*>(first), (end - first) / 8, Reach::kReachable);
+}
+
+void ReachabilityMarker::scan_values(const uint64_t* values, size_t count) noexcept {
+  scan_words(values, count, Reach::kReachable);
+}
+
+void ReachabilityMarker::add_ignored_blocks() noexcept {
+  for (size_t i = 0; i < count_; ++i) {
+    if (blocks_[i].ignored == 0 || blocks_[i].reach == Reach::kReachable) continue;
+    blocks_[i].reach = Reach::kReachable;
+    work_[work_size_++] = static_cast<uint32_t>(i);
+  }
+}
+
+void ReachabilityMarker::propagate() noexcept {
+  while (work_size_ > 0) {
+    const ScanBlock& block = blocks_[work_[--work_size_]];
+    // Scanned with its strength now: a block first reached as possible and later as reachable
+    // is scanned twice, so what it leads to ends up reachable too.
+    heap_bytes_scanned_ += block.size;
+    scan_words(reinterpret_cast<const uint64_t*>(block.address), block.size / 8, block.reach);
+  }
+}
+
+void ReachabilityMarker::group_lost() noexcept {
+  // Address order makes the lowest block of a lost cycle its leader, as the rule says.
+  for (size_t i = 0; i < count_; ++i) {
+    ScanBlock& candidate = blocks_[i];
+    if (candidate.reach != Reach::kUnreached || candidate.leader != kNoLeader) continue;
+    const auto leader = static_cast<uint32_t>(i);
+    candidate.leader = leader;
+    work_size_ = 0;
+    work_[work_size_++] = leader;
+    while (work_size_ > 0) {
+      const ScanBlock& block = blocks_[work_[--work_size_]];
+      heap_bytes_scanned_ += block.size;
+      const auto* words = reinterpret_cast<const uint64_t*>(block.address);
+      for (size_t w = 0; w < block.size / 8; ++w) {
+        bool start = false;
+        const long found = find(words[w], start);
+        if (found < 0 || static_cast<uint32_t>(found) == leader) continue;
+        ScanBlock& target = blocks_[found];
+        if (target.reach != Reach::kUnreached) continue;
+        if (target.leader == kNoLeader) {
+          target.leader = leader;
+          work_[work_size_++] = static_cast<uint32_t>(found);
+        } else if (target.leader == static_cast<uint32_t>(found)) {
+          // An earlier leader this clique points to is not definite after all; its members
+          // were grouped already, so it is not walked again.
+          target.leader = leader;
+        }
+      }
+    }
+  }
+}
+
+uint8_t ReachabilityMarker::kind(size_t i) const noexcept {
+  const ScanBlock& block = blocks_[i];
+  switch (block.reach) {
+    case Reach::kReachable: return static_cast<uint8_t>(format::LeakKind::kReachable);
+    case Reach::kPossible: return static_cast<uint8_t>(format::LeakKind::kPossible);
+    case Reach::kUnreached: break;
+  }
+  return static_cast<uint8_t>(block.leader == i ? format::LeakKind::kDefinite : format::LeakKind::kIndirect);
+}
+
+}  // namespace heapscope::preload

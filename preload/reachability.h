@@ -1,0 +1,76 @@
+// The classification half of a leak scan, in valgrind memcheck's sense: given the live blocks
+// and the roots, decides for each block whether it is reachable, possibly lost, indirectly lost
+// or definitely lost. It only reads memory it is given (roots) or proven to own (blocks), never
+// allocates, and knows nothing about threads or /proc: leak_scan.cpp feeds it.
+//
+// The rules (docs/architecture.md, "Leak classification"):
+//  - a pointer to a block's first byte is a start pointer; one to any later byte of it (not one
+//    past its end) is an interior pointer; a zero-byte block is reached only by a start pointer;
+//  - reachable: a chain of start pointers leads to the block from a root;
+//  - possible: a chain leads to it from a root, and every chain has an interior pointer;
+//  - lost blocks (no chain from a root) are then grouped: one that no other lost block points
+//    to is definite, and every lost block it leads to (start or interior pointers) is indirect.
+//    In a cycle of lost blocks that nothing outside points to, the block with the lowest address
+//    is definite and the others indirect (memcheck's "clique leader" rule).
+//  - one layout is recognized: glibc's dynamic TLS vector (dtv), which the thread control block
+//    points to one 16-byte entry in, with the entry count in the block's first word. That
+//    pointer counts as a start pointer, so a thread's TLS vector is never "possibly lost" (it is
+//    in memcheck's reports, for every thread alive or cached at exit).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace heapscope::preload {
+
+enum class Reach : uint8_t { kUnreached = 0, kPossible = 1, kReachable = 2 };
+
+// One live block as the scan sees it; the array is sorted by address, blocks do not overlap.
+struct ScanBlock {
+  uint64_t address;
+  uint64_t size;
+  uint32_t leader;   // lost blocks: index of the clique leader (itself: definite)
+  Reach reach;
+  uint8_t ignored;   // heapscope_ignore_object(): treated as a root
+  uint8_t seen_lost; // an earlier scan found it lost already
+  uint8_t reserved;
+};
+static_assert(sizeof(ScanBlock) == 24);
+
+class ReachabilityMarker {
+ public:
+  // `work` must hold 2 * count entries (each block enters the work list at most twice).
+  ReachabilityMarker(ScanBlock* blocks, size_t count, uint32_t* work) noexcept;
+
+  // Root memory: every aligned 8-byte word in [begin, begin + bytes) that points into a block.
+  void scan_root(const void* begin, size_t bytes) noexcept;
+  // Root values that are not in memory (a thread's registers).
+  void scan_values(const uint64_t* values, size_t count) noexcept;
+  // Ignored blocks count as roots: what they point to is reachable.
+  void add_ignored_blocks() noexcept;
+  // Follows pointers inside reached blocks until nothing new is reached.
+  void propagate() noexcept;
+  // Groups the blocks nothing reached into definite leaders and indirect members.
+  void group_lost() noexcept;
+
+  // After group_lost(): the kind of block i, as format::LeakKind.
+  uint8_t kind(size_t i) const noexcept;
+  uint64_t heap_bytes_scanned() const noexcept { return heap_bytes_scanned_; }
+
+  // Index of the block `value` points into, or -1; `start` says whether it is a start pointer.
+  long find(uint64_t value, bool& start) const noexcept;
+
+ private:
+  static constexpr uint32_t kNoLeader = 0xffffffffu;
+  void reach(uint64_t value, Reach via) noexcept;
+  void scan_words(const uint64_t* words, size_t count, Reach via) noexcept;
+
+  ScanBlock* blocks_;
+  size_t count_;
+  uint32_t* work_;
+  size_t work_size_ = 0;
+  uint64_t lowest_ = 0;    // blocks_[0].address
+  uint64_t highest_ = 0;   // one past the end of the last block (at least address + 1)
+  uint64_t heap_bytes_scanned_ = 0;
+};
+
+}  // namespace heapscope::preload
