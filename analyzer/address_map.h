@@ -76,6 +76,15 @@ class AddressMap {
 
   size_t size() const noexcept { return used_ + side_[0].has_value() + side_[1].has_value(); }
 
+  // visit(key, value&): values may be changed, keys not.
+  template <typename Visit>
+  void for_each_value(Visit visit) {
+    for (Slot& slot : slots_)
+      if (slot.key != kEmpty && slot.key != kTombstone) visit(slot.key, slot.value);
+    for (uint64_t i = 0; i < 2; ++i)
+      if (side_[i]) visit(kTombstone + i, *side_[i]);
+  }
+
   template <typename Visit>
   void for_each(Visit visit) const {
     for (const Slot& slot : slots_)

@@ -127,6 +127,12 @@ bool parse_output_option(const std::string& option, bool has_inline, ValueFn val
     output.detail = 0;
   } else if (option == "--verbose" && !has_inline) {
     output.detail = 2;
+  } else if (option == "--show-leak-kinds") {
+    output.show_leak_kinds = value();
+    LeakKindSet::parse(output.show_leak_kinds, option);  // validated now, before anything runs
+  } else if (option == "--errors-for-leak-kinds") {
+    output.errors_for_leak_kinds = value();
+    LeakKindSet::parse(output.errors_for_leak_kinds, option);
   } else if (option == "--collapsed") {
     output.collapsed_path = value();
   } else if (option == "--cost") {
@@ -158,6 +164,8 @@ bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Sym
   // Color only where a person reads it: the stream we print to, never a --log-file.
   text_options.color = !output.log_path && decide_color(output.color, &text_stream == &std::cout ? 1 : 2);
   text_options.detail = output.detail == 0 ? Detail::kQuiet : output.detail == 2 ? Detail::kVerbose : Detail::kNormal;
+  text_options.show_kinds = LeakKindSet::parse(output.show_leak_kinds, "--show-leak-kinds");
+  const LeakKindSet counted = LeakKindSet::parse(output.errors_for_leak_kinds, "--errors-for-leak-kinds");
   if (output.collapsed_path) {
     write_file(*output.collapsed_path,
                render_collapsed(traced, symbolizer, *parse_collapsed_cost(output.collapsed_cost)), "collapsed stacks");
@@ -167,7 +175,8 @@ bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Sym
     text += "== heapscope: suppressions for the leaks above (paste into a --suppressions file):\n";
     for (const ProcessReport& process : report.processes)
       for (const LeakRecord& leak : process.leaks)
-        if (const std::string entry = suggested_suppression(leak); !entry.empty()) text += entry + "\n";
+        if (counted.contains(leak.kind))
+          if (const std::string entry = suggested_suppression(leak); !entry.empty()) text += entry + "\n";
   }
   if (output.log_path) {
     write_file(*output.log_path, text, "text report");
@@ -176,14 +185,16 @@ bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Sym
   }
   if (output.json_path) write_file(*output.json_path, to_json(report).dump(2) + "\n", "JSON report");
 
-  // The gate: errors always count; leaks above --fail-on-leak-bytes (any leak by default); a
+  // The gate: errors always count; leaks of the --errors-for-leak-kinds kinds (definite and
+  // possible by default, and unclassified ones) above --fail-on-leak-bytes (any by default); a
   // peak above --max-peak. Without --error-exitcode only the thresholds trip it.
   uint64_t errors = 0;
   uint64_t leaked = 0;
   uint64_t peak = 0;
   for (const ProcessReport& process : report.processes) {
     errors += process.errors.size();
-    for (const LeakRecord& leak : process.leaks) leaked += leak.bytes;
+    for (const LeakRecord& leak : process.leaks)
+      if (counted.contains(leak.kind)) leaked += leak.bytes;
     peak = std::max(peak, process.summary.peak_live_bytes);
   }
   const bool thresholds = output.fail_on_leak_bytes || output.max_peak;
@@ -377,10 +388,13 @@ std::string usage_text() {
       "Report options:\n"
       "  --json FILE            write the JSON report (schema heapscope.report v1) to FILE\n"
       "  --log-file FILE        write the text report to FILE instead of stderr\n"
-      "  --error-exitcode N     exit N (0..255) when any heap error or leak was found\n"
+      "  --error-exitcode N     exit N (0..255) when a heap error or a counted leak was found\n"
+      "  --show-leak-kinds K    leak records the text shows: definite,indirect,possible,reachable,\n"
+      "                         all or none (default definite,possible; unclassified always)\n"
+      "  --errors-for-leak-kinds K  leaks that count for the exit status (default definite,possible)\n"
       "  --suppressions FILE    LSan-style 'leak:PATTERN' lines hiding matching leaks (repeatable)\n"
       "  --gen-suppressions     print a ready-to-paste suppression for each leak\n"
-      "  --fail-on-leak-bytes N leaks count for the exit status only above N bytes in all (64K, 2M...)\n"
+      "  --fail-on-leak-bytes N counted leaks trip the exit status only above N bytes in all (64K, 2M...)\n"
       "  --max-peak BYTES       fail when a process's peak heap exceeds BYTES\n"
       "  --color[=WHEN]         colors: always, never, auto (default: on a terminal, unless NO_COLOR)\n"
       "  --quiet, --verbose     summaries only / every leak record\n"

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "report.h"
+
 namespace heapscope::analyzer {
 
 inline constexpr int kExitToolFailure = 125;  // heapscope itself failed (usage, I/O, bad input)
@@ -24,6 +26,8 @@ struct OutputArguments {
   int detail = 1;                              // 0 --quiet, 1 normal, 2 --verbose
   std::optional<std::string> collapsed_path;   // --collapsed: flame-graph input
   std::string collapsed_cost = "peak";          // --cost leaked|peak|allocated|count
+  std::string show_leak_kinds = "definite,possible";        // leak records the text shows
+  std::string errors_for_leak_kinds = "definite,possible";  // leaks the exit status counts
 };
 
 struct RunArguments {

@@ -28,6 +28,8 @@ size_t fixed_size(EventKind kind) {
     case EventKind::kPhase: return sizeof(format::PhaseEvent);
     case EventKind::kIgnore: return sizeof(format::IgnoreEvent);
     case EventKind::kSample: return sizeof(format::SampleEvent);
+    case EventKind::kLeakKinds: return sizeof(format::LeakKindsEvent);
+    case EventKind::kLeakScanEnd: return sizeof(format::LeakScanEndEvent);
   }
   return 0;
 }
@@ -48,6 +50,8 @@ uint64_t announced_payload(const RecordView& record) {
       return uint64_t{r.frame_count} * 8;
     }
     case EventKind::kExec: return record.as<format::ExecEvent>().path_bytes;
+    case EventKind::kLeakKinds:
+      return uint64_t{record.as<format::LeakKindsEvent>().count} * sizeof(format::LeakKindEntry);
     default: return 0;
   }
 }
@@ -72,6 +76,8 @@ const char* kind_name(format::EventKind kind) noexcept {
     case EventKind::kPhase: return "phase";
     case EventKind::kIgnore: return "ignore";
     case EventKind::kSample: return "sample";
+    case EventKind::kLeakKinds: return "leak-kinds";
+    case EventKind::kLeakScanEnd: return "leak-scan-end";
   }
   return "unknown";
 }

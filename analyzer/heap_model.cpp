@@ -54,6 +54,8 @@ void ProcessModel::apply(const RecordView& record) {
       if (live_.contains(address)) ignored_.insert(address);
       return;
     }
+    case EventKind::kLeakKinds: return on_leak_kinds(record);
+    case EventKind::kLeakScanEnd: return on_leak_scan_end(record.as<format::LeakScanEndEvent>());
     case EventKind::kPadding:
     case EventKind::kEnding:  // the collector's, handled by the trace reader
       return;
@@ -150,8 +152,12 @@ void ProcessModel::on_alloc(const format::AllocEvent& event) {
     touch(*block.tally).costs.live_bytes -= block.size;
   }
   StackTally& tally = touch(event.stack_id);  // tallies_ is node-based: the address stays valid
-  block = LiveBlock{event.size, event.stack_id, static_cast<format::Family>(event.family),
-                    static_cast<format::Api>(event.api), &tally};
+  block = LiveBlock{};
+  block.size = event.size;
+  block.stack_id = event.stack_id;
+  block.family = static_cast<format::Family>(event.family);
+  block.api = static_cast<format::Api>(event.api);
+  block.tally = &tally;
   ++tally.costs.allocations;
   tally.costs.allocated_bytes += event.size;
   tally.costs.live_bytes += event.size;
@@ -191,6 +197,62 @@ void ProcessModel::on_corruption(const format::CorruptionEvent& event) {
                               event.thread_id});
 }
 
+void ProcessModel::on_leak_kinds(const RecordView& record) {
+  const auto& event = record.as<format::LeakKindsEvent>();
+  const auto payload = record.payload<format::LeakKindsEvent>();
+  for (uint32_t i = 0; i < event.count; ++i) {
+    format::LeakKindEntry entry;
+    memcpy(&entry, payload.data() + i * sizeof(entry), sizeof(entry));
+    if (entry.kind >= static_cast<uint8_t>(format::LeakKind::kDefinite) &&
+        entry.kind <= static_cast<uint8_t>(format::LeakKind::kReachable))
+      scan_kinds_[entry.address] = entry.kind;
+  }
+}
+
+void ProcessModel::on_leak_scan_end(const format::LeakScanEndEvent& event) {
+  LeakScanInfo info{event.scan_id, event.header.time_ns, (event.header.flags & format::kScanAtExit) != 0,
+                    (event.header.flags & format::kScanStoppedBySignal) != 0,
+                    static_cast<format::ScanStatus>(event.status), event.threads,
+                    event.threads_unstopped, event.blocks, event.root_bytes, event.heap_bytes,
+                    event.duration_ns};
+  const bool classified = info.status == format::ScanStatus::kDone;
+  auto kind_of = [&](uint64_t address) -> uint8_t {
+    const auto found = scan_kinds_.find(address);
+    return found == scan_kinds_.end() ? static_cast<uint8_t>(format::LeakKind::kReachable) : found->second;
+  };
+  if (info.at_exit) {
+    if (classified) live_.for_each_value([&](uint64_t address, LiveBlock& block) {
+      block.leak_kind = kind_of(address);
+    });
+    exit_scan_ = info;
+  } else {
+    LeakCheck check;
+    check.scan = info;
+    if (!phases_.empty()) check.phase = phases_.back().label;
+    std::unordered_map<uint64_t, LeakGroup> groups;  // by stack and kind
+    if (classified) live_.for_each_value([&](uint64_t address, LiveBlock& block) {
+      const uint8_t kind = kind_of(address);
+      if (kind == static_cast<uint8_t>(format::LeakKind::kReachable) || block.reported_by_check) return;
+      block.reported_by_check = true;
+      const uint32_t stack_id = canonical(block.stack_id);
+      LeakGroup& group = groups[(uint64_t{stack_id} << 8) | kind];
+      group.stack_id = stack_id;
+      group.kind = kind;
+      group.family = block.family;
+      ++group.blocks;
+      group.bytes += block.size;
+    });
+    for (auto& [key, group] : groups) check.new_leaks.push_back(group);
+    std::sort(check.new_leaks.begin(), check.new_leaks.end(), [](const LeakGroup& a, const LeakGroup& b) {
+      if (a.bytes != b.bytes) return a.bytes > b.bytes;
+      if (a.kind != b.kind) return a.kind < b.kind;
+      return a.stack_id < b.stack_id;
+    });
+    leak_checks_.push_back(std::move(check));
+  }
+  scan_kinds_.clear();
+}
+
 const Stack* ProcessModel::stack(uint32_t id) const noexcept {
   const auto found = stacks_.find(id);
   return found == stacks_.end() ? nullptr : &found->second;
@@ -218,12 +280,13 @@ uint64_t ProcessModel::ignored_bytes() const noexcept {
 }
 
 std::vector<LeakGroup> ProcessModel::leak_groups() const {
-  std::unordered_map<uint32_t, LeakGroup> groups;
+  std::unordered_map<uint64_t, LeakGroup> groups;  // by stack and kind
   live_.for_each([&](uint64_t address, const LiveBlock& block) {
     if (ignored_.contains(address)) return;
     const uint32_t stack_id = canonical(block.stack_id);
-    LeakGroup& group = groups[stack_id];
+    LeakGroup& group = groups[(uint64_t{stack_id} << 8) | block.leak_kind];
     group.stack_id = stack_id;
+    group.kind = block.leak_kind;
     group.family = block.family;
     ++group.blocks;
     group.bytes += block.size;
@@ -234,7 +297,8 @@ std::vector<LeakGroup> ProcessModel::leak_groups() const {
   std::sort(sorted.begin(), sorted.end(), [](const LeakGroup& a, const LeakGroup& b) {
     if (a.bytes != b.bytes) return a.bytes > b.bytes;
     if (a.blocks != b.blocks) return a.blocks > b.blocks;
-    return a.stack_id < b.stack_id;
+    if (a.stack_id != b.stack_id) return a.stack_id < b.stack_id;
+    return a.kind < b.kind;
   });
   return sorted;
 }

@@ -50,6 +50,8 @@ struct LiveBlock {
   uint32_t stack_id = 0;
   format::Family family = format::Family::kMalloc;
   format::Api api = format::Api::kMalloc;
+  uint8_t leak_kind = 0;        // format::LeakKind from the exit scan; 0 = unclassified
+  bool reported_by_check = false;  // an on-demand leak check listed it already
   StackTally* tally = nullptr;  // its stack's bookkeeping (a stable address): no lookup at free
 };
 
@@ -107,12 +109,35 @@ struct Sample {
   uint64_t arena = 0, ordblks = 0, hblks = 0, hblkhd = 0, uordblks = 0, fordblks = 0, keepcost = 0;
 };
 
-// Leaks at exit grouped by allocation stack.
+// Leaks at exit grouped by allocation stack and kind.
 struct LeakGroup {
   uint32_t stack_id = 0;
   uint64_t blocks = 0;
   uint64_t bytes = 0;
   format::Family family = format::Family::kMalloc;
+  uint8_t kind = 0;  // format::LeakKind; 0 = unclassified
+};
+
+// How a reachability scan went (format::LeakScanEndEvent).
+struct LeakScanInfo {
+  uint32_t scan_id = 0;
+  uint64_t time_ns = 0;
+  bool at_exit = false;
+  bool stopped_by_signal = false;  // ptrace was not allowed
+  format::ScanStatus status = format::ScanStatus::kDone;
+  uint32_t threads = 0;
+  uint32_t threads_unstopped = 0;
+  uint64_t blocks = 0;
+  uint64_t root_bytes = 0;
+  uint64_t heap_bytes = 0;
+  uint64_t duration_ns = 0;
+};
+
+// One heapscope_leak_check() call: the blocks it found lost that no earlier check had listed.
+struct LeakCheck {
+  LeakScanInfo scan;
+  std::string phase;                // the phase the program was in, if it named one
+  std::vector<LeakGroup> new_leaks;  // largest first
 };
 
 class ProcessModel {
@@ -145,8 +170,11 @@ class ProcessModel {
   uint64_t ignored_blocks() const noexcept { return ignored_.size(); }
   uint64_t ignored_bytes() const noexcept;
 
-  // Live blocks grouped by allocation stack, largest total first.
+  // Live blocks grouped by allocation stack and kind, largest total first.
   std::vector<LeakGroup> leak_groups() const;
+  // The exit scan, when one ran (its status says whether it classified).
+  const std::optional<LeakScanInfo>& exit_scan() const noexcept { return exit_scan_; }
+  const std::vector<LeakCheck>& leak_checks() const noexcept { return leak_checks_; }
   // Costs per allocation stack (identical stacks merged), for flame graphs.
   std::unordered_map<uint32_t, StackCosts> stack_costs() const;
 
@@ -157,6 +185,8 @@ class ProcessModel {
   void on_alloc(const format::AllocEvent& event);
   void on_free(const format::FreeEvent& event);
   void on_corruption(const format::CorruptionEvent& event);
+  void on_leak_kinds(const RecordView& record);
+  void on_leak_scan_end(const format::LeakScanEndEvent& event);
   int module_of(uint64_t address) const noexcept;
   uint32_t canonical(uint32_t stack_id) const noexcept;
   StackTally& touch(uint32_t stack_id);
@@ -191,6 +221,11 @@ class ProcessModel {
   uint64_t overhead_bytes_ = 0;
   uint64_t quarantine_bytes_ = 0;
   std::unordered_set<uint64_t> ignored_;  // addresses of live blocks
+  // Verdicts of the scan in progress, applied when its end record arrives (a block whose alloc
+  // record was still in flight when the scan ran is named before it appears).
+  std::unordered_map<uint64_t, uint8_t> scan_kinds_;
+  std::optional<LeakScanInfo> exit_scan_;
+  std::vector<LeakCheck> leak_checks_;
 };
 
 }  // namespace heapscope::analyzer

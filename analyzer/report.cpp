@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <tuple>
 
+#include <fmt/format.h>
+
+#include "errors.h"
+
 namespace heapscope::analyzer {
 namespace {
 
@@ -67,6 +71,54 @@ Statistics statistics_of(const ProcessModel& model, Symbolizer& symbolizer) {
   return statistics;
 }
 
+LeakRecord leak_record(const ProcessModel& model, const LeakGroup& group, Symbolizer& symbolizer) {
+  LeakRecord leak;
+  leak.kind = leak_kind_name(group.kind);
+  leak.blocks = group.blocks;
+  leak.bytes = group.bytes;
+  leak.allocator = family_name(static_cast<uint8_t>(group.family));
+  leak.stack_id = group.stack_id;
+  leak.stack = symbolize_stack(model, group.stack_id, symbolizer);
+  return leak;
+}
+
+std::string scan_failure(format::ScanStatus status) {
+  switch (status) {
+    case format::ScanStatus::kDone: return "";
+    case format::ScanStatus::kNoMemory: return "the leak scan could not map its work memory";
+    case format::ScanStatus::kNoMemoryMap: return "the leak scan could not read /proc/self/maps";
+    case format::ScanStatus::kDisabled: return "leak checking was turned off (--leak-check=no)";
+  }
+  return fmt::format("the leak scan failed (status {})", static_cast<uint32_t>(status));
+}
+
+LeakScanRecord scan_record(const LeakScanInfo& info) {
+  LeakScanRecord record;
+  record.ran = info.status == format::ScanStatus::kDone;
+  record.not_classified_because = scan_failure(info.status);
+  record.threads = info.threads;
+  record.threads_not_stopped = info.threads_unstopped;
+  record.blocks = info.blocks;
+  record.root_bytes = info.root_bytes;
+  record.heap_bytes = info.heap_bytes;
+  record.duration_seconds = static_cast<double>(info.duration_ns) / 1e9;
+  if (record.ran) record.stop_method = info.stopped_by_signal ? "signal" : "ptrace";
+  if (record.ran && info.threads_unstopped > 0)
+    record.not_covered = fmt::format(
+        "{} of {} threads did not stop for the scan (the signal was blocked or they slept "
+        "uninterruptibly): their registers were not read and their stacks were read whole",
+        info.threads_unstopped, info.threads);
+  return record;
+}
+
+// Why a process has no exit scan: how it ended decides.
+std::string missing_scan_reason(const TracedProcess& traced) {
+  if (traced.exit.signal)
+    return fmt::format("the process was killed by signal {} before its exit scan could run", *traced.exit.signal);
+  if (traced.incomplete) return "the agent stopped recording before the process ended";
+  return "the process ended without running its exit handlers (_exit(), or its trace was cut), so no exit scan ran";
+}
+
 ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer) {
   const ProcessModel& model = traced.model;
   ProcessReport report;
@@ -98,15 +150,27 @@ ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer)
 
   // exec releases the whole heap and a running process has not leaked yet.
   if (!report.ended_by_exec && !report.still_running) {
-    for (const LeakGroup& group : model.leak_groups()) {
-      LeakRecord leak;
-      leak.blocks = group.blocks;
-      leak.bytes = group.bytes;
-      leak.allocator = family_name(static_cast<uint8_t>(group.family));
-      leak.stack_id = group.stack_id;
-      leak.stack = symbolize_stack(model, group.stack_id, symbolizer);
-      report.leaks.push_back(std::move(leak));
+    for (const LeakGroup& group : model.leak_groups())
+      report.leaks.push_back(leak_record(model, group, symbolizer));
+    if (model.exit_scan()) {
+      report.leak_scan = scan_record(*model.exit_scan());
+    } else {
+      report.leak_scan.not_classified_because = missing_scan_reason(traced);
     }
+  } else {
+    report.leak_scan.not_classified_because = report.ended_by_exec
+        ? "the image ended by exec, which released its heap"
+        : "the process was still running when heapscope stopped waiting for it";
+  }
+  for (const LeakCheck& check : model.leak_checks()) {
+    LeakCheckRecord record;
+    const uint64_t first = model.counters().first_event_ns;
+    record.time_seconds = first != 0 && check.scan.time_ns > first
+                              ? static_cast<double>(check.scan.time_ns - first) / 1e9 : 0;
+    record.phase = check.phase;
+    record.scan = scan_record(check.scan);
+    for (const LeakGroup& group : check.new_leaks) record.leaks.push_back(leak_record(model, group, symbolizer));
+    report.leak_checks.push_back(std::move(record));
   }
   for (const HeapError& error : model.errors()) {
     ErrorRecord record;
@@ -130,11 +194,36 @@ ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer)
 
 }  // namespace
 
-bool Report::has_findings() const noexcept {
-  return std::any_of(processes.begin(), processes.end(), [](const ProcessReport& process) {
-    return !process.errors.empty() || !process.leaks.empty();
-  });
+LeakKindSet LeakKindSet::parse(const std::string& list, const std::string& option) {
+  LeakKindSet set;
+  set.definite_ = set.indirect_ = set.possible_ = set.reachable_ = false;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    const std::string word = list.substr(start, end - start);
+    if (word == "definite") set.definite_ = true;
+    else if (word == "indirect") set.indirect_ = true;
+    else if (word == "possible") set.possible_ = true;
+    else if (word == "reachable") set.reachable_ = true;
+    else if (word == "all") set.definite_ = set.indirect_ = set.possible_ = set.reachable_ = true;
+    else if (word != "none")
+      throw UsageError(fmt::format("{} takes definite, indirect, possible, reachable, all or none, not '{}'",
+                                   option, word));
+    start = end + 1;
+  }
+  return set;
 }
+
+bool LeakKindSet::contains(const std::string& kind) const {
+  if (kind == "definite") return definite_;
+  if (kind == "indirect") return indirect_;
+  if (kind == "possible") return possible_;
+  if (kind == "reachable") return reachable_;
+  return true;
+}
+
+bool is_lost(const std::string& kind) { return kind != "reachable"; }
 
 Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbolizer) {
   Report report;
@@ -166,6 +255,34 @@ const char* error_kind_name(format::ErrorKind kind) noexcept {
     case format::ErrorKind::kUseAfterFree: return "use_after_free";
   }
   return "unknown";
+}
+
+const char* leak_kind_name(uint8_t kind) noexcept {
+  switch (static_cast<format::LeakKind>(kind)) {
+    case format::LeakKind::kDefinite: return "definite";
+    case format::LeakKind::kIndirect: return "indirect";
+    case format::LeakKind::kPossible: return "possible";
+    case format::LeakKind::kReachable: return "reachable";
+  }
+  return "unclassified";
+}
+
+LeakTotal& LeakTotals::of(const std::string& kind) {
+  if (kind == "definite") return definite;
+  if (kind == "indirect") return indirect;
+  if (kind == "possible") return possible;
+  if (kind == "reachable") return reachable;
+  return unclassified;
+}
+
+LeakTotals leak_totals(const std::vector<LeakRecord>& leaks) {
+  LeakTotals totals;
+  for (const LeakRecord& leak : leaks) {
+    LeakTotal& total = totals.of(leak.kind);
+    total.blocks += leak.blocks;
+    total.bytes += leak.bytes;
+  }
+  return totals;
 }
 
 const char* family_name(uint8_t family) noexcept {

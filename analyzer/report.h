@@ -38,6 +38,41 @@ struct LeakRecord {
   FrameList stack;
 };
 
+// Blocks and bytes of one leak kind.
+struct LeakTotal {
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+};
+
+// Totals per kind over a list of leak records.
+struct LeakTotals {
+  LeakTotal definite, indirect, possible, reachable, unclassified;
+  LeakTotal& of(const std::string& kind);
+};
+LeakTotals leak_totals(const std::vector<LeakRecord>& leaks);
+
+// How the reachability scan of a process went, for the report.
+struct LeakScanRecord {
+  bool ran = false;              // a scan classified the blocks live at exit
+  std::string not_classified_because;  // when !ran: why every leak is "unclassified"
+  std::string not_covered;       // when ran: what the scan could not see ("" = everything)
+  std::string stop_method;       // how the threads were stopped: "ptrace" or "signal"
+  uint32_t threads = 0;
+  uint32_t threads_not_stopped = 0;
+  uint64_t blocks = 0;
+  uint64_t root_bytes = 0;
+  uint64_t heap_bytes = 0;
+  double duration_seconds = 0;
+};
+
+// One heapscope_leak_check() call with the lost blocks it listed first.
+struct LeakCheckRecord {
+  double time_seconds = 0;       // since the process's first event
+  std::string phase;
+  LeakScanRecord scan;
+  std::vector<LeakRecord> leaks;
+};
+
 struct ErrorRecord {
   std::string kind;                  // overflow, underflow, double_free, ...
   uint64_t address = 0;
@@ -105,6 +140,8 @@ struct ProcessReport {
   uint64_t suppressed_blocks = 0;  // leak records hidden by suppressions
   uint64_t suppressed_bytes = 0;
   std::vector<LeakRecord> leaks;
+  LeakScanRecord leak_scan;
+  std::vector<LeakCheckRecord> leak_checks;
   std::vector<ErrorRecord> errors;
 };
 
@@ -119,15 +156,30 @@ struct SuppressionUse {
 struct Report {
   std::vector<ProcessReport> processes;
   std::vector<SuppressionUse> suppressions;  // every suppression given, with what it hid
-  // Anything found: an error or a leaked block in any process.
-  bool has_findings() const noexcept;
 };
+
+// A set of leak kinds, as --show-leak-kinds and --errors-for-leak-kinds take it: a comma list
+// of definite, indirect, possible, reachable, or all / none. "unclassified" (no scan could
+// run) is always in: nothing is known to excuse those blocks.
+class LeakKindSet {
+ public:
+  LeakKindSet() = default;
+  // Throws UsageError naming `option` on a word it does not know.
+  static LeakKindSet parse(const std::string& list, const std::string& option);
+  bool contains(const std::string& kind) const;
+
+ private:
+  bool definite_ = true, indirect_ = false, possible_ = true, reachable_ = false;
+};
+// Lost blocks: definite, indirect, possible (and unclassified). What "leaked" means in totals.
+bool is_lost(const std::string& kind);
 
 // Builds the report; the launched process comes first. Images that ended by exec with nothing
 // to report are left out (their heap was released by exec).
 Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbolizer);
 
 const char* error_kind_name(format::ErrorKind kind) noexcept;
+const char* leak_kind_name(uint8_t kind) noexcept;  // format::LeakKind; 0: "unclassified"
 const char* family_name(uint8_t family) noexcept;
 const char* api_name(uint8_t api) noexcept;
 

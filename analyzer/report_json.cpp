@@ -85,13 +85,53 @@ json phases_json(const ProcessReport& process) {
   return out;
 }
 
-json process_json(const ProcessReport& process) {
-  const ProcessSummary& s = process.summary;
+json leaks_json(const std::vector<LeakRecord>& records) {
   json leaks = json::array();
-  for (const LeakRecord& leak : process.leaks) {
+  for (const LeakRecord& leak : records) {
     leaks.push_back({{"kind", leak.kind}, {"blocks", leak.blocks}, {"bytes", leak.bytes},
                      {"allocator", leak.allocator}, {"stack", stack_json(leak.stack)}});
   }
+  return leaks;
+}
+
+json leak_totals_json(const std::vector<LeakRecord>& records) {
+  LeakTotals totals = leak_totals(records);
+  json out = json::object();
+  for (const char* kind : {"definite", "indirect", "possible", "reachable", "unclassified"}) {
+    const LeakTotal& total = totals.of(kind);
+    out[kind] = {{"blocks", total.blocks}, {"bytes", total.bytes}};
+  }
+  return out;
+}
+
+json scan_json(const LeakScanRecord& scan) {
+  return {{"classified", scan.ran},
+          {"reason", scan.ran ? json(nullptr) : json(scan.not_classified_because)},
+          {"not_covered", scan.not_covered.empty() ? json(nullptr) : json(scan.not_covered)},
+          {"stop_method", scan.stop_method.empty() ? json(nullptr) : json(scan.stop_method)},
+          {"threads", scan.threads},
+          {"threads_not_stopped", scan.threads_not_stopped},
+          {"blocks", scan.blocks},
+          {"root_bytes", scan.root_bytes},
+          {"heap_bytes", scan.heap_bytes},
+          {"duration_seconds", scan.duration_seconds}};
+}
+
+json leak_checks_json(const ProcessReport& process) {
+  json out = json::array();
+  for (const LeakCheckRecord& check : process.leak_checks) {
+    out.push_back({{"time_seconds", check.time_seconds},
+                   {"phase", check.phase.empty() ? json(nullptr) : json(check.phase)},
+                   {"scan", scan_json(check.scan)},
+                   {"new_leaks", leak_totals_json(check.leaks)},
+                   {"leaks", leaks_json(check.leaks)}});
+  }
+  return out;
+}
+
+json process_json(const ProcessReport& process) {
+  const ProcessSummary& s = process.summary;
+  json leaks = leaks_json(process.leaks);
   json errors = json::array();
   for (const ErrorRecord& error : process.errors) {
     errors.push_back({{"kind", error.kind},
@@ -128,7 +168,10 @@ json process_json(const ProcessReport& process) {
             {"bytes_allocated", s.bytes_allocated},
             {"peak_live_bytes", s.peak_live_bytes},
             {"live_at_exit", {{"blocks", s.live_blocks}, {"bytes", s.live_bytes}}},
-            {"error_count", s.error_count}}},
+            {"error_count", s.error_count},
+            {"leaks", leak_totals_json(process.leaks)}}},
+          {"leak_scan", scan_json(process.leak_scan)},
+          {"leak_checks", leak_checks_json(process)},
           {"suppressed", {{"blocks", process.suppressed_blocks}, {"bytes", process.suppressed_bytes}}},
           {"statistics", statistics_json(process.statistics, process.first_event_ns)},
           {"ignored", {{"blocks", process.ignored_blocks}, {"bytes", process.ignored_bytes}}},

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <fmt/format.h>
@@ -94,6 +95,59 @@ std::string error_headline(const ErrorRecord& error) {
   return error.kind;
 }
 
+// memcheck's LEAK SUMMARY, or why the blocks could not be classified.
+void append_leak_summary(std::string& out, const ProcessReport& process, const Style& style) {
+  const LeakTotals totals = leak_totals(process.leaks);
+  if (!process.leak_scan.ran) {
+    out += fmt::format("   leaks not classified: {}\n", process.leak_scan.not_classified_because);
+    return;
+  }
+  auto line = [&](const char* label, const LeakTotal& total) {
+    out += fmt::format("      {:>15}: {} in {}\n", label, plural(total.bytes, "byte", "bytes"),
+                       plural(total.blocks, "block", "blocks"));
+  };
+  out += fmt::format("   {}\n", style.bold("LEAK SUMMARY:"));
+  line("definitely lost", totals.definite);
+  line("indirectly lost", totals.indirect);
+  line("possibly lost", totals.possible);
+  line("still reachable", totals.reachable);
+  if (totals.unclassified.blocks > 0) line("allocated after the scan", totals.unclassified);
+  if (!process.leak_scan.not_covered.empty())
+    out += fmt::format("   {}: {}\n", style.yellow("scan incomplete"), process.leak_scan.not_covered);
+  if (process.leak_scan.stop_method == "signal")
+    out += "   note: ptrace was not allowed, so the leak scan stopped threads with a signal\n";
+}
+
+// Leak records of the kinds asked for, numbered, with stacks (up to 50 unless verbose).
+void append_leak_records(std::string& out, const std::vector<LeakRecord>& leaks, const TextOptions& options,
+                         const std::string& label) {
+  const Style style{options.color};
+  const size_t limit = options.detail == Detail::kVerbose ? leaks.size() : 50;
+  size_t shown = 0;
+  size_t hidden_by_kind = 0;
+  size_t over_limit = 0;
+  for (const LeakRecord& leak : leaks) {
+    if (!options.show_kinds.contains(leak.kind)) {
+      ++hidden_by_kind;
+      continue;
+    }
+    if (shown == limit) {
+      ++over_limit;
+      continue;
+    }
+    ++shown;
+    out += fmt::format("\n   {}: {} in {} allocated by {} ({})\n", style.yellow(fmt::format("{} {}", label, shown)),
+                       plural(leak.bytes, "byte", "bytes"), plural(leak.blocks, "block", "blocks"),
+                       leak.allocator, leak.kind);
+    append_stack(out, leak.stack, style);
+  }
+  if (over_limit > 0)
+    out += fmt::format("\n   ... and {} more leak records (see --verbose or --json)\n", over_limit);
+  if (hidden_by_kind > 0 && options.detail != Detail::kQuiet)
+    out += fmt::format("\n   ({} of other kinds not shown: --show-leak-kinds=all lists them)\n",
+                       plural(hidden_by_kind, "leak record", "leak records"));
+}
+
 void append_process(std::string& out, const ProcessReport& process, const TextOptions& options) {
   const Style style{options.color};
   const ProcessSummary& s = process.summary;
@@ -102,11 +156,11 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
   out += fmt::format("   {}, {}, {} allocated, peak {} live\n",
                      plural(s.allocations, "allocation", "allocations"), plural(s.frees, "free", "frees"),
                      plural(s.bytes_allocated, "byte", "bytes"), plural(s.peak_live_bytes, "byte", "bytes"));
-  uint64_t leaked_bytes = 0;
-  uint64_t leaked_blocks = 0;
+  uint64_t live_bytes = 0;
+  uint64_t live_blocks = 0;
   for (const LeakRecord& leak : process.leaks) {
-    leaked_bytes += leak.bytes;
-    leaked_blocks += leak.blocks;
+    live_bytes += leak.bytes;
+    live_blocks += leak.blocks;
   }
   if (process.still_running) {
     out += fmt::format("   {} in {} live when heapscope stopped waiting\n",
@@ -114,9 +168,10 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
   } else {
     out += fmt::format("   {}: {} in {} from {}; {}\n",
                        process.ended_by_exec ? "live at exec" : "live at exit",
-                       plural(leaked_bytes, "byte", "bytes"), plural(leaked_blocks, "block", "blocks"),
+                       plural(live_bytes, "byte", "bytes"), plural(live_blocks, "block", "blocks"),
                        plural(process.leaks.size(), "allocation stack", "allocation stacks"),
                        plural(s.error_count, "heap error", "heap errors"));
+    if (!process.ended_by_exec) append_leak_summary(out, process, style);
   }
   if (options.detail == Detail::kVerbose && s.allocations > 0) {
     const Statistics& st = process.statistics;
@@ -174,17 +229,18 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
       append_stack(out, *error.free_stack, style);
     }
   }
-  const size_t limit = options.detail == Detail::kVerbose ? process.leaks.size() : 50;
-  const size_t shown = std::min(process.leaks.size(), limit);
-  for (size_t i = 0; i < shown; ++i) {
-    const LeakRecord& leak = process.leaks[i];
-    out += fmt::format("\n   {}: {} in {} allocated by {} ({})\n", style.yellow(fmt::format("leak {}", i + 1)),
-                       plural(leak.bytes, "byte", "bytes"), plural(leak.blocks, "block", "blocks"),
-                       leak.allocator, leak.kind);
-    append_stack(out, leak.stack, style);
+  append_leak_records(out, process.leaks, options, "leak");
+  for (size_t i = 0; i < process.leak_checks.size(); ++i) {
+    const LeakCheckRecord& check = process.leak_checks[i];
+    const LeakTotals totals = leak_totals(check.leaks);
+    const uint64_t bytes = totals.definite.bytes + totals.indirect.bytes + totals.possible.bytes;
+    const uint64_t blocks = totals.definite.blocks + totals.indirect.blocks + totals.possible.blocks;
+    out += fmt::format("\n   {} at {:.3f} s{}: {} in {} newly lost\n",
+                       style.bold(fmt::format("leak check {}", i + 1)), check.time_seconds,
+                       check.phase.empty() ? "" : fmt::format(" (phase {})", check.phase),
+                       plural(bytes, "byte", "bytes"), plural(blocks, "block", "blocks"));
+    append_leak_records(out, check.leaks, options, fmt::format("check {} leak", i + 1));
   }
-  if (shown < process.leaks.size())
-    out += fmt::format("\n   ... and {} more leak records (see --verbose or --json)\n", process.leaks.size() - shown);
   out += "\n";
 }
 
@@ -197,7 +253,9 @@ std::string render_text(const Report& report, const TextOptions& options) {
   // rest (a shell's many helpers) in one line, unless --verbose.
   uint64_t quiet_processes = 0;
   for (const ProcessReport& process : report.processes) {
-    const bool worth_a_section = process.launched || !process.errors.empty() || !process.leaks.empty() ||
+    const bool lost = std::any_of(process.leaks.begin(), process.leaks.end(),
+                                  [](const LeakRecord& leak) { return is_lost(leak.kind); });
+    const bool worth_a_section = process.launched || !process.errors.empty() || lost ||
                                  !process.complete || options.detail == Detail::kVerbose;
     if (worth_a_section) {
       append_process(out, process, options);
@@ -212,7 +270,8 @@ std::string render_text(const Report& report, const TextOptions& options) {
   uint64_t leaked = 0;
   for (const ProcessReport& process : report.processes) {
     errors += process.errors.size();
-    for (const LeakRecord& leak : process.leaks) leaked += leak.bytes;
+    for (const LeakRecord& leak : process.leaks)
+      if (is_lost(leak.kind)) leaked += leak.bytes;
   }
   const Style style{options.color};
   const std::string error_text = plural(errors, "heap error", "heap errors");

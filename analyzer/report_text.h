@@ -16,6 +16,7 @@ enum class Detail {
 struct TextOptions {
   bool color = false;  // ANSI colors (decided by the caller: terminal, NO_COLOR, --color)
   Detail detail = Detail::kNormal;
+  LeakKindSet show_kinds;  // leak records listed (--show-leak-kinds)
 };
 
 // Whether to color output written to `fd`: --color=always|never|auto (auto: a terminal, and no

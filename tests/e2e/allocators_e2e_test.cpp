@@ -71,9 +71,16 @@ TEST_P(AllocatorE2E, StressEndsCleanWithTheIntendedLeaks) {
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const json& process = result.report["processes"][0];
   EXPECT_EQ(process["errors"].size(), 0u) << process["errors"].dump(1);
-  const auto leaks = leaks_from(process, "/churn_stress");
-  ASSERT_EQ(leaks.size(), 1u) << process["leaks"].dump(1);
-  EXPECT_EQ(leaks[0]["bytes"], 8 * 3 * 4321);
+  // The intended leaks are lost. Over another allocator a few may come out "possible" rather
+  // than "definite": its free memory is scanned and keeps stale values (docs/leak-check.md).
+  int64_t lost_bytes = 0;
+  for (const json& leak : leaks_from(process, "/churn_stress")) {
+    if (leak["kind"] == "reachable") continue;
+    EXPECT_TRUE(leak["kind"] == "definite" || leak["kind"] == "possible") << leak.dump(1);
+    EXPECT_EQ(leak["stack"][0]["function"], "(anonymous namespace)::worker(int, long)");
+    lost_bytes += leak["bytes"].get<int64_t>();
+  }
+  EXPECT_EQ(lost_bytes, 8 * 3 * 4321) << process["leaks"].dump(1);
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -1,5 +1,5 @@
 /* Several leak shapes with known sizes and sites, and no other live blocks at exit (no stdio).
- * Expected: 5 leak groups. */
+ * Expected: 5 leak groups, all definitely lost: main forgets every pointer before it returns. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,5 +31,6 @@ int main(void) {
   leak_calloc();
   leak_strdup();
   no_leak();
+  memset(keep, 0, sizeof(keep));
   return 3; /* the exit status must pass through */
 }

@@ -1,0 +1,194 @@
+// Leak classification end to end: real programs under `heapscope run`, the kinds read back from
+// the JSON report (and the text), for every rule of the scan: roots in globals, TLS, another
+// thread's stack and registers; chains, cycles, interior and hidden pointers; runtime blocks;
+// checks on demand; threads that cannot be stopped; no ptrace; no scan at all.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include "e2e_support.h"
+
+namespace heapscope::test {
+namespace {
+
+using nlohmann::json;
+
+// The kind of the leak record whose innermost frame is `function` ("" if none).
+std::string kind_of(const json& process, const std::string& function) {
+  for (const json& leak : process["leaks"])
+    if (!leak["stack"].empty() && function_is(leak["stack"][0], function)) return leak["kind"];
+  return "";
+}
+
+const json& only_process(const RunOutput& run) {
+  EXPECT_EQ(run.report["processes"].size(), 1u) << run.err;
+  return run.report["processes"][0];
+}
+
+TEST(LeakCheckE2E, ClassifiesEveryShapeAsMemcheckDefinesIt) {
+  const RunOutput run = run_heapscope({}, {program("leak_kinds")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& process = only_process(run);
+  const json& scan = process["leak_scan"];
+  EXPECT_EQ(scan["classified"], true) << scan.dump();
+  EXPECT_EQ(scan["stop_method"], "ptrace");
+  EXPECT_EQ(scan["threads_not_stopped"], 0);
+  EXPECT_TRUE(scan["not_covered"].is_null());
+  EXPECT_GE(scan["threads"], 2);
+  const std::map<std::string, std::string> expected = {
+      {"definite_block", "definite"},    {"chain_head", "definite"},     {"chain_middle", "indirect"},
+      {"chain_tail", "indirect"},        {"interior_block", "possible"}, {"global_block", "reachable"},
+      {"hidden_block", "definite"},      {"tls_block", "reachable"},     {"thread_tls_block", "reachable"},
+      {"stack_block", "reachable"},      {"early_lost", "definite"},
+#if defined(__x86_64__)
+      {"register_block", "reachable"},
+#endif
+  };
+  for (const auto& [function, kind] : expected) EXPECT_EQ(kind_of(process, function), kind) << function;
+  // A lost cycle: one definite (the lower address), the other indirect.
+  const std::string a = kind_of(process, "cycle_a");
+  const std::string b = kind_of(process, "cycle_b");
+  EXPECT_TRUE((a == "definite" && b == "indirect") || (a == "indirect" && b == "definite")) << a << " " << b;
+  // Totals: 5 definite (definite_block, chain_head, hidden_block, early_lost, one of the cycle).
+  const json& totals = process["summary"]["leaks"];
+  EXPECT_EQ(totals["definite"]["blocks"], 5);
+  EXPECT_EQ(totals["definite"]["bytes"], 100 + 32 + 56 + 24 + 32);
+  EXPECT_EQ(totals["indirect"]["blocks"], 3);
+  EXPECT_EQ(totals["possible"]["blocks"], 1);  // the thread TLS vectors are not among them
+  EXPECT_EQ(totals["unclassified"]["blocks"], 0);
+}
+
+TEST(LeakCheckE2E, ChecksOnDemandListWhatLeakedSinceTheLastCheck) {
+  const RunOutput run = run_heapscope({}, {program("leak_kinds")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.out.find("first check: 1\nsecond check: 0\n"), std::string::npos) << run.out;
+  const json& checks = only_process(run)["leak_checks"];
+  ASSERT_EQ(checks.size(), 2u);
+  ASSERT_EQ(checks[0]["leaks"].size(), 1u) << checks.dump(1);
+  EXPECT_EQ(checks[0]["leaks"][0]["kind"], "definite");
+  EXPECT_TRUE(function_is(checks[0]["leaks"][0]["stack"][0], "early_lost"));
+  EXPECT_EQ(checks[0]["new_leaks"]["definite"]["bytes"], 24);
+  EXPECT_EQ(checks[0]["scan"]["classified"], true);
+  EXPECT_TRUE(checks[1]["leaks"].empty());
+}
+
+TEST(LeakCheckE2E, PtraceStopsEvenAThreadThatBlocksEverySignal) {
+  const RunOutput run = run_heapscope({}, {program("leak_kinds"), "blocked"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& scan = only_process(run)["leak_scan"];
+  EXPECT_EQ(scan["stop_method"], "ptrace");
+  EXPECT_EQ(scan["threads_not_stopped"], 0);
+  EXPECT_TRUE(scan["not_covered"].is_null());
+}
+
+TEST(LeakCheckE2E, WithoutPtraceThreadsAreStoppedBySignalAndTheReportSaysWhatWasMissed) {
+  const RunOutput plain = run_heapscope({}, {program("leak_kinds"), "noptrace"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const json& process = only_process(plain);
+  EXPECT_EQ(process["leak_scan"]["stop_method"], "signal");
+  EXPECT_EQ(process["leak_scan"]["threads_not_stopped"], 0);
+  EXPECT_EQ(kind_of(process, "stack_block"), "reachable");
+  EXPECT_EQ(kind_of(process, "chain_middle"), "indirect");
+  EXPECT_NE(plain.err.find("ptrace was not allowed"), std::string::npos) << plain.err;
+
+  const RunOutput blocked = run_heapscope({}, {program("leak_kinds"), "noptrace", "blocked"});
+  ASSERT_EQ(blocked.exit_code, 0) << blocked.err;
+  const json& scan = only_process(blocked)["leak_scan"];
+  EXPECT_EQ(scan["classified"], true);
+  EXPECT_EQ(scan["threads_not_stopped"], 1);
+  EXPECT_TRUE(scan["not_covered"].get<std::string>().find("registers were not read") != std::string::npos)
+      << scan.dump();
+  EXPECT_NE(blocked.err.find("scan incomplete"), std::string::npos) << blocked.err;
+}
+
+TEST(LeakCheckE2E, ContainersInGlobalsAndTheRuntimesOwnBlocksAreNotLost) {
+  const RunOutput run = run_heapscope({}, {program("leak_kinds_cxx")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& process = only_process(run);
+  for (const json& leak : process["leaks"]) {
+    if (function_is(leak["stack"][0], "lost_array")) {
+      EXPECT_EQ(leak["kind"], "definite");
+      EXPECT_EQ(leak["allocator"], "new[]");
+    } else {
+      // libstdc++'s emergency exception pool, stdout's buffer, thread TLS vectors.
+      EXPECT_EQ(leak["kind"], "reachable") << leak.dump(1);
+    }
+  }
+  EXPECT_EQ(process["summary"]["leaks"]["definite"]["blocks"], 1);
+}
+
+TEST(LeakCheckE2E, TextShowsMemchecksSummaryAndTheKindsAskedFor) {
+  const RunOutput normal = run_heapscope({}, {program("leak_kinds")});
+  for (const char* line : {"LEAK SUMMARY:", "definitely lost: 244 bytes in 5 blocks",
+                           "indirectly lost: 96 bytes in 3 blocks", "possibly lost: 64 bytes in 1 block",
+                           "leak check 1 at"})
+    EXPECT_NE(normal.err.find(line), std::string::npos) << line << "\n" << normal.err;
+  // Default records: definite and possible only.
+  EXPECT_NE(normal.err.find("(possible)"), std::string::npos);
+  EXPECT_EQ(normal.err.find("(reachable)"), std::string::npos);
+  EXPECT_EQ(normal.err.find("(indirect)"), std::string::npos);
+  EXPECT_NE(normal.err.find("--show-leak-kinds=all lists them"), std::string::npos);
+
+  const RunOutput all = run_heapscope({"--show-leak-kinds=all"}, {program("leak_kinds")});
+  EXPECT_NE(all.err.find("(reachable)"), std::string::npos);
+  EXPECT_NE(all.err.find("(indirect)"), std::string::npos);
+  const RunOutput some = run_heapscope({"--show-leak-kinds", "reachable"}, {program("leak_kinds")});
+  EXPECT_NE(some.err.find("(reachable)"), std::string::npos);
+  EXPECT_EQ(some.err.find("(definite)"), std::string::npos);
+
+  const RunOutput bad = run_heapscope({"--show-leak-kinds=lost"}, {program("leak_kinds")});
+  EXPECT_EQ(bad.exit_code, 125);
+  EXPECT_NE(bad.err.find("--show-leak-kinds takes definite, indirect, possible, reachable, all or none"),
+            std::string::npos) << bad.err;
+}
+
+TEST(LeakCheckE2E, ErrorExitcodeCountsTheKindsAskedFor) {
+  // leak_kinds_cxx: one definite block, the rest reachable, no indirect.
+  EXPECT_EQ(run_heapscope({"--error-exitcode", "9"}, {program("leak_kinds_cxx")}).exit_code, 9);
+  EXPECT_EQ(run_heapscope({"--error-exitcode", "9", "--errors-for-leak-kinds=indirect"},
+                          {program("leak_kinds_cxx")}).exit_code, 0);
+  EXPECT_EQ(run_heapscope({"--error-exitcode", "9", "--errors-for-leak-kinds=reachable"},
+                          {program("leak_kinds_cxx")}).exit_code, 9);
+  // Thresholds weigh the same kinds: 40 definite bytes.
+  EXPECT_EQ(run_heapscope({"--fail-on-leak-bytes", "39"}, {program("leak_kinds_cxx")}).exit_code, 23);
+  EXPECT_EQ(run_heapscope({"--fail-on-leak-bytes", "40"}, {program("leak_kinds_cxx")}).exit_code, 0);
+}
+
+TEST(LeakCheckE2E, WithoutAScanLeaksStayUnclassifiedAndTheReportSaysWhy) {
+  const RunOutput off = run_heapscope({"--leak-check=no"}, {program("leak_kinds_cxx")});
+  ASSERT_EQ(off.exit_code, 0) << off.err;
+  const json& process = only_process(off);
+  EXPECT_EQ(process["leak_scan"]["classified"], false);
+  EXPECT_NE(process["leak_scan"]["reason"].get<std::string>().find("--leak-check=no"), std::string::npos);
+  for (const json& leak : process["leaks"]) EXPECT_EQ(leak["kind"], "unclassified");
+  EXPECT_NE(off.err.find("leaks not classified: leak checking was turned off"), std::string::npos) << off.err;
+  // Unclassified leaks count for the exit status: nothing excuses them.
+  EXPECT_EQ(run_heapscope({"--leak-check=no", "--error-exitcode", "9"}, {program("leak_kinds_cxx")}).exit_code, 9);
+
+  const RunOutput killed = run_heapscope({}, {program("crash"), "kill"});
+  ASSERT_EQ(killed.exit_code, 128 + 9) << killed.err;
+  const json& scan = only_process(killed)["leak_scan"];
+  EXPECT_EQ(scan["classified"], false);
+  EXPECT_NE(scan["reason"].get<std::string>().find("killed by signal 9"), std::string::npos) << scan.dump();
+}
+
+TEST(LeakCheckE2E, TracesReproduceTheClassification) {
+  const std::string dir = testing::TempDir() + "/heapscope-leak-check-traces";
+  std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
+  const RunOutput run = run_heapscope({"--output", dir}, {program("leak_kinds")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string json_path = dir + "/again.json";
+  const std::string command = heapscope_binary() + " report --json " + json_path + " " + dir + " 2>/dev/null";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  std::ifstream in(json_path);
+  const json again = json::parse(in);
+  EXPECT_EQ(again["processes"][0]["leaks"], run.report["processes"][0]["leaks"]);
+  EXPECT_EQ(again["processes"][0]["leak_scan"], run.report["processes"][0]["leak_scan"]);
+  EXPECT_EQ(again["processes"][0]["leak_checks"], run.report["processes"][0]["leak_checks"]);
+}
+
+}  // namespace
+}  // namespace heapscope::test
