@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 #include <sys/user.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sys.h"
@@ -55,6 +56,23 @@ void set_phase(Phase phase) noexcept {
 void wait_while(Phase phase) noexcept {
   while (helper.phase.load(std::memory_order_acquire) == phase)
     syscall(SYS_futex, reinterpret_cast<uint32_t*>(&helper.phase), FUTEX_WAIT, phase, nullptr, nullptr, 0);
+}
+
+// The caller's wait: also ends if the helper died without a word (a seccomp filter that kills
+// on ptrace, say), which returns false. A tracer's death detaches its tracees, so nothing
+// stays stopped.
+bool caller_wait_while(Phase phase) noexcept {
+  const timespec tick{0, 10 * 1000 * 1000};
+  while (helper.phase.load(std::memory_order_acquire) == phase) {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&helper.phase), FUTEX_WAIT, phase, &tick, nullptr, 0);
+    int status = 0;
+    if (helper.phase.load(std::memory_order_acquire) == phase &&
+        syscall(SYS_wait4, helper_pid, &status, __WALL | WNOHANG, nullptr) == helper_pid) {
+      helper_pid = 0;  // reaped
+      return false;
+    }
+  }
+  return true;
 }
 
 long trace(long request, uint32_t tid, long address, long data) noexcept {
@@ -138,7 +156,7 @@ int helper_main(void*) {
 
 void reap_helper() noexcept {
   int status = 0;
-  while (syscall(SYS_wait4, helper_pid, &status, __WALL, nullptr) < 0 && errno == EINTR) {
+  while (helper_pid > 0 && syscall(SYS_wait4, helper_pid, &status, __WALL, nullptr) < 0 && errno == EINTR) {
   }
   prctl(PR_SET_PTRACER, 0, 0, 0, 0);
   sys::unmap(helper_stack, kHelperStack);
@@ -168,8 +186,7 @@ bool PtraceStop::stop_others(StoppedThread* slots, size_t capacity, StopResult& 
   }
   prctl(PR_SET_PTRACER, helper_pid, 0, 0, 0);  // under Yama's ptrace_scope 1; EINVAL without
   set_phase(kGo);
-  wait_while(kGo);
-  if (helper.phase.load(std::memory_order_acquire) == kRefused) {
+  if (!caller_wait_while(kGo) || helper.phase.load(std::memory_order_acquire) == kRefused) {
     reap_helper();
     result = StopResult{};
     errno = saved_errno;
@@ -183,7 +200,7 @@ bool PtraceStop::stop_others(StoppedThread* slots, size_t capacity, StopResult& 
 void PtraceStop::resume_others() noexcept {
   const int saved_errno = errno;
   set_phase(kRelease);
-  wait_while(kRelease);
+  caller_wait_while(kRelease);
   reap_helper();
   errno = saved_errno;
 }

@@ -104,6 +104,15 @@ TEST(LeakCheckE2E, WithoutPtraceThreadsAreStoppedBySignalAndTheReportSaysWhatWas
   EXPECT_NE(blocked.err.find("scan incomplete"), std::string::npos) << blocked.err;
 }
 
+TEST(LeakCheckE2E, AHelperKilledByASeccompFilterFallsBackToSignals) {
+  const RunOutput run = run_heapscope({}, {program("leak_kinds"), "killptrace"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& process = only_process(run);
+  EXPECT_EQ(process["leak_scan"]["stop_method"], "signal");
+  EXPECT_EQ(process["summary"]["leaks"]["definite"]["blocks"], 5);
+  EXPECT_EQ(kind_of(process, "stack_block"), "reachable");
+}
+
 TEST(LeakCheckE2E, ContainersInGlobalsAndTheRuntimesOwnBlocksAreNotLost) {
   const RunOutput run = run_heapscope({}, {program("leak_kinds_cxx")});
   ASSERT_EQ(run.exit_code, 0) << run.err;

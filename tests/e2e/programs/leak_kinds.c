@@ -14,7 +14,9 @@
  * With the argument "blocked", one more thread blocks every signal: under the signal fallback
  * the scan cannot stop it, and the report must say so. With "noptrace", a seccomp filter makes
  * ptrace fail with EPERM, as in a container that forbids it: the scan must fall back to
- * stopping threads with a signal. "noptrace blocked" combines both. */
+ * stopping threads with a signal. "noptrace blocked" combines both. With "killptrace", the
+ * filter kills the task that calls ptrace instead: the scan must survive the loss of its
+ * helper and fall back the same way. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <linux/filter.h>
@@ -87,11 +89,11 @@ static void* signal_blocker(void* unused) {
   return NULL;
 }
 
-static void forbid_ptrace(void) {
+static void forbid_ptrace(unsigned action) {
   struct sock_filter filter[] = {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ptrace, 0, 1),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+      BPF_STMT(BPF_RET | BPF_K, action),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
   struct sock_fprog program = {sizeof(filter) / sizeof(filter[0]), filter};
@@ -121,7 +123,8 @@ static void lose_things(void) {
 }
 
 int main(int argc, char** argv) {
-  if (has_argument(argc, argv, "noptrace")) forbid_ptrace();
+  if (has_argument(argc, argv, "noptrace")) forbid_ptrace(SECCOMP_RET_ERRNO | EPERM);
+  if (has_argument(argc, argv, "killptrace")) forbid_ptrace(SECCOMP_RET_KILL_THREAD);
   (void)early_lost();
   printf("first check: %d\n", heapscope_leak_check());
   printf("second check: %d\n", heapscope_leak_check());
