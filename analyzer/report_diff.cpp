@@ -55,8 +55,9 @@ std::map<std::string, ProgramFigures> figures_of(const json& report, const char*
     ProgramFigures& figures = programs[program_of(process)];
     figures.peak = std::max<int64_t>(figures.peak, process["summary"].value("peak_live_bytes", int64_t{0}));
     figures.errors += static_cast<int64_t>(process.value("errors", json::array()).size());
+    // Blocks still reachable at exit are not leaks (and unclassified ones might be).
     for (const json& leak : process.value("leaks", json::array()))
-      figures.leak_bytes[site_of(leak)] += leak.value("bytes", int64_t{0});
+      if (leak.value("kind", "") != "reachable") figures.leak_bytes[site_of(leak)] += leak.value("bytes", int64_t{0});
   }
   return programs;
 }

@@ -55,6 +55,17 @@ TEST(ReportDiff, PeakWithinToleranceAndShrinkingLeaksDoNot) {
   EXPECT_TRUE(diff_reports(report_with({}, 100), report_with({}, 106), strict).regressed());
 }
 
+TEST(ReportDiff, BlocksStillReachableAreNotLeaks) {
+  json base = report_with({}, 100);
+  json current = report_with({{"cache", 4096}, {"lost", 8}}, 100);
+  current["processes"][0]["leaks"][0]["kind"] = "reachable";
+  current["processes"][0]["leaks"][1]["kind"] = "definite";
+  const DiffResult diff = diff_reports(base, current, {});
+  ASSERT_EQ(diff.findings.size(), 1u);
+  EXPECT_EQ(diff.findings[0].site, "lost");
+  EXPECT_TRUE(diff.regressed());
+}
+
 TEST(ReportDiff, RejectsWhatIsNotAReport) {
   EXPECT_THROW(diff_reports(json::object(), report_with({}, 1), {}), FormatError);
   json future = report_with({}, 1);
