@@ -45,6 +45,14 @@ struct Agent {
 // Constant-initialized static storage with a trivial destructor: usable for allocations made
 // before any constructor runs and after every destructor, and never needing the heap itself.
 constinit std::atomic<State> state{State::kUninitialized};
+
+// Where the thread that ends the process left the program's frames (note_exit_point).
+struct ExitPoint {
+  std::atomic<uint32_t> thread_id;
+  const void* frame_top;
+  ucontext_t registers;
+};
+ExitPoint exit_point;  // zero-initialized static storage
 constinit Agent agent_instance;
 Agent& the_agent() noexcept { return agent_instance; }
 
@@ -314,10 +322,15 @@ __attribute__((destructor)) void finish_recording() {
   a.index.for_each(check_live_block, &sweep);
   if (a.options.leak_check) {
     // The registers the program left here (callee-saved ones may hold its pointers), and the
-    // frame above which the stack is the program's: below it, ours.
+    // frame above which the stack is the program's: below it, ours. Better, where the program
+    // called exit() or returned from main on this thread (interpose_exit.cpp).
     ucontext_t state;
     getcontext(&state);
-    run_leak_scan({format::kScanAtExit, __builtin_frame_address(0), &state});
+    if (exit_point.thread_id.load(std::memory_order_acquire) == sys::thread_id()) {
+      run_leak_scan({format::kScanAtExit, exit_point.frame_top, &exit_point.registers});
+    } else {
+      run_leak_scan({format::kScanAtExit, __builtin_frame_address(0), &state});
+    }
   } else {
     format::LeakScanEndEvent disabled{};
     disabled.status = static_cast<uint32_t>(format::ScanStatus::kDisabled);
@@ -466,6 +479,16 @@ void emit_exec(const char* path) noexcept {
   record->reserved = 0;
   memcpy(reinterpret_cast<char*>(record + 1), path, kept);
   RingWriter::commit(header, format::EventKind::kExec);
+}
+
+void note_exit_point(const void* frame_top, const ucontext_t& registers) noexcept {
+  // The first thread to get here ends the process; another one racing it waits in exit()'s
+  // lock, so it must not overwrite the first's frame.
+  uint32_t none = 0;
+  if (!exit_point.thread_id.compare_exchange_strong(none, ~0u, std::memory_order_acq_rel)) return;
+  exit_point.frame_top = frame_top;
+  exit_point.registers = registers;
+  exit_point.thread_id.store(sys::thread_id(), std::memory_order_release);
 }
 
 void emit_exec_failed() noexcept {

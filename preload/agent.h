@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <ucontext.h>
+
 #include "block_index.h"
 #include "heapscope/event_format.h"
 #include "options.h"
@@ -50,6 +52,9 @@ void emit_leak_kinds(uint32_t scan_id, const format::LeakKindEntry* entries, siz
 void emit_leak_scan_end(const format::LeakScanEndEvent& end, uint16_t flags) noexcept;
 void emit_ignore(uint64_t address) noexcept;
 void emit_exec(const char* path) noexcept;
+// The calling thread is about to end the process: the program's frames lie at `frame_top` and
+// above, and `registers` are its registers there. The exit leak scan starts there.
+void note_exit_point(const void* frame_top, const ucontext_t& registers) noexcept;
 void emit_exec_failed() noexcept;
 
 }  // namespace heapscope::preload::agent

@@ -1,0 +1,59 @@
+// exit() and the return from main, interposed to mark where the program's own frames end on
+// the thread that ends the process. The exit leak scan then reads that thread's stack from
+// there up, not from the agent's destructor: between the two lie exit's own frames, whose
+// unused slots still hold what the program's last calls (the agent's malloc among them) left
+// there, stale pointers that would make lost blocks look reachable.
+#include <dlfcn.h>
+#include <ucontext.h>
+
+#include "agent.h"
+#include "sys.h"
+
+namespace agent = heapscope::preload::agent;
+
+namespace {
+
+using ExitFn = void (*)(int);
+using MainFn = int (*)(int, char**, char**);
+using StartMainFn = int (*)(MainFn, int, char**, void (*)(), void (*)(), void (*)(), void*);
+
+MainFn program_main = nullptr;
+
+// Bytes below a wrapper's frame address that its prologue may use to save the caller's
+// callee-saved registers (six on x86-64, plus alignment): still the caller's values.
+constexpr uintptr_t kSavedRegisterBytes = 64;
+
+const void* below_frame(const void* frame) {
+  return static_cast<const char*>(frame) - kSavedRegisterBytes;
+}
+
+// main's wrapper: once main has returned, nothing below this frame is the program's.
+int main_then_mark(int argc, char** argv, char** envp) {
+  const int result = program_main(argc, argv, envp);
+  ucontext_t registers;
+  getcontext(&registers);
+  agent::note_exit_point(below_frame(__builtin_frame_address(0)), registers);
+  return result;
+}
+
+}  // namespace
+
+extern "C" {
+
+HEAPSCOPE_EXPORT __attribute__((noreturn)) void exit(int status) {
+  ucontext_t registers;
+  getcontext(&registers);  // first: the caller's callee-saved registers, untouched
+  agent::note_exit_point(below_frame(__builtin_frame_address(0)), registers);
+  static const auto real = reinterpret_cast<ExitFn>(dlsym(RTLD_NEXT, "exit"));
+  real(status);
+  __builtin_unreachable();
+}
+
+HEAPSCOPE_EXPORT int __libc_start_main(MainFn main, int argc, char** argv, void (*init)(), void (*fini)(),
+                                       void (*rtld_fini)(), void* stack_end) {
+  static const auto real = reinterpret_cast<StartMainFn>(dlsym(RTLD_NEXT, "__libc_start_main"));
+  program_main = main;
+  return real(main_then_mark, argc, argv, init, fini, rtld_fini, stack_end);
+}
+
+}  // extern "C"
