@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -158,9 +159,11 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
                      plural(s.bytes_allocated, "byte", "bytes"), plural(s.peak_live_bytes, "byte", "bytes"));
   uint64_t live_bytes = 0;
   uint64_t live_blocks = 0;
+  std::set<uint32_t> stacks;  // a stack's blocks may be of several kinds: one record each
   for (const LeakRecord& leak : process.leaks) {
     live_bytes += leak.bytes;
     live_blocks += leak.blocks;
+    stacks.insert(leak.stack_id);
   }
   if (process.still_running) {
     out += fmt::format("   {} in {} live when heapscope stopped waiting\n",
@@ -169,7 +172,7 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
     out += fmt::format("   {}: {} in {} from {}; {}\n",
                        process.ended_by_exec ? "live at exec" : "live at exit",
                        plural(live_bytes, "byte", "bytes"), plural(live_blocks, "block", "blocks"),
-                       plural(process.leaks.size(), "allocation stack", "allocation stacks"),
+                       plural(stacks.size(), "allocation stack", "allocation stacks"),
                        plural(s.error_count, "heap error", "heap errors"));
     if (!process.ended_by_exec) append_leak_summary(out, process, style);
   }

@@ -156,6 +156,12 @@ void BlockIndex::for_each_locked(void (*visit)(const BlockEntry&, void*), void* 
   }
 }
 
+size_t BlockIndex::size_locked() const noexcept {
+  size_t total = 0;
+  for (const Shard& shard : shards_) total += shard.used;
+  return total;
+}
+
 void BlockIndex::add_flags_locked(uint64_t address, uint8_t flags) noexcept {
   BlockEntry* slot = lookup(shard_for(shards_, address), address);
   if (slot != nullptr) slot->flags |= flags;

@@ -72,6 +72,7 @@ class BlockIndex {
 
   // For a leak scan, between lock_all() and unlock_all() (the index cannot change).
   void for_each_locked(void (*visit)(const BlockEntry&, void*), void* context) const noexcept;
+  size_t size_locked() const noexcept;  // entries, live and quarantined
   void add_flags_locked(uint64_t address, uint8_t flags) noexcept;
 
  private:

@@ -46,29 +46,55 @@ class ScratchArray {
 // arrays (they hold every block's address), and the dead part of each stopped stack.
 constexpr size_t kMaxExtraExclusions = 2304;  // the agent's mappings (sys.cpp) and a few more
 
+// Gathering from the index in one pass: live blocks into `blocks` (with the bytes in front of
+// each in `leader`, unused until the marker starts), quarantined blocks' real ranges at the
+// end of `tracked`, which tracked_ranges() then fills from the front.
 struct Gathered {
   ScanBlock* blocks;
-  Range* tracked;          // every tracked block's whole real allocation, live or quarantined
+  Range* tracked;
+  size_t capacity;         // of both arrays
   size_t block_count = 0;
-  size_t tracked_count = 0;
+  size_t quarantined = 0;
 };
 
-void count_entry(const BlockEntry& entry, void* context) noexcept {
-  auto* counts = static_cast<size_t*>(context);
-  counts[0] += entry.state == BlockState::kLive ? 1 : 0;
-  counts[1] += 1;
+Range real_range(uint64_t address, uint64_t size, uint64_t front) noexcept {
+  return {address - front, address + size + block::tail_bytes(size)};
 }
 
 void gather_entry(const BlockEntry& entry, void* context) noexcept {
   auto& gathered = *static_cast<Gathered*>(context);
-  gathered.tracked[gathered.tracked_count++] = {
-      entry.address - entry.front, entry.address + entry.size + block::tail_bytes(entry.size)};
-  if (entry.state != BlockState::kLive) return;
+  if (entry.state != BlockState::kLive) {
+    gathered.tracked[gathered.capacity - ++gathered.quarantined] = real_range(entry.address, entry.size, entry.front);
+    return;
+  }
   ScanBlock& block = gathered.blocks[gathered.block_count++];
   block.address = entry.address;
   block.size = entry.size;
+  block.leader = entry.front;
   block.ignored = (entry.flags & kBlockIgnored) != 0 ? 1 : 0;
   block.seen_lost = (entry.flags & kBlockSeenLost) != 0 ? 1 : 0;
+}
+
+// Every tracked block's whole real allocation, in address order: the sorted live blocks merged
+// with the sorted quarantined ranges at the end of the array. Writing from the front never
+// overtakes the quarantined ranges still to be read. Returns the count.
+size_t tracked_ranges(const Gathered& gathered) noexcept {
+  Range* quarantined = gathered.tracked + (gathered.capacity - gathered.quarantined);
+  std::sort(quarantined, quarantined + gathered.quarantined,
+            [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  size_t live = 0;
+  size_t held = 0;
+  size_t out = 0;
+  while (live < gathered.block_count || held < gathered.quarantined) {
+    const ScanBlock* block = live < gathered.block_count ? &gathered.blocks[live] : nullptr;
+    if (block != nullptr && (held == gathered.quarantined || block->address < quarantined[held].begin)) {
+      gathered.tracked[out++] = real_range(block->address, block->size, block->leader);
+      ++live;
+    } else {
+      gathered.tracked[out++] = quarantined[held++];
+    }
+  }
+  return out;
 }
 
 struct ExtraExclusions {
@@ -327,14 +353,14 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   end.scan_id = outcome.scan_id;
   BlockIndex& index = agent::index();
 
+  const uint64_t started = sys::now_ns();
   // Frozen index: no block comes or goes while we look, and no thread is stopped holding a
   // shard lock (we hold them all). Threads that allocate meanwhile wait at the lock.
   index.lock_all();
-  size_t counts[2] = {0, 0};
-  index.for_each_locked(count_entry, counts);
-  ScratchArray<ScanBlock> blocks(counts[0]);
-  ScratchArray<Range> tracked(counts[1]);
-  ScratchArray<uint32_t> work(2 * counts[0] + 1);
+  const size_t entries = index.size_locked();
+  ScratchArray<ScanBlock> blocks(entries);
+  ScratchArray<Range> tracked(entries);
+  ScratchArray<uint32_t> work(2 * entries + 1);
   const size_t slot_capacity = count_threads() + 64;
   ScratchArray<StoppedThread> slots(slot_capacity);
   constexpr size_t kMapsBuffer = 64 * 1024;
@@ -350,17 +376,15 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
     agent::emit_leak_scan_end(end, request.flags);
     return outcome;
   }
-  Gathered gathered{blocks.data(), tracked.data()};
+  Gathered gathered{blocks.data(), tracked.data(), entries};
   index.for_each_locked(gather_entry, &gathered);
   std::sort(blocks.data(), blocks.data() + gathered.block_count,
             [](const ScanBlock& a, const ScanBlock& b) { return a.address < b.address; });
-  std::sort(tracked.data(), tracked.data() + gathered.tracked_count,
-            [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  const size_t tracked_count = tracked_ranges(gathered);
   // The index's tables and the scan's own arrays are among the agent's mappings.
   sys::for_each_agent_mapping(exclude_agent_mapping, &extra);
   extra.add({reinterpret_cast<uint64_t>(&extra), reinterpret_cast<uint64_t>(&extra + 1)});
 
-  const uint64_t started = sys::now_ns();
   // ptrace first: it interrupts nothing the program sees. Signals where it is refused.
   StopResult stop;
   PtraceStop ptrace_stop;
@@ -407,7 +431,7 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
       // would make lost blocks look reachable. Only what lies outside that span is scanned,
       // unless the whole mapping is known to be the allocator's: glibc's main arena ([heap])
       // and its thread arenas (mappings aligned to their 64 MiB reservation).
-      Range span = tracked_span(tracked.data(), gathered.tracked_count, mapping.begin, mapping.end);
+      Range span = tracked_span(tracked.data(), tracked_count, mapping.begin, mapping.end);
       const bool glibc_arena = mapping.brk_heap || (mapping.begin & (kGlibcArenaBytes - 1)) == 0;
       if (span.end > span.begin && glibc_arena) span = {mapping.begin, mapping.end};
       if (span.end <= span.begin) {
@@ -449,7 +473,6 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   } else {
     signal_stop.resume_others();
   }
-  end.duration_ns = sys::now_ns() - started;
 
   if (!mapped) {
     end.status = static_cast<uint32_t>(format::ScanStatus::kNoMemoryMap);
@@ -464,6 +487,7 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   end.blocks = gathered.block_count;
   end.root_bytes = reader.bytes();
   end.heap_bytes = marker.heap_bytes_scanned();
+  end.duration_ns = sys::now_ns() - started;
   agent::emit_leak_scan_end(end, flags);
   index.unlock_all();
   return outcome;

@@ -288,7 +288,7 @@ struct LeakScanEndEvent {
   uint64_t blocks;              // live blocks classified
   uint64_t root_bytes;          // bytes of roots scanned (globals, stacks, registers, TLS, ...)
   uint64_t heap_bytes;          // bytes of blocks scanned (those reached)
-  uint64_t duration_ns;         // from stopping the threads to resuming them
+  uint64_t duration_ns;         // the whole scan: freezing the index to sending the verdicts
 };
 static_assert(sizeof(LeakScanEndEvent) == 64);
 
