@@ -22,6 +22,7 @@
 #include "report_json.h"
 #include "report_collapsed.h"
 #include "report_diff.h"
+#include "report_html.h"
 #include "report_text.h"
 #include "suppressions.h"
 
@@ -110,6 +111,8 @@ bool parse_output_option(const std::string& option, bool has_inline, ValueFn val
     output.json_path = value();
   } else if (option == "--log-file") {
     output.log_path = value();
+  } else if (option == "--html") {
+    output.html_path = value();
   } else if (option == "--error-exitcode") {
     output.error_exitcode = parse_int(value(), option);
   } else if (option == "--suppressions") {
@@ -149,6 +152,7 @@ bool parse_output_option(const std::string& option, bool has_inline, ValueFn val
 Suppressions prepare_output(const OutputArguments& output) {
   if (output.json_path) check_writable(*output.json_path, "JSON report");
   if (output.log_path) check_writable(*output.log_path, "text report");
+  if (output.html_path) check_writable(*output.html_path, "HTML report");
   if (output.collapsed_path) check_writable(*output.collapsed_path, "collapsed stacks");
   Suppressions suppressions;
   for (const std::string& file : output.suppression_files) suppressions.load(file);
@@ -184,6 +188,7 @@ bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Sym
     text_stream << text << std::flush;
   }
   if (output.json_path) write_file(*output.json_path, to_json(report).dump(2) + "\n", "JSON report");
+  if (output.html_path) write_file(*output.html_path, render_html(report, traced, symbolizer), "HTML report");
 
   // The gate: errors always count; leaks of the --errors-for-leak-kinds kinds (definite and
   // possible by default, and unclassified ones) above --fail-on-leak-bytes (any by default); a
@@ -388,6 +393,7 @@ std::string usage_text() {
       "Report options:\n"
       "  --json FILE            write the JSON report (schema heapscope.report v1) to FILE\n"
       "  --log-file FILE        write the text report to FILE instead of stderr\n"
+      "  --html FILE            write the HTML report (one self-contained page) to FILE\n"
       "  --error-exitcode N     exit N (0..255) when a heap error or a counted leak was found\n"
       "  --show-leak-kinds K    leak records the text shows: definite,indirect,possible,reachable,\n"
       "                         all or none (default definite,possible; unclassified always)\n"

@@ -17,6 +17,7 @@ inline constexpr int kExitGateDefault = 23;    // a threshold tripped without --
 struct OutputArguments {
   std::optional<std::string> json_path;
   std::optional<std::string> log_path;
+  std::optional<std::string> html_path;         // --html: the self-contained HTML report
   std::optional<int> error_exitcode;
   std::vector<std::string> suppression_files;  // --suppressions, repeatable
   bool gen_suppressions = false;               // print a suppression for each leak record

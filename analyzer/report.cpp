@@ -11,19 +11,6 @@
 namespace heapscope::analyzer {
 namespace {
 
-FrameList symbolize_stack(const ProcessModel& model, uint32_t stack_id, Symbolizer& symbolizer) {
-  FrameList frames;
-  const Stack* stack = model.stack(stack_id);
-  if (stack == nullptr) return frames;
-  for (size_t i = 0; i < stack->frames.size(); ++i) {
-    const int module_index = stack->modules[i];
-    const Module* module = module_index >= 0 ? &model.modules()[static_cast<size_t>(module_index)] : nullptr;
-    const auto& expanded = symbolizer.symbolize(module, stack->frames[i]);
-    frames.insert(frames.end(), expanded.begin(), expanded.end());
-  }
-  return frames;
-}
-
 constexpr size_t kTopSites = 10;
 
 std::vector<SiteRecord> top_sites(const ProcessModel& model, const std::unordered_map<uint32_t, StackCosts>& costs,
@@ -225,6 +212,20 @@ bool LeakKindSet::contains(const std::string& kind) const {
 
 bool is_lost(const std::string& kind) { return kind != "reachable"; }
 
+FrameList symbolize_stack(const ProcessModel& model, uint32_t stack_id, Symbolizer& symbolizer) {
+  FrameList frames;
+  const Stack* stack = model.stack(stack_id);
+  if (stack == nullptr) return frames;
+  for (size_t i = 0; i < stack->frames.size(); ++i) {
+    const int module_index = stack->modules[i];
+    const Module* module = module_index >= 0 ? &model.modules()[static_cast<size_t>(module_index)] : nullptr;
+    const auto& expanded = symbolizer.symbolize(module, stack->frames[i]);
+    frames.insert(frames.end(), expanded.begin(), expanded.end());
+  }
+  return frames;
+}
+
+
 Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbolizer) {
   Report report;
   std::vector<const TracedProcess*> order;
@@ -240,8 +241,10 @@ Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbol
       return a->model.start_time_ns() < b->model.start_time_ns();
     return a->model.pid() < b->model.pid();
   });
-  for (const TracedProcess* process : order)
+  for (const TracedProcess* process : order) {
     report.processes.push_back(build_process(*process, symbolizer));
+    report.processes.back().traced_index = static_cast<size_t>(process - traced.data());
+  }
   return report;
 }
 

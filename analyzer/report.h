@@ -121,6 +121,7 @@ inline constexpr size_t kTimelinePoints = 500;
 
 struct ProcessReport {
   int pid = 0;
+  size_t traced_index = 0;  // the TracedProcess it was built from
   Statistics statistics;
   std::vector<Module> modules;  // every ELF object the process loaded, in load order
   int parent_pid = 0;
@@ -177,6 +178,9 @@ bool is_lost(const std::string& kind);
 // Builds the report; the launched process comes first. Images that ended by exec with nothing
 // to report are left out (their heap was released by exec).
 Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbolizer);
+
+// A stack's frames, innermost first, inlined calls expanded (empty if the id is unknown).
+FrameList symbolize_stack(const ProcessModel& model, uint32_t stack_id, Symbolizer& symbolizer);
 
 const char* error_kind_name(format::ErrorKind kind) noexcept;
 const char* leak_kind_name(uint8_t kind) noexcept;  // format::LeakKind; 0: "unclassified"

@@ -18,9 +18,9 @@ uint64_t cost_of(const StackCosts& costs, CollapsedCost cost) {
   return 0;
 }
 
-// A frame as one token: ';' separates frames and a line ends at a newline, so neither may
-// appear inside one.
-std::string frame_name(const SymbolizedFrame& frame) {
+}  // namespace
+
+std::string frame_label(const SymbolizedFrame& frame) {
   std::string name;
   if (!frame.function.empty()) {
     name = frame.function;
@@ -34,10 +34,12 @@ std::string frame_name(const SymbolizedFrame& frame) {
   return name;
 }
 
+namespace {
+
 std::string process_root(const ProcessModel& model) {
   std::string program = model.argv().empty() ? model.exe() : model.argv()[0];
   program = program.substr(program.rfind('/') + 1);
-  return frame_name(SymbolizedFrame{0, fmt::format("{}[{}]", program, model.pid()), "", 0, "", false});
+  return frame_label(SymbolizedFrame{0, fmt::format("{}[{}]", program, model.pid()), "", 0, "", false});
 }
 
 }  // namespace
@@ -63,19 +65,10 @@ std::string render_collapsed(const std::vector<TracedProcess>& traced, Symbolize
     });
     const std::string root = process_root(model);
     for (const auto& [value, stack_id] : stacks) {
-      std::vector<std::string> names;  // innermost first
-      if (const Stack* stack = model.stack(stack_id)) {
-        for (size_t i = 0; i < stack->frames.size(); ++i) {
-          const int module = stack->modules[i];
-          const Module* where = module >= 0 ? &model.modules()[static_cast<size_t>(module)] : nullptr;
-          for (const SymbolizedFrame& frame : symbolizer.symbolize(where, stack->frames[i]))
-            names.push_back(frame_name(frame));
-        }
-      } else {
-        names.push_back("[no stack]");
-      }
+      const FrameList frames = symbolize_stack(model, stack_id, symbolizer);  // innermost first
       out += root;
-      for (auto name = names.rbegin(); name != names.rend(); ++name) out += ";" + *name;
+      if (frames.empty()) out += ";[no stack]";
+      for (auto frame = frames.rbegin(); frame != frames.rend(); ++frame) out += ";" + frame_label(*frame);
       out += fmt::format(" {}\n", value);
     }
   }

@@ -18,6 +18,10 @@ enum class CollapsedCost {
 
 std::optional<CollapsedCost> parse_collapsed_cost(const std::string& name);
 
+// A frame as one token: its function, else its address and module. ';' separates frames and a
+// line ends at a newline, so neither appears inside one.
+std::string frame_label(const SymbolizedFrame& frame);
+
 // Lines for every stack with a non-zero cost, largest first within each process.
 std::string render_collapsed(const std::vector<TracedProcess>& traced, Symbolizer& symbolizer, CollapsedCost cost);
 

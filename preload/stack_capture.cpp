@@ -50,8 +50,12 @@ HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept
     ++first;
   }
   size_t count = 0;
-  for (size_t i = first; i < static_cast<size_t>(got) && count < max_frames; ++i)
-    frames[count++] = reinterpret_cast<uintptr_t>(raw[i]);
+  for (size_t i = first; i < static_cast<size_t>(got) && count < max_frames; ++i) {
+    const auto ip = reinterpret_cast<uintptr_t>(raw[i]);
+    // Further out, the agent's only frame is main's wrapper (interpose_exit.cpp): not shown.
+    if (ip >= own_code_start && ip < own_code_end) continue;
+    frames[count++] = ip;
+  }
   return count;
 }
 

@@ -14,6 +14,8 @@ packages=(
   clang libclang-rt-14-dev
   # real programs the end-to-end suite runs under heapscope
   python3 perl bash git sqlite3 jq xz-utils openssl curl redis-server default-jre-headless
+  # the HTML report's end-to-end test runs the page in headless Chromium
+  chromium fonts-liberation
   # allocators the agent must work on top of
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
   # bench/run_slowdown.sh

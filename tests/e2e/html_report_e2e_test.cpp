@@ -1,0 +1,134 @@
+// The HTML report in a real browser: headless Chromium loads the page heapscope wrote, runs its
+// script, and we read the DOM it built: no script error, every part present, the flame graph's
+// search and zoom working, nothing fetched from the network. One screenshot is saved.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "e2e_support.h"
+
+namespace heapscope::test {
+namespace {
+
+const char* const kChromium = "chromium";
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream content;
+  content << in.rdbuf();
+  return content.str();
+}
+
+size_t count(const std::string& text, const std::string& needle) {
+  size_t found = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++found;
+  return found;
+}
+
+// The DOM after the page's script ran, as Chromium serializes it. Whatever the page wrote to
+// the console (errors, warnings, logs) fails the test: Chromium logs it as ":CONSOLE:" lines.
+std::string rendered_dom(const std::string& html, const std::string& fragment = "") {
+  const std::string out = testing::TempDir() + "/heapscope-dom.html";
+  const std::string log = testing::TempDir() + "/heapscope-chromium.log";
+  const std::string command = std::string("timeout 120 ") + kChromium +
+                              " --headless --no-sandbox --disable-gpu --enable-logging=stderr --v=0 --dump-dom 'file://" +
+                              html + fragment + "' > " + out + " 2> " + log;
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
+  const std::string messages = read_file(log);
+  size_t line = messages.find(":CONSOLE:");
+  EXPECT_EQ(line, std::string::npos) << messages.substr(line == std::string::npos ? 0 : line, 400);
+  return read_file(out);
+}
+
+class HtmlReportE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!program_exists(kChromium))
+      FAIL() << "chromium is not installed: scripts/install-deps.sh installs it (Debian's chromium package)";
+  }
+};
+
+TEST_F(HtmlReportE2E, PageRendersEveryPartWithoutAScriptError) {
+  const std::string html = testing::TempDir() + "/heapscope-report.html";
+  const RunOutput run = run_heapscope({"--html", html}, {program("leak_kinds")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string page = read_file(html);
+  ASSERT_FALSE(page.empty());
+  // Self-contained: no stylesheet, script or image from anywhere else.
+  EXPECT_EQ(page.find("<link"), std::string::npos);
+  EXPECT_EQ(page.find("src="), std::string::npos);
+  EXPECT_EQ(page.find("https://"), std::string::npos);
+  EXPECT_EQ(page.find("import("), std::string::npos);
+
+  const std::string dom = rendered_dom(html);
+  EXPECT_NE(dom.find("data-js-errors=\"0\""), std::string::npos) << dom.substr(0, 2000);
+  EXPECT_NE(dom.find("data-rendered=\"1\""), std::string::npos);
+  for (const char* part : {"summary-cards", "timeline", "flame-graph", "leak-table", "error-table", "size-histogram",
+                           "statistics", "top-sites", "leak-checks"})
+    EXPECT_NE(dom.find(std::string("data-role=\"") + part + "\""), std::string::npos) << part;
+  // Summary cards with the leak kinds; the leak table lists the lost records by default.
+  EXPECT_NE(dom.find("definitely lost"), std::string::npos);
+  EXPECT_NE(dom.find(">244 B<"), std::string::npos) << "definitely lost bytes";
+  EXPECT_GE(count(dom, "class=\"kind definite\""), 5u);
+  EXPECT_NE(dom.find("definite_block"), std::string::npos);
+  // The heap-over-time chart has its live-heap line and the peak; the flame graph its frames.
+  EXPECT_NE(dom.find("data-series=\"live_bytes\""), std::string::npos);
+  EXPECT_NE(dom.find("class=\"peak-line\""), std::string::npos);
+  EXPECT_GE(count(dom, "class=\"frame"), 5u);
+  EXPECT_GE(count(dom, "class=\"bar\""), 2u);
+  EXPECT_EQ(dom.find(">null<"), std::string::npos);  // an absent part printed as text
+
+  // Saved for people to look at (and the README's picture comes from the same page).
+  const std::string screenshot = HTML_SCREENSHOT;
+  std::remove(screenshot.c_str());
+  const std::string command = std::string("timeout 120 ") + kChromium +
+                              " --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,2200"
+                              " --screenshot=" + screenshot + " 'file://" + html + "' > /dev/null 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  const std::string png = read_file(screenshot);
+  ASSERT_GT(png.size(), 20000u);
+  EXPECT_EQ(png.substr(1, 3), "PNG");
+}
+
+TEST_F(HtmlReportE2E, FlameGraphSwitchesCostSearchesAndZooms) {
+  const std::string html = testing::TempDir() + "/heapscope-flame.html";
+  const RunOutput run = run_heapscope({"--html", html}, {program("leak_kinds")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string plain = rendered_dom(html);
+  EXPECT_NE(plain.find("allocated bytes: "), std::string::npos);
+  EXPECT_EQ(count(plain, "class=\"frame match\""), 0u);
+
+  const std::string searched = rendered_dom(html, "#metric=2&search=chain_&zoom=lose_things");
+  EXPECT_NE(searched.find("data-js-errors=\"0\""), std::string::npos);
+  EXPECT_NE(searched.find("leaked bytes (live at exit): "), std::string::npos);
+  EXPECT_NE(searched.find(" in lose_things"), std::string::npos);  // zoomed
+  EXPECT_EQ(count(searched, "class=\"frame match\""), 3u);          // chain_head, _middle, _tail
+  EXPECT_NE(searched.find("matches: "), std::string::npos);
+}
+
+TEST_F(HtmlReportE2E, ReportFromTracesAndOneSectionPerProcess) {
+  const std::string dir = testing::TempDir() + "/heapscope-html-traces";
+  std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
+  const RunOutput run = run_heapscope({"--output", dir}, {program("fork_exec")});
+  ASSERT_EQ(run.exit_code, 7) << run.err;  // its own status
+  const std::string html = dir + "/report.html";
+  const std::string command = heapscope_binary() + " report --quiet --html " + html + " " + dir + " > /dev/null 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  const std::string dom = rendered_dom(html);
+  EXPECT_NE(dom.find("data-js-errors=\"0\""), std::string::npos);
+  EXPECT_NE(dom.find("id=\"process-0\""), std::string::npos);
+  EXPECT_NE(dom.find("<details class=\"process\" id=\"process-1\""), std::string::npos);  // opened on demand
+}
+
+TEST_F(HtmlReportE2E, AnUnwritableDestinationFailsBeforeTheProgramRuns) {
+  const RunOutput run = run_heapscope({"--html", "/nonexistent/dir/report.html"}, {program("leak_shapes")});
+  EXPECT_EQ(run.exit_code, 125);
+  EXPECT_NE(run.err.find("cannot write the HTML report to /nonexistent/dir/report.html"), std::string::npos) << run.err;
+}
+
+}  // namespace
+}  // namespace heapscope::test
