@@ -3,6 +3,8 @@
 // search and zoom working, nothing fetched from the network. One screenshot is saved.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -15,6 +17,23 @@ namespace heapscope::test {
 namespace {
 
 const char* const kChromium = "chromium";
+
+// Each Chromium gets its own profile and output files: ctest runs these tests in parallel, and
+// a second Chromium on one profile hands its work to the first and exits.
+std::string scratch(const std::string& name) {
+  static int calls = 0;
+  return testing::TempDir() + "/heapscope-" + std::to_string(getpid()) + "-" + std::to_string(++calls) + "-" + name;
+}
+
+// Runs headless Chromium with `flags` (and redirections); returns system()'s status.
+int run_chromium(const std::string& flags) {
+  const std::string profile = scratch("profile");
+  const std::string command = std::string("timeout 120 ") + kChromium +
+                              " --headless --no-sandbox --disable-gpu --user-data-dir=" + profile + " " + flags;
+  const int status = std::system(command.c_str());
+  std::system(("rm -rf " + profile).c_str());
+  return status;
+}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -32,12 +51,9 @@ size_t count(const std::string& text, const std::string& needle) {
 // The DOM after the page's script ran, as Chromium serializes it. Whatever the page wrote to
 // the console (errors, warnings, logs) fails the test: Chromium logs it as ":CONSOLE:" lines.
 std::string rendered_dom(const std::string& html, const std::string& fragment = "") {
-  const std::string out = testing::TempDir() + "/heapscope-dom.html";
-  const std::string log = testing::TempDir() + "/heapscope-chromium.log";
-  const std::string command = std::string("timeout 120 ") + kChromium +
-                              " --headless --no-sandbox --disable-gpu --enable-logging=stderr --v=0 --dump-dom 'file://" +
-                              html + fragment + "' > " + out + " 2> " + log;
-  EXPECT_EQ(std::system(command.c_str()), 0) << command;
+  const std::string out = scratch("dom.html");
+  const std::string log = scratch("chromium.log");
+  EXPECT_EQ(run_chromium("--enable-logging=stderr --v=0 --dump-dom 'file://" + html + fragment + "' > " + out + " 2> " + log), 0);
   const std::string messages = read_file(log);
   size_t line = messages.find(":CONSOLE:");
   EXPECT_EQ(line, std::string::npos) << messages.substr(line == std::string::npos ? 0 : line, 400);
@@ -85,10 +101,8 @@ TEST_F(HtmlReportE2E, PageRendersEveryPartWithoutAScriptError) {
   // Saved for people to look at (and the README's picture comes from the same page).
   const std::string screenshot = HTML_SCREENSHOT;
   std::remove(screenshot.c_str());
-  const std::string command = std::string("timeout 120 ") + kChromium +
-                              " --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1280,2200"
-                              " --screenshot=" + screenshot + " 'file://" + html + "' > /dev/null 2>&1";
-  ASSERT_EQ(std::system(command.c_str()), 0);
+  ASSERT_EQ(run_chromium("--hide-scrollbars --window-size=1280,2200 --screenshot=" + screenshot + " 'file://" + html +
+                         "' > /dev/null 2>&1"), 0);
   const std::string png = read_file(screenshot);
   ASSERT_GT(png.size(), 20000u);
   EXPECT_EQ(png.substr(1, 3), "PNG");
