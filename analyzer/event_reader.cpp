@@ -30,6 +30,8 @@ size_t fixed_size(EventKind kind) {
     case EventKind::kSample: return sizeof(format::SampleEvent);
     case EventKind::kLeakKinds: return sizeof(format::LeakKindsEvent);
     case EventKind::kLeakScanEnd: return sizeof(format::LeakScanEndEvent);
+    case EventKind::kThreadStart:
+    case EventKind::kThreadExit: return sizeof(format::ThreadEvent);
   }
   return 0;
 }
@@ -78,6 +80,8 @@ const char* kind_name(format::EventKind kind) noexcept {
     case EventKind::kSample: return "sample";
     case EventKind::kLeakKinds: return "leak-kinds";
     case EventKind::kLeakScanEnd: return "leak-scan-end";
+    case EventKind::kThreadStart: return "thread-start";
+    case EventKind::kThreadExit: return "thread-exit";
   }
   return "unknown";
 }

@@ -55,6 +55,22 @@ void ProcessModel::apply(const RecordView& record) {
       return;
     }
     case EventKind::kLeakKinds: return on_leak_kinds(record);
+    case EventKind::kThreadStart: {
+      const auto& event = record.as<format::ThreadEvent>();
+      running_thread_[event.thread_id] = threads_.size();
+      threads_.push_back(ThreadLife{event.thread_id, event.parent_thread_id, event.header.time_ns});
+      last_thread_id_ = 0;  // forget the cached lookup
+      return;
+    }
+    case EventKind::kThreadExit: {
+      const auto& event = record.as<format::ThreadEvent>();
+      const auto running = running_thread_.find(event.thread_id);
+      if (running == running_thread_.end()) return;
+      threads_[running->second].end_ns = event.header.time_ns;
+      running_thread_.erase(running);
+      last_thread_id_ = 0;
+      return;
+    }
     case EventKind::kLeakScanEnd: return on_leak_scan_end(record.as<format::LeakScanEndEvent>());
     case EventKind::kPadding:
     case EventKind::kEnding:  // the collector's, handled by the trace reader
@@ -144,6 +160,10 @@ void ProcessModel::on_alloc(const format::AllocEvent& event) {
   ++histogram_.count[bucket];
   histogram_.bytes[bucket] += event.size;
   last_alloc_by_thread_[event.thread_id] = event.address;
+  if (ThreadLife* thread = running_thread(event.thread_id)) {
+    ++thread->allocations;
+    thread->bytes_allocated += event.size;
+  }
   bool fresh = false;
   LiveBlock& block = live_.try_emplace(event.address, fresh);
   if (!ignored_.empty()) ignored_.erase(event.address);  // a new block where an ignored one was
@@ -166,6 +186,17 @@ void ProcessModel::on_alloc(const format::AllocEvent& event) {
     counters_.peak_live_bytes = counters_.live_bytes;
     peak_event_ = event_number_;  // every stack's current value is now its value at the peak
   }
+}
+
+ThreadLife* ProcessModel::running_thread(uint32_t thread_id) {
+  if (running_thread_.empty()) return nullptr;
+  // Allocations come in runs from one thread: remember the last lookup.
+  if (thread_id != last_thread_id_) {
+    const auto running = running_thread_.find(thread_id);
+    last_thread_id_ = thread_id;
+    last_thread_index_ = running == running_thread_.end() ? SIZE_MAX : running->second;
+  }
+  return last_thread_index_ == SIZE_MAX ? nullptr : &threads_[last_thread_index_];
 }
 
 void ProcessModel::on_free(const format::FreeEvent& event) {

@@ -99,6 +99,16 @@ struct Phase {
   uint64_t allocations = 0;  // made before it began
 };
 
+// A thread the program started with pthread_create, and what it allocated.
+struct ThreadLife {
+  uint32_t thread_id = 0;
+  uint32_t parent_thread_id = 0;
+  uint64_t start_ns = 0;
+  std::optional<uint64_t> end_ns;  // none: it was still running when the process ended
+  uint64_t allocations = 0;
+  uint64_t bytes_allocated = 0;
+};
+
 // One sample of the process over time, with the program's own live heap at that moment.
 struct Sample {
   uint64_t time_ns = 0;
@@ -162,6 +172,8 @@ class ProcessModel {
   const std::vector<HeapError>& errors() const noexcept { return errors_; }
   const std::vector<Phase>& phases() const noexcept { return phases_; }
   const std::vector<Sample>& samples() const noexcept { return samples_; }
+  // Threads started with pthread_create, in start order (a reused tid starts a new entry).
+  const std::vector<ThreadLife>& threads() const noexcept { return threads_; }
   // heapscope's own cost at the end, from the agent: headers and canaries of live blocks, and
   // bytes held in the quarantine.
   uint64_t overhead_bytes() const noexcept { return overhead_bytes_; }
@@ -225,6 +237,11 @@ class ProcessModel {
   // record was still in flight when the scan ran is named before it appears).
   std::unordered_map<uint64_t, uint8_t> scan_kinds_;
   std::optional<LeakScanInfo> exit_scan_;
+  std::vector<ThreadLife> threads_;
+  std::unordered_map<uint32_t, size_t> running_thread_;  // tid -> index in threads_
+  uint32_t last_thread_id_ = 0;        // the last tid looked up (0: none)
+  size_t last_thread_index_ = SIZE_MAX;  // its index in threads_, SIZE_MAX if not running
+  ThreadLife* running_thread(uint32_t thread_id);
   std::vector<LeakCheck> leak_checks_;
 };
 

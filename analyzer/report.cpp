@@ -131,6 +131,7 @@ ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer)
   report.summary.error_count = model.errors().size();
   report.statistics = statistics_of(model, symbolizer);
   report.phases = model.phases();
+  report.threads = model.threads();
   report.first_event_ns = model.counters().first_event_ns;
   report.ignored_blocks = model.ignored_blocks();
   report.ignored_bytes = model.ignored_bytes();

@@ -135,6 +135,7 @@ struct ProcessReport {
   uint64_t ring_waits = 0;  // times the program waited for heapscope to drain its ring
   ProcessSummary summary;
   std::vector<Phase> phases;       // named by the program, times relative to its first event
+  std::vector<ThreadLife> threads; // started with pthread_create, in start order
   uint64_t first_event_ns = 0;
   uint64_t ignored_blocks = 0;     // declared intentional with heapscope_ignore_object
   uint64_t ignored_bytes = 0;

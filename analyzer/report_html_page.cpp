@@ -287,8 +287,11 @@ function flame(p, first) {
       if (path.length) zoom = path;
     }
   }
+  // Drawn at once (labels sized for 900 px: the page is not laid out yet, and a headless dump
+  // may come before the next frame), then again at the real width and on every resize.
+  draw();
   requestAnimationFrame(draw);
-  box.redraw = draw;
+  window.addEventListener("resize", draw);
   return box;
 }
 

@@ -85,6 +85,24 @@ json phases_json(const ProcessReport& process) {
   return out;
 }
 
+// Threads in start order, with times like the phases': seconds after the first allocation.
+json threads_json(const ProcessReport& process) {
+  json out = json::array();
+  auto since = [&](uint64_t time_ns) {
+    return static_cast<double>(time_ns > process.first_event_ns && process.first_event_ns != 0
+                                   ? time_ns - process.first_event_ns : 0) / 1e9;
+  };
+  for (const ThreadLife& thread : process.threads) {
+    out.push_back({{"thread_id", thread.thread_id},
+                   {"parent_thread_id", thread.parent_thread_id},
+                   {"start_seconds", since(thread.start_ns)},
+                   {"end_seconds", thread.end_ns ? json(since(*thread.end_ns)) : json(nullptr)},
+                   {"allocations", thread.allocations},
+                   {"bytes_allocated", thread.bytes_allocated}});
+  }
+  return out;
+}
+
 json leaks_json(const std::vector<LeakRecord>& records) {
   json leaks = json::array();
   for (const LeakRecord& leak : records) {
@@ -176,6 +194,7 @@ json process_json(const ProcessReport& process) {
           {"statistics", statistics_json(process.statistics, process.first_event_ns)},
           {"ignored", {{"blocks", process.ignored_blocks}, {"bytes", process.ignored_bytes}}},
           {"phases", phases_json(process)},
+          {"threads", threads_json(process)},
           {"leaks", std::move(leaks)},
           {"errors", std::move(errors)},
           {"modules", std::move(modules)}};

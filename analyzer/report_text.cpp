@@ -197,6 +197,15 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
       out += fmt::format(" [{}..{}]:{}", grouped(low), high == UINT64_MAX ? "max" : grouped(high), grouped(count));
     out += "\n";
   }
+  if (options.detail == Detail::kVerbose && !process.threads.empty()) {
+    const size_t ended = static_cast<size_t>(std::count_if(process.threads.begin(), process.threads.end(),
+                                                           [](const ThreadLife& t) { return t.end_ns.has_value(); }));
+    const ThreadLife& busiest = *std::max_element(process.threads.begin(), process.threads.end(),
+        [](const ThreadLife& a, const ThreadLife& b) { return a.allocations < b.allocations; });
+    out += fmt::format("   threads: {} started, {} ended; most allocations: thread {} ({})\n",
+                       grouped(process.threads.size()), grouped(ended), busiest.thread_id,
+                       plural(busiest.allocations, "allocation", "allocations"));
+  }
   if (!process.phases.empty()) {
     out += "   phases:";
     for (size_t i = 0; i < process.phases.size(); ++i)

@@ -491,6 +491,16 @@ void note_exit_point(const void* frame_top, const ucontext_t& registers) noexcep
   exit_point.thread_id.store(sys::thread_id(), std::memory_order_release);
 }
 
+void emit_thread(format::EventKind kind, uint32_t parent_thread_id) noexcept {
+  if (!ready() || !is_ring_owner()) return;
+  auto* header = the_agent().ring.reserve(sizeof(format::ThreadEvent));
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::ThreadEvent*>(header);
+  record->thread_id = sys::thread_id();
+  record->parent_thread_id = parent_thread_id;
+  RingWriter::commit(header, kind);
+}
+
 void emit_exec_failed() noexcept {
   if (!ready() || !is_ring_owner()) return;
   auto* header = the_agent().ring.reserve(sizeof(format::EventHeader));

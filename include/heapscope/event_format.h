@@ -10,7 +10,7 @@
 namespace heapscope::format {
 
 inline constexpr uint32_t kRingMagic = 0x48534352;  // "HSCR"
-inline constexpr uint16_t kFormatVersion = 6;       // bump on ANY layout change below
+inline constexpr uint16_t kFormatVersion = 7;       // bump on ANY layout change below
 inline constexpr uint32_t kMaxFrames = 64;          // frames per captured stack, hard limit
 inline constexpr uint32_t kMaxPath = 1024;          // bytes of a module path or command line kept
 
@@ -66,6 +66,8 @@ enum class EventKind : uint16_t {  // 0 = slot not yet committed
   kSample = 16,       // SampleEvent: RSS and the allocator's own statistics, every sample_ms
   kLeakKinds = 17,    // LeakKindsEvent + LeakKindEntry[count]: a reachability scan's verdicts
   kLeakScanEnd = 18,  // LeakScanEndEvent: closes a scan; live blocks it named no kind for are reachable
+  kThreadStart = 19,  // ThreadEvent: a thread made with pthread_create starts running
+  kThreadExit = 20,   // ThreadEvent: such a thread ends (returns or calls pthread_exit)
 };
 
 struct EventHeader {
@@ -292,6 +294,15 @@ struct LeakScanEndEvent {
 };
 static_assert(sizeof(LeakScanEndEvent) == 64);
 
+// Threads made by pthread_create (the agent wraps their start routine). A thread that ends
+// because the process does (exit() elsewhere, a fatal signal) has no kThreadExit.
+struct ThreadEvent {
+  EventHeader header;
+  uint32_t thread_id;         // kernel tid, as in AllocEvent::thread_id
+  uint32_t parent_thread_id;  // who called pthread_create (kThreadStart), else 0
+};
+static_assert(sizeof(ThreadEvent) == 24);
+
 template <typename T>
 inline constexpr bool kIsRecord =
     std::is_trivially_copyable_v<T> && sizeof(T) % 8 == 0 && offsetof(T, header) == 0;
@@ -299,7 +310,8 @@ static_assert(kIsRecord<ProcessEvent> && kIsRecord<ModuleEvent> && kIsRecord<Sta
               kIsRecord<AllocEvent> && kIsRecord<FreeEvent> && kIsRecord<CorruptionEvent> &&
               kIsRecord<ExitEvent> && kIsRecord<ExecEvent> && kIsRecord<AgentEndEvent> &&
               kIsRecord<FatalSignalEvent> && kIsRecord<PhaseEvent> && kIsRecord<IgnoreEvent> &&
-              kIsRecord<SampleEvent> && kIsRecord<LeakKindsEvent> && kIsRecord<LeakScanEndEvent>);
+              kIsRecord<SampleEvent> && kIsRecord<LeakKindsEvent> && kIsRecord<LeakScanEndEvent> &&
+              kIsRecord<ThreadEvent>);
 
 // Rounds a record size up to the 8-byte multiple the ring requires.
 constexpr uint32_t record_size(size_t bytes) { return static_cast<uint32_t>((bytes + 7) & ~size_t{7}); }

@@ -277,6 +277,21 @@ TEST(PreloadE2E, ThreadsWithCrossThreadFreesAndExitFromAThread) {
   EXPECT_TRUE(function_is(leaks[0]["stack"][0], "exiter"));
   EXPECT_GE(process["summary"]["allocations"].get<int>(), 80005);
   EXPECT_GE(process["summary"]["frees"].get<int>(), 80004);
+
+  // Thread lifetimes: four workers that return (20,000 allocations and a handoff block each),
+  // then the one that calls exit() while running (its 77 bytes; no end).
+  const json& threads = process["threads"];
+  ASSERT_EQ(threads.size(), 5u) << threads.dump(1);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(threads[i]["parent_thread_id"], process["pid"]);
+    EXPECT_EQ(threads[i]["allocations"], 20001);
+    ASSERT_TRUE(threads[i]["end_seconds"].is_number());
+    EXPECT_GE(threads[i]["end_seconds"].get<double>(), threads[i]["start_seconds"].get<double>());
+  }
+  EXPECT_EQ(threads[4]["allocations"], 1);
+  EXPECT_EQ(threads[4]["bytes_allocated"], 77);
+  EXPECT_TRUE(threads[4]["end_seconds"].is_null());
+  EXPECT_GE(threads[4]["start_seconds"].get<double>(), threads[3]["end_seconds"].get<double>());
 }
 
 TEST(PreloadE2E, ForkedChildIsItsOwnProcessWithItsOwnLeaks) {
