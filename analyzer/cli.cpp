@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -477,6 +478,31 @@ RunArguments parse_run_arguments(const std::vector<std::string>& arguments) {
   return run;
 }
 
+// `heapscope collect --session DIR --pid PID --trace FILE`: started by the agent when it is
+// preloaded without `heapscope run` (preload/standalone.cpp). Drains the process's ring into
+// its trace, silently: the agent prints the summary, `heapscope report` the rest.
+int collect_command(const std::vector<std::string>& arguments) {
+  std::string session, trace;
+  int pid = 0;
+  for (size_t i = 0; i < arguments.size(); ++i) {
+    const std::string& option = arguments[i];
+    if (i + 1 >= arguments.size()) throw UsageError(fmt::format("{} needs a value", option));
+    const std::string& value = arguments[++i];
+    if (option == "--session") session = value;
+    else if (option == "--pid") pid = std::atoi(value.c_str());
+    else if (option == "--trace") trace = value;
+    else throw UsageError(fmt::format("unknown option '{}' for collect", option));
+  }
+  if (session.empty() || pid <= 0 || trace.empty())
+    throw UsageError("collect needs --session DIR, --pid PID and --trace FILE");
+  // Interrupts go to the program's terminal group, which includes us: the program's Ctrl-C
+  // must not cost its trace.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGQUIT, SIG_IGN);
+  collect_existing(session, pid, trace);
+  return 0;
+}
+
 int run_cli(int argc, char** argv) {
   const std::vector<std::string> arguments(argv + 1, argv + argc);
   try {
@@ -496,6 +522,7 @@ int run_cli(int argc, char** argv) {
     if (command == "run") return run_command({arguments.begin() + 1, arguments.end()});
     if (command == "report") return report_command({arguments.begin() + 1, arguments.end()});
     if (command == "diff") return diff_command({arguments.begin() + 1, arguments.end()});
+    if (command == "collect") return collect_command({arguments.begin() + 1, arguments.end()});
     throw UsageError(fmt::format("unknown command '{}' (see heapscope --help)", command));
   } catch (const UsageError& error) {
     std::cerr << "heapscope: " << error.what() << "\n";

@@ -36,6 +36,8 @@ using Clock = std::chrono::steady_clock;
 // the events nor plant files in it.
 class SessionDirectory {
  public:
+  // Adopts a directory made by someone else (the agent, preloaded alone): removed at the end.
+  explicit SessionDirectory(std::string path) : path_(std::move(path)) {}
   SessionDirectory() {
     const char* base = getenv("TMPDIR");
     std::string pattern = fmt::format("{}/heapscope.XXXXXX", base != nullptr && *base ? base : "/tmp");
@@ -190,10 +192,29 @@ class Collector {
   Collector(const std::string& session, const std::string& output_dir, CollectResult& result)
       : session_(session), output_dir_(output_dir), result_(result) {}
 
+  // The launched process is not our child (the agent preloaded alone started us): its end is
+  // seen through a pidfd, and how it ended comes from what its agent recorded.
+  void watch_not_a_child(int pid, const std::string& trace_path) {
+    launched_pidfd_ = open_pidfd(pid);
+    launched_not_a_child_ = true;
+    // Already gone (a short program can end before we start): its ring still holds it all.
+    if (launched_pidfd_ < 0) launched_reaped_ = true;
+    launched_trace_path_ = trace_path;
+  }
+
   // Collects the launched program's wait status (blocking only when it is known to be over).
   // Returns true once it has been reaped.
   bool reap_launched(bool block) {
     if (launched_reaped_) return true;
+    if (launched_not_a_child_) {
+      if (!block && !has_ended(launched_pidfd_)) return false;
+      if (block) {
+        pollfd poller{launched_pidfd_, POLLIN, 0};
+        poll(&poller, 1, -1);
+      }
+      launched_reaped_ = true;
+      return true;
+    }
     int status = 0;
     const pid_t done = waitpid(result_.launched_pid, &status, block ? 0 : WNOHANG);
     if (done != result_.launched_pid) return false;
@@ -204,6 +225,7 @@ class Collector {
   ~Collector() {
     for (Ring& ring : rings_)
       if (ring.pidfd >= 0) close(ring.pidfd);
+    if (launched_pidfd_ >= 0) close(launched_pidfd_);
   }
 
   // Picks up rings that appeared since the last call. Returns true if any did.
@@ -288,7 +310,10 @@ class Collector {
       if (output_dir_.empty() || traces_failed_) return;
       try {
         if (!ring.trace) {
-          ring.trace = open_trace(output_dir_, model);
+          const bool named = !launched_trace_path_.empty() && model.pid() == result_.launched_pid;
+          ring.trace = named ? std::make_unique<TraceWriter>(launched_trace_path_, model.pid())
+                             : open_trace(output_dir_, model);
+          if (named) launched_trace_path_.clear();  // an exec'd image of the pid gets its own name
           result_.trace_paths.push_back(ring.trace->path());
         }
         ring.trace->append(record.bytes);
@@ -337,6 +362,9 @@ class Collector {
   std::string output_dir_;
   CollectResult& result_;
   bool launched_reaped_ = false;
+  bool launched_not_a_child_ = false;
+  int launched_pidfd_ = -1;  // when the launched process is not our child
+  std::string launched_trace_path_;  // its trace's name, chosen by its agent
   bool traces_failed_ = false;
   std::vector<Ring> rings_;
   std::set<std::string> known_;
@@ -345,8 +373,10 @@ class Collector {
 }  // namespace
 
 ExitInfo exit_of(const TracedProcess& process, const ExitInfo& launched_exit) {
-  // The launched image that ran to the end has the wait status; others what their agent saw.
-  if (process.launched && !process.model.ended_by_exec()) return launched_exit;
+  // The launched image that ran to the end has the wait status (when we are its parent);
+  // others what their agent saw.
+  const bool known = launched_exit.code || launched_exit.signal;
+  if (process.launched && !process.model.ended_by_exec() && known) return launched_exit;
   ExitInfo exit;
   if (process.model.fatal_signal()) {
     exit.signal = process.model.fatal_signal();
@@ -356,17 +386,11 @@ ExitInfo exit_of(const TracedProcess& process, const ExitInfo& launched_exit) {
   return exit;
 }
 
-CollectResult run_and_collect(const CollectOptions& options) {
-  if (options.command.empty()) throw UsageError("no program given to run");
-  SessionDirectory session;
-  IgnoreInterrupts interrupts;
-  if (!options.output_dir.empty() && access(options.output_dir.c_str(), W_OK | X_OK) != 0)
-    throw IoError(fmt::format("cannot write traces to {}: {}", options.output_dir, strerror(errno)));
-  CollectResult result;
-  Collector collector(session.path(), options.output_dir, result);
-  const pid_t child = launch(options, session.path(), interrupts);
-  result.launched_pid = child;
+namespace {
 
+// Discovers and drains rings until the launched process and its traced descendants have ended
+// (or `grace` has passed after the launched one).
+void collect_until_done(Collector& collector, pid_t launched, std::chrono::milliseconds grace) {
   bool child_running = true;
   Clock::time_point child_end{};
   Clock::time_point last_scan{};
@@ -376,7 +400,7 @@ CollectResult run_and_collect(const CollectOptions& options) {
     // every 2 ms finds new processes soon enough (their rings buffer meanwhile).
     bool progress = false;
     if (Clock::now() - last_scan > std::chrono::milliseconds(2) || !child_running) {
-      progress = collector.discover(child);
+      progress = collector.discover(launched);
       last_scan = Clock::now();
     }
     progress = collector.drain() > 0 || progress;
@@ -388,7 +412,7 @@ CollectResult run_and_collect(const CollectOptions& options) {
       }
     } else if (collector.all_closed()) {
       break;
-    } else if (Clock::now() - child_end > options.grace) {
+    } else if (Clock::now() - child_end > grace) {
       collector.give_up_waiting();
       break;
     }
@@ -399,7 +423,34 @@ CollectResult run_and_collect(const CollectOptions& options) {
       idle = std::min(idle * 2, std::chrono::microseconds(2000));
     }
   }
+}
+
+}  // namespace
+
+CollectResult run_and_collect(const CollectOptions& options) {
+  if (options.command.empty()) throw UsageError("no program given to run");
+  SessionDirectory session;
+  IgnoreInterrupts interrupts;
+  if (!options.output_dir.empty() && access(options.output_dir.c_str(), W_OK | X_OK) != 0)
+    throw IoError(fmt::format("cannot write traces to {}: {}", options.output_dir, strerror(errno)));
+  CollectResult result;
+  Collector collector(session.path(), options.output_dir, result);
+  const pid_t child = launch(options, session.path(), interrupts);
+  result.launched_pid = child;
+  collect_until_done(collector, child, options.grace);
   // The launched image that ran to the end carries the wait status.
+  for (TracedProcess& process : result.processes) process.exit = exit_of(process, result.launched_exit);
+  return result;
+}
+
+CollectResult collect_existing(const std::string& session, int pid, const std::string& trace_path) {
+  SessionDirectory adopted(session);
+  CollectResult result;
+  result.launched_pid = pid;
+  const size_t slash = trace_path.rfind('/');
+  Collector collector(session, slash == std::string::npos ? "." : trace_path.substr(0, slash), result);
+  collector.watch_not_a_child(pid, trace_path);
+  collect_until_done(collector, pid, std::chrono::milliseconds(2000));
   for (TracedProcess& process : result.processes) process.exit = exit_of(process, result.launched_exit);
   return result;
 }

@@ -47,6 +47,12 @@ class LaunchError : public std::runtime_error {
 // Runs the program to completion and collects. Throws LaunchError, IoError, FormatError.
 CollectResult run_and_collect(const CollectOptions& options);
 
+// Collects from process `pid`, which heapscope did not start (its agent, preloaded alone, made
+// the session directory and started us), until it ends; writes its trace to `trace_path`
+// (forked children's beside it, named as usual) and removes the session directory. Throws
+// IoError, FormatError.
+CollectResult collect_existing(const std::string& session, int pid, const std::string& trace_path);
+
 // How an image ended, from what the collector saw and what its agent recorded.
 ExitInfo exit_of(const TracedProcess& process, const ExitInfo& launched_exit);
 

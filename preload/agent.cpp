@@ -23,6 +23,7 @@
 #include "sampler.h"
 #include "stack_capture.h"
 #include "stack_depot.h"
+#include "standalone.h"
 #include "sys.h"
 
 namespace heapscope::preload::agent {
@@ -39,6 +40,9 @@ struct Agent {
   ModuleMap modules;
   const char* session = nullptr;
   int collector_pid = 0;
+  bool standalone = false;  // preloaded alone: our own session and collector (standalone.h)
+  standalone::Session own_session;
+  std::atomic<uint64_t> errors_reported{0};
   int ring_pid = 0;  // the process whose ring this is
 };
 
@@ -225,12 +229,18 @@ bool initialize() noexcept {
     return false;
   }
   a.session = sys::get_env(format::kSessionEnv);
-  if (a.session == nullptr || *a.session == '\0') return false;  // preloaded without a session
   if (const char* collector = sys::get_env(format::kCollectorPidEnv)) {
     for (; *collector >= '0' && *collector <= '9'; ++collector)
       a.collector_pid = a.collector_pid * 10 + (*collector - '0');
   }
   parse_options(sys::get_env(format::kOptionsEnv), a.options);
+  if (a.session == nullptr || *a.session == '\0') {
+    // Preloaded without `heapscope run`: a session and a collector of our own.
+    if (!standalone::start(a.own_session)) return false;
+    a.standalone = true;
+    a.session = a.own_session.directory;
+    a.collector_pid = a.own_session.collector_pid;
+  }
   block::set_secret(random_secret());
   if (!a.index.init() || !a.depot.init() ||
       !a.quarantine.init(size_t{a.options.quarantine_mib} << 20)) {
@@ -274,12 +284,16 @@ void on_new_stack(uint32_t id, const uint64_t* frames, size_t count, void*) noex
 
 struct ExitSweep {
   uint64_t overhead_bytes = 0;
+  uint64_t live_blocks = 0;
+  uint64_t live_bytes = 0;
 };
 
 void check_live_block(const BlockEntry& entry, void* context) noexcept {
   auto& sweep = *static_cast<ExitSweep*>(context);
   if (entry.state != BlockState::kLive) return;  // quarantined ones were checked just before
   sweep.overhead_bytes += entry.front + block::tail_bytes(entry.size);
+  ++sweep.live_blocks;
+  sweep.live_bytes += entry.size;
   if (!the_agent().options.canaries || (entry.flags & kBlockReported) != 0) return;
   int64_t bad_offset = 0;
   const int damage = block::check(reinterpret_cast<void*>(entry.address), entry.size, bad_offset);
@@ -320,6 +334,7 @@ __attribute__((destructor)) void finish_recording() {
   check_quarantine_at_exit();
   ExitSweep sweep;
   a.index.for_each(check_live_block, &sweep);
+  LeakScanOutcome scan;
   if (a.options.leak_check) {
     // The registers the program left here (callee-saved ones may hold its pointers), and the
     // frame above which the stack is the program's: below it, ours. Better, where the program
@@ -327,9 +342,9 @@ __attribute__((destructor)) void finish_recording() {
     ucontext_t state;
     getcontext(&state);
     if (exit_point.thread_id.load(std::memory_order_acquire) == sys::thread_id()) {
-      run_leak_scan({format::kScanAtExit, exit_point.frame_top, &exit_point.registers});
+      scan = run_leak_scan({format::kScanAtExit, exit_point.frame_top, &exit_point.registers});
     } else {
-      run_leak_scan({format::kScanAtExit, __builtin_frame_address(0), &state});
+      scan = run_leak_scan({format::kScanAtExit, __builtin_frame_address(0), &state});
     }
   } else {
     format::LeakScanEndEvent disabled{};
@@ -346,6 +361,14 @@ __attribute__((destructor)) void finish_recording() {
     RingWriter::commit(header, format::EventKind::kAgentEnd);
   }
   a.ring.set_state(format::kRingFinished);
+  if (a.standalone) {
+    using format::LeakKind;
+    standalone::print_summary(a.own_session, {sweep.live_blocks, sweep.live_bytes,
+                                              scan.bytes_by_kind[static_cast<int>(LeakKind::kDefinite)],
+                                              scan.bytes_by_kind[static_cast<int>(LeakKind::kIndirect)],
+                                              scan.bytes_by_kind[static_cast<int>(LeakKind::kPossible)],
+                                              scan.classified, a.errors_reported.load(std::memory_order_relaxed)});
+  }
 }
 
 }  // namespace
@@ -399,6 +422,7 @@ HEAPSCOPE_HOT void emit_free(uint64_t address, format::Api api) noexcept {
 
 void report_error(const ErrorReport& report) noexcept {
   Agent& a = the_agent();
+  a.errors_reported.fetch_add(1, std::memory_order_relaxed);
   auto* header = a.ring.reserve(sizeof(format::CorruptionEvent));
   if (header != nullptr) {
     header->flags = report.flags;

@@ -312,13 +312,14 @@ uint64_t dead_stack_live_part(uint64_t begin, uint64_t end, const ReachabilityMa
 // Sends the verdicts; counts blocks per kind and the lost ones no earlier scan saw lost (marked
 // in the index so the next on-demand check does not count them again).
 void send_kinds(uint32_t scan_id, const ReachabilityMarker& marker, const ScanBlock* blocks,
-                size_t count, uint64_t (&tally)[5], uint64_t& newly_lost) noexcept {
+                size_t count, uint64_t (&tally)[5], uint64_t (&bytes)[5], uint64_t& newly_lost) noexcept {
   constexpr size_t kBatch = 255;
   format::LeakKindEntry batch[kBatch];
   size_t held = 0;
   for (size_t i = 0; i < count; ++i) {
     const uint8_t kind = marker.kind(i);
     ++tally[kind];
+    bytes[kind] += blocks[i].size;
     if (kind == static_cast<uint8_t>(format::LeakKind::kReachable)) continue;  // the default
     if (blocks[i].seen_lost == 0) {
       ++newly_lost;
@@ -479,7 +480,8 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   } else {
     uint64_t tally[5] = {0, 0, 0, 0, 0};
     send_kinds(outcome.scan_id, marker, blocks.data(), gathered.block_count, tally,
-               outcome.newly_lost_blocks);
+               outcome.bytes_by_kind, outcome.newly_lost_blocks);
+    outcome.classified = true;
     outcome.lost_blocks = tally[1] + tally[2] + tally[3];
   }
   end.threads = static_cast<uint32_t>(stop.stopped + stop.unstopped + 1);

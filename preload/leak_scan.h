@@ -23,6 +23,8 @@ struct LeakScanOutcome {
   uint32_t scan_id = 0;
   uint64_t lost_blocks = 0;        // definite + indirect + possible
   uint64_t newly_lost_blocks = 0;  // of those, not reported lost by an earlier scan
+  bool classified = false;
+  uint64_t bytes_by_kind[5] = {0, 0, 0, 0, 0};  // indexed by format::LeakKind
 };
 
 LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept;

@@ -896,13 +896,65 @@ TEST(AgentOptionsE2E, ASmallRingThrottlesTheProgramAndLosesNothing) {
   EXPECT_TRUE(process["ring_waits"].is_number_unsigned());
 }
 
-TEST(RunCommandE2E, PlainPreloadWithoutASessionChangesNothing) {
-  // No heapscope run around it: the agent has nowhere to record, so it stays out of the way.
-  const RunOutput preloaded = run_native({"env", std::string("LD_PRELOAD=") + AGENT_LIBRARY, program("leak_shapes")});
-  EXPECT_EQ(preloaded.exit_code, 3);
-  EXPECT_TRUE(preloaded.err.empty()) << preloaded.err;
-  const RunOutput checked = run_native({"env", std::string("LD_PRELOAD=") + AGENT_LIBRARY, program("api_edges")});
+// Runs `command` in `dir` with only LD_PRELOAD (and HEAPSCOPE_OPTIONS) set: no heapscope run.
+RunOutput run_preloaded_alone(const std::string& dir, const std::string& options, const std::string& command) {
+  return run_native({"bash", "-c", "cd " + dir + " && exec env LD_PRELOAD=" + AGENT_LIBRARY +
+                                       " HEAPSCOPE_OPTIONS=" + options + " " + command});
+}
+
+// The JSON report of a trace the detached collector writes, once it has finished (it ends a
+// moment after the program: up to 10 s is allowed here).
+json report_when_complete(const std::string& trace) {
+  const std::string json_path = trace + ".json";
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const RunOutput report = run_native({heapscope_binary(), "report", "--json", json_path, trace});
+    if (report.exit_code == 0 && report.err.find("collector stopped") == std::string::npos) {
+      std::ifstream in(json_path);
+      return json::parse(in);
+    }
+    usleep(100 * 1000);
+  }
+  return nullptr;
+}
+
+TEST(StandaloneE2E, PreloadedAloneItWritesATraceAndPrintsASummary) {
+  std::string dir = testing::TempDir() + "/heapscope-standalone";
+  std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
+  dir = std::filesystem::canonical(dir).string();  // as the program's getcwd() says it
+  const RunOutput run = run_preloaded_alone(dir, "", program("leak_shapes"));
+  ASSERT_EQ(run.exit_code, 3) << run.err;  // the program's own status
+  const std::string summary = "2104 bytes in 14 blocks live at exit (definitely lost 2104, indirectly 0, possibly 0), "
+                              "0 heap errors; full report: heapscope report " + dir + "/heapscope.leak_shapes.";
+  EXPECT_NE(run.err.find(summary), std::string::npos) << run.err;
+  const size_t at = run.err.find("heapscope report ");
+  ASSERT_NE(at, std::string::npos);
+  const std::string trace = run.err.substr(at + 17, run.err.find('\n', at) - at - 17);
+  EXPECT_TRUE(trace.ends_with(".trace.zst")) << trace;
+  const json report = report_when_complete(trace);
+  ASSERT_TRUE(report.is_object()) << "the trace was not completed: " << trace;
+  const json& process = report["processes"][0];
+  EXPECT_EQ(process["exit"]["code"], 3);
+  EXPECT_EQ(process["complete"], true);
+  EXPECT_EQ(process["summary"]["allocations"], 20);
+  EXPECT_EQ(process["summary"]["frees"], 6);
+  EXPECT_EQ(process["summary"]["leaks"]["definite"]["blocks"], 14);
+  EXPECT_EQ(process["leak_scan"]["classified"], true);
+}
+
+TEST(StandaloneE2E, OptionsComeFromTheEnvironmentAndErrorsAreCounted) {
+  const std::string dir = testing::TempDir() + "/heapscope-standalone-options";
+  std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
+  const RunOutput errors = run_preloaded_alone(dir, "leak_check=0", program("heap_errors") + " double_free");
+  ASSERT_EQ(errors.exit_code, 0) << errors.err;
+  EXPECT_NE(errors.err.find("live at exit, 1 heap errors; full report"), std::string::npos) << errors.err;
+  // Every C API at its edges behaves as glibc documents, preloaded alone too.
+  const RunOutput checked = run_preloaded_alone(dir, "", program("api_edges"));
   EXPECT_EQ(checked.exit_code, 0) << checked.err;
+  // The program's wait() never sees the collector: a shell that waits for all its children
+  // ends at once.
+  const RunOutput shell = run_preloaded_alone(dir, "", "bash -c 'true & wait; echo waited'");
+  EXPECT_EQ(shell.exit_code, 0) << shell.err;
+  EXPECT_EQ(shell.out, "waited\n");
 }
 
 TEST(RunCommandE2E, HelpVersionAndUnknownCommands) {
