@@ -32,6 +32,7 @@ size_t fixed_size(EventKind kind) {
     case EventKind::kLeakScanEnd: return sizeof(format::LeakScanEndEvent);
     case EventKind::kThreadStart:
     case EventKind::kThreadExit: return sizeof(format::ThreadEvent);
+    case EventKind::kModuleUnload: return sizeof(format::ModuleUnloadEvent);
   }
   return 0;
 }
@@ -82,6 +83,7 @@ const char* kind_name(format::EventKind kind) noexcept {
     case EventKind::kLeakScanEnd: return "leak-scan-end";
     case EventKind::kThreadStart: return "thread-start";
     case EventKind::kThreadExit: return "thread-exit";
+    case EventKind::kModuleUnload: return "module-unload";
   }
   return "unknown";
 }

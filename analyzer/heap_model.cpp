@@ -55,10 +55,25 @@ void ProcessModel::apply(const RecordView& record) {
       return;
     }
     case EventKind::kLeakKinds: return on_leak_kinds(record);
+    case EventKind::kModuleUnload: {
+      const auto& event = record.as<format::ModuleUnloadEvent>();
+      for (size_t i = modules_.size(); i-- > 0;) {  // the latest module in that range
+        Module& module = modules_[i];
+        if (module.start == event.start && module.end == event.end && module.load_bias == event.load_bias) {
+          if (!module.unloaded_ns) module.unloaded_ns = event.header.time_ns;
+          break;
+        }
+      }
+      return;
+    }
     case EventKind::kThreadStart: {
       const auto& event = record.as<format::ThreadEvent>();
       running_thread_[event.thread_id] = threads_.size();
-      threads_.push_back(ThreadLife{event.thread_id, event.parent_thread_id, event.header.time_ns});
+      ThreadLife thread;
+      thread.thread_id = event.thread_id;
+      thread.parent_thread_id = event.parent_thread_id;
+      thread.start_ns = event.header.time_ns;
+      threads_.push_back(thread);
       last_thread_id_ = 0;  // forget the cached lookup
       return;
     }
@@ -105,6 +120,7 @@ void ProcessModel::on_module(const RecordView& record) {
   module.end = event.end;
   const uint32_t id_bytes = std::min<uint32_t>(event.build_id_bytes, sizeof(event.build_id));
   for (uint32_t i = 0; i < id_bytes; ++i) module.build_id += fmt::format("{:02x}", event.build_id[i]);
+  module.loaded_ns = event.header.time_ns;
   modules_.push_back(std::move(module));
 }
 

@@ -20,6 +20,8 @@ struct Module {
   uint64_t start = 0;
   uint64_t end = 0;
   std::string build_id;  // hex
+  uint64_t loaded_ns = 0;                // when the agent announced it
+  std::optional<uint64_t> unloaded_ns;   // dlclose'd (kModuleUnload)
 };
 
 struct Stack {

@@ -166,9 +166,15 @@ json process_json(const ProcessReport& process) {
   }
   json modules = json::array();
   for (const Module& module : process.modules) {
+    auto since = [&](uint64_t time_ns) {
+      return static_cast<double>(time_ns > process.first_event_ns && process.first_event_ns != 0
+                                     ? time_ns - process.first_event_ns : 0) / 1e9;
+    };
     modules.push_back({{"path", module.path}, {"start", hex(module.start)}, {"end", hex(module.end)},
                        {"load_bias", hex(module.load_bias)},
-                       {"build_id", module.build_id.empty() ? json(nullptr) : json(module.build_id)}});
+                       {"build_id", module.build_id.empty() ? json(nullptr) : json(module.build_id)},
+                       {"loaded_seconds", since(module.loaded_ns)},
+                       {"unloaded_seconds", module.unloaded_ns ? json(since(*module.unloaded_ns)) : json(nullptr)}});
   }
   return {{"pid", process.pid},
           {"parent_pid", process.parent_pid},

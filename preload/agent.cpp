@@ -515,6 +515,13 @@ void note_exit_point(const void* frame_top, const ucontext_t& registers) noexcep
   exit_point.thread_id.store(sys::thread_id(), std::memory_order_release);
 }
 
+void modules_changed() noexcept {
+  if (!ready() || !is_ring_owner()) return;
+  Agent& a = the_agent();
+  a.modules.refresh(a.ring);
+  a.modules.forget_unloaded(a.ring);
+}
+
 void emit_thread(format::EventKind kind, uint32_t parent_thread_id) noexcept {
   if (!ready() || !is_ring_owner()) return;
   auto* header = the_agent().ring.reserve(sizeof(format::ThreadEvent));

@@ -52,6 +52,8 @@ void emit_leak_kinds(uint32_t scan_id, const format::LeakKindEntry* entries, siz
 void emit_leak_scan_end(const format::LeakScanEndEvent& end, uint16_t flags) noexcept;
 void emit_ignore(uint64_t address) noexcept;
 void emit_exec(const char* path) noexcept;
+// dlopen or dlclose returned: announce modules loaded, and those gone, now.
+void modules_changed() noexcept;
 // kThreadStart or kThreadExit for the calling thread.
 void emit_thread(format::EventKind kind, uint32_t parent_thread_id) noexcept;
 // The calling thread is about to end the process: the program's frames lie at `frame_top` and

@@ -58,9 +58,11 @@ bool ModuleMap::covers(const uint64_t* frames, size_t count) noexcept {
   return true;
 }
 
-void ModuleMap::add(dl_phdr_info* info) noexcept {
-  uint64_t start = UINT64_MAX;
-  uint64_t end = 0;
+namespace {
+// The lowest and one-past-highest address of a loaded object's PT_LOAD segments.
+void load_range(const dl_phdr_info* info, uint64_t& start, uint64_t& end) noexcept {
+  start = UINT64_MAX;
+  end = 0;
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& segment = info->dlpi_phdr[i];
     if (segment.p_type != PT_LOAD) continue;
@@ -68,8 +70,15 @@ void ModuleMap::add(dl_phdr_info* info) noexcept {
     if (low < start) start = low;
     if (low + segment.p_memsz > end) end = low + segment.p_memsz;
   }
+}
+}  // namespace
+
+void ModuleMap::add(dl_phdr_info* info) noexcept {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  load_range(info, start, end);
   if (start >= end || known(start, end, info->dlpi_addr)) return;
-  if (count_ < kMaxModules) ranges_[count_++] = Range{start, end, info->dlpi_addr};
+  if (count_ < kMaxModules) ranges_[count_++] = Range{start, end, info->dlpi_addr, true};
 
   char exe[format::kMaxPath];
   const char* path = info->dlpi_name;
@@ -98,6 +107,39 @@ void ModuleMap::add(dl_phdr_info* info) noexcept {
 int ModuleMap::visit(dl_phdr_info* info, size_t, void* self) noexcept {
   static_cast<ModuleMap*>(self)->add(info);
   return 0;
+}
+
+int ModuleMap::mark_present(dl_phdr_info* info, size_t, void* self) noexcept {
+  auto& map = *static_cast<ModuleMap*>(self);
+  uint64_t start = 0;
+  uint64_t end = 0;
+  load_range(info, start, end);
+  for (size_t i = 0; i < map.count_; ++i) {
+    Range& range = map.ranges_[i];
+    if (range.start == start && range.end == end && range.bias == info->dlpi_addr) range.present = true;
+  }
+  return 0;
+}
+
+void ModuleMap::forget_unloaded(RingWriter& ring) noexcept {
+  SpinLockGuard hold(lock_);
+  for (size_t i = 0; i < count_; ++i) ranges_[i].present = false;
+  dl_iterate_phdr(mark_present, this);
+  for (size_t i = 0; i < count_;) {
+    const Range gone = ranges_[i];
+    if (gone.present) {
+      ++i;
+      continue;
+    }
+    ranges_[i] = ranges_[--count_];
+    auto* header = ring.reserve(sizeof(format::ModuleUnloadEvent));
+    if (header == nullptr) continue;
+    auto* record = reinterpret_cast<format::ModuleUnloadEvent*>(header);
+    record->load_bias = gone.bias;
+    record->start = gone.start;
+    record->end = gone.end;
+    RingWriter::commit(header, format::EventKind::kModuleUnload);
+  }
 }
 
 void ModuleMap::refresh(RingWriter& ring) noexcept {

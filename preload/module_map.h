@@ -22,6 +22,9 @@ class ModuleMap {
   // Sends every loaded module not sent yet. Calls dl_iterate_phdr (takes the loader's
   // recursive lock; never called from nested/signal context).
   void refresh(RingWriter& ring) noexcept;
+  // After dlclose: sends kModuleUnload for every module sent that is no longer loaded, and
+  // forgets it (its range may be reused). Same context rules as refresh().
+  void forget_unloaded(RingWriter& ring) noexcept;
 
   void lock() noexcept { lock_.lock(); }
   void unlock() noexcept { lock_.unlock(); }
@@ -31,9 +34,11 @@ class ModuleMap {
     uint64_t start;
     uint64_t end;
     uint64_t bias;
+    bool present;  // seen by the current forget_unloaded() walk
   };
   static constexpr size_t kMaxModules = 2048;
   static int visit(::dl_phdr_info* info, size_t, void* self) noexcept;
+  static int mark_present(::dl_phdr_info* info, size_t, void* self) noexcept;
   void add(::dl_phdr_info* info) noexcept;
   bool known(uint64_t start, uint64_t end, uint64_t bias) const noexcept;
 

@@ -10,7 +10,7 @@
 namespace heapscope::format {
 
 inline constexpr uint32_t kRingMagic = 0x48534352;  // "HSCR"
-inline constexpr uint16_t kFormatVersion = 7;       // bump on ANY layout change below
+inline constexpr uint16_t kFormatVersion = 8;       // bump on ANY layout change below
 inline constexpr uint32_t kMaxFrames = 64;          // frames per captured stack, hard limit
 inline constexpr uint32_t kMaxPath = 1024;          // bytes of a module path or command line kept
 
@@ -68,6 +68,7 @@ enum class EventKind : uint16_t {  // 0 = slot not yet committed
   kLeakScanEnd = 18,  // LeakScanEndEvent: closes a scan; live blocks it named no kind for are reachable
   kThreadStart = 19,  // ThreadEvent: a thread made with pthread_create starts running
   kThreadExit = 20,   // ThreadEvent: such a thread ends (returns or calls pthread_exit)
+  kModuleUnload = 21, // ModuleUnloadEvent: a module sent before is no longer loaded (dlclose)
 };
 
 struct EventHeader {
@@ -303,6 +304,15 @@ struct ThreadEvent {
 };
 static_assert(sizeof(ThreadEvent) == 24);
 
+// Names a kModule record's module by its range and bias (the same range may later hold another).
+struct ModuleUnloadEvent {
+  EventHeader header;
+  uint64_t load_bias;
+  uint64_t start;
+  uint64_t end;
+};
+static_assert(sizeof(ModuleUnloadEvent) == 40);
+
 template <typename T>
 inline constexpr bool kIsRecord =
     std::is_trivially_copyable_v<T> && sizeof(T) % 8 == 0 && offsetof(T, header) == 0;
@@ -311,7 +321,7 @@ static_assert(kIsRecord<ProcessEvent> && kIsRecord<ModuleEvent> && kIsRecord<Sta
               kIsRecord<ExitEvent> && kIsRecord<ExecEvent> && kIsRecord<AgentEndEvent> &&
               kIsRecord<FatalSignalEvent> && kIsRecord<PhaseEvent> && kIsRecord<IgnoreEvent> &&
               kIsRecord<SampleEvent> && kIsRecord<LeakKindsEvent> && kIsRecord<LeakScanEndEvent> &&
-              kIsRecord<ThreadEvent>);
+              kIsRecord<ThreadEvent> && kIsRecord<ModuleUnloadEvent>);
 
 // Rounds a record size up to the 8-byte multiple the ring requires.
 constexpr uint32_t record_size(size_t bytes) { return static_cast<uint32_t>((bytes + 7) & ~size_t{7}); }

@@ -367,6 +367,21 @@ TEST(PreloadE2E, LeakInADlclosedLibraryIsSymbolizedInThatLibrary) {
   const auto from_host = leaks_from(process, "/dlopen_host");
   ASSERT_EQ(from_host.size(), 1u);
   EXPECT_EQ(from_host[0]["bytes"], 666);
+  // Its global went away with it: nothing points to its block any more.
+  EXPECT_EQ(from_plugin[0]["kind"], "definite");
+
+  // The module list says when the plugin came and went (dlopen, dlclose).
+  bool plugin_seen = false;
+  for (const json& module : process["modules"]) {
+    if (module["path"].get<std::string>().ends_with("/plugin.so")) {
+      plugin_seen = true;
+      ASSERT_TRUE(module["unloaded_seconds"].is_number()) << module.dump();
+      EXPECT_GE(module["unloaded_seconds"].get<double>(), module["loaded_seconds"].get<double>());
+    } else {
+      EXPECT_TRUE(module["unloaded_seconds"].is_null()) << module.dump();
+    }
+  }
+  EXPECT_TRUE(plugin_seen);
 }
 
 TEST(PreloadE2E, ChildrenOfPosixSpawnAndSystemAreTraced) {

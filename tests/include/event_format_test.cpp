@@ -12,7 +12,7 @@ namespace {
 
 TEST(EventFormat, VersionAndMagic) {
   EXPECT_EQ(kRingMagic, 0x48534352u);  // "HSCR"
-  EXPECT_EQ(kFormatVersion, 7);
+  EXPECT_EQ(kFormatVersion, 8);
 }
 
 TEST(EventFormat, HeaderLayoutIsPinned) {
@@ -86,6 +86,7 @@ TEST(EventFormat, KindsAreAppendOnly) {
   EXPECT_EQ(static_cast<int>(EventKind::kLeakKinds), 17);
   EXPECT_EQ(static_cast<int>(EventKind::kLeakScanEnd), 18);
   EXPECT_EQ(static_cast<int>(EventKind::kThreadExit), 20);
+  EXPECT_EQ(static_cast<int>(EventKind::kModuleUnload), 21);
   EXPECT_EQ(static_cast<int>(LeakKind::kDefinite), 1);
   EXPECT_EQ(static_cast<int>(LeakKind::kReachable), 4);
   EXPECT_EQ(static_cast<int>(ErrorKind::kUseAfterFree), 6);
