@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "record_builder.h"
 
 namespace heapscope::analyzer {
@@ -142,6 +144,98 @@ TEST(HeapModel, ProcessRecordGivesIdentity) {
   EXPECT_EQ(model.parent_pid(), 9);
   EXPECT_EQ(model.argv(), (std::vector<std::string>{"prog", "--flag"}));
   EXPECT_EQ(model.exe(), "/bin/prog");
+}
+
+TEST(HeapModel, TheExitScanGivesEveryLiveBlockAKindAndTheRestAreReachable) {
+  RecordBuilder records;
+  ProcessModel model;
+  model.apply(records.stack(1, {0x1000}));
+  model.apply(records.alloc(0xa0, 10, 1));
+  model.apply(records.alloc(0xb0, 20, 1));
+  model.apply(records.alloc(0xc0, 40, 1));
+  // A verdict may name a block whose alloc record comes after it (in flight during the scan).
+  model.apply(records.leak_kinds(1, {{0xa0, format::LeakKind::kDefinite}, {0xd0, format::LeakKind::kIndirect}}));
+  model.apply(records.alloc(0xd0, 80, 1));
+  model.apply(records.scan_end(1, format::kScanAtExit));
+  ASSERT_TRUE(model.exit_scan().has_value());
+  EXPECT_EQ(model.exit_scan()->status, format::ScanStatus::kDone);
+  std::map<uint8_t, uint64_t> bytes;
+  for (const LeakGroup& group : model.leak_groups()) bytes[group.kind] += group.bytes;
+  EXPECT_EQ(bytes[static_cast<uint8_t>(format::LeakKind::kDefinite)], 10u);
+  EXPECT_EQ(bytes[static_cast<uint8_t>(format::LeakKind::kIndirect)], 80u);
+  EXPECT_EQ(bytes[static_cast<uint8_t>(format::LeakKind::kReachable)], 60u);
+  // Allocated after the scan: unclassified.
+  model.apply(records.alloc(0xe0, 5, 1));
+  uint64_t unclassified = 0;
+  for (const LeakGroup& group : model.leak_groups())
+    if (group.kind == 0) unclassified += group.bytes;
+  EXPECT_EQ(unclassified, 5u);
+}
+
+TEST(HeapModel, AFailedScanClassifiesNothing) {
+  RecordBuilder records;
+  ProcessModel model;
+  model.apply(records.alloc(0xa0, 10, 1));
+  model.apply(records.scan_end(1, format::kScanAtExit, format::ScanStatus::kDisabled));
+  EXPECT_EQ(model.exit_scan()->status, format::ScanStatus::kDisabled);
+  ASSERT_EQ(model.leak_groups().size(), 1u);
+  EXPECT_EQ(model.leak_groups()[0].kind, 0);
+}
+
+TEST(HeapModel, ChecksOnDemandListEachLostBlockOnce) {
+  RecordBuilder records;
+  ProcessModel model;
+  model.apply(records.alloc(0xa0, 10, 1));
+  model.apply(records.leak_kinds(1, {{0xa0, format::LeakKind::kDefinite}}));
+  model.apply(records.scan_end(1, format::kScanOnDemand));
+  model.apply(records.alloc(0xb0, 20, 2));
+  model.apply(records.leak_kinds(2, {{0xa0, format::LeakKind::kDefinite}, {0xb0, format::LeakKind::kPossible}}));
+  model.apply(records.scan_end(2, format::kScanOnDemand));
+  const auto& checks = model.leak_checks();
+  ASSERT_EQ(checks.size(), 2u);
+  ASSERT_EQ(checks[0].new_leaks.size(), 1u);
+  EXPECT_EQ(checks[0].new_leaks[0].bytes, 10u);
+  ASSERT_EQ(checks[1].new_leaks.size(), 1u);  // 0xa0 was listed already
+  EXPECT_EQ(checks[1].new_leaks[0].bytes, 20u);
+  EXPECT_EQ(checks[1].new_leaks[0].kind, static_cast<uint8_t>(format::LeakKind::kPossible));
+  EXPECT_FALSE(model.exit_scan().has_value());  // checks do not classify the exit
+}
+
+TEST(HeapModel, ThreadsHaveLifetimesAndTheirAllocations) {
+  RecordBuilder records;
+  ProcessModel model;
+  model.apply(records.thread(format::EventKind::kThreadStart, 7, 1, 100));
+  format::AllocEvent on_thread{};
+  on_thread.address = 0xa0;
+  on_thread.size = 12;
+  on_thread.thread_id = 7;
+  model.apply(records.add(format::EventKind::kAlloc, on_thread));
+  model.apply(records.alloc(0xb0, 5, 1));  // thread 0: not a started thread
+  model.apply(records.thread(format::EventKind::kThreadExit, 7, 0, 300));
+  model.apply(records.thread(format::EventKind::kThreadStart, 7, 1, 400));  // the tid reused
+  ASSERT_EQ(model.threads().size(), 2u);
+  EXPECT_EQ(model.threads()[0].allocations, 1u);
+  EXPECT_EQ(model.threads()[0].bytes_allocated, 12u);
+  EXPECT_EQ(model.threads()[0].end_ns, 300u);
+  EXPECT_FALSE(model.threads()[1].end_ns.has_value());
+  EXPECT_EQ(model.threads()[1].allocations, 0u);
+}
+
+TEST(HeapModel, AnUnloadedModuleKeepsItsFramesAndSaysWhenItWent) {
+  RecordBuilder records;
+  ProcessModel model;
+  model.apply(records.module("/lib/plugin.so", 0x7000, 0x8000));
+  format::ModuleUnloadEvent gone{};
+  gone.start = 0x7000;
+  gone.end = 0x8000;
+  gone.header.time_ns = 50;
+  model.apply(records.add(format::EventKind::kModuleUnload, gone));
+  model.apply(records.module("/lib/other.so", 0x7000, 0x8000));  // the range reused
+  ASSERT_EQ(model.modules().size(), 2u);
+  EXPECT_EQ(model.modules()[0].unloaded_ns, 50u);
+  EXPECT_FALSE(model.modules()[1].unloaded_ns.has_value());
+  model.apply(records.stack(3, {0x7100}));
+  EXPECT_EQ(model.stack(3)->modules[0], 1);  // frames after the reuse belong to the new one
 }
 
 }  // namespace

@@ -50,6 +50,33 @@ class RecordBuilder {
     return add(format::EventKind::kModule, event, path);
   }
 
+  // A scan's verdicts (kLeakKinds) for (address, kind) pairs.
+  analyzer::RecordView leak_kinds(uint32_t scan, const std::vector<std::pair<uint64_t, format::LeakKind>>& kinds) {
+    format::LeakKindsEvent event{};
+    event.scan_id = scan;
+    event.count = static_cast<uint32_t>(kinds.size());
+    std::string payload;
+    for (const auto& [address, kind] : kinds) {
+      format::LeakKindEntry entry{address, static_cast<uint8_t>(kind), {}};
+      payload.append(reinterpret_cast<const char*>(&entry), sizeof(entry));
+    }
+    return add(format::EventKind::kLeakKinds, event, payload);
+  }
+  analyzer::RecordView scan_end(uint32_t scan, uint16_t flags, format::ScanStatus status = format::ScanStatus::kDone) {
+    format::LeakScanEndEvent event{};
+    event.scan_id = scan;
+    event.status = static_cast<uint32_t>(status);
+    event.header.flags = flags;
+    return add(format::EventKind::kLeakScanEnd, event);
+  }
+  analyzer::RecordView thread(format::EventKind kind, uint32_t tid, uint32_t parent, uint64_t time_ns) {
+    format::ThreadEvent event{};
+    event.thread_id = tid;
+    event.parent_thread_id = parent;
+    event.header.time_ns = time_ns;
+    return add(kind, event);
+  }
+
  private:
   std::vector<std::vector<std::byte>> storage_;
 };
