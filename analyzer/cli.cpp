@@ -180,7 +180,7 @@ bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Sym
     text += "== heapscope: suppressions for the leaks above (paste into a --suppressions file):\n";
     for (const ProcessReport& process : report.processes)
       for (const LeakRecord& leak : process.leaks)
-        if (counted.contains(leak.kind))
+        if (counted.counts(process, leak))
           if (const std::string entry = suggested_suppression(leak); !entry.empty()) text += entry + "\n";
   }
   if (output.log_path) {
@@ -192,7 +192,8 @@ bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Sym
   if (output.html_path) write_file(*output.html_path, render_html(report, traced, symbolizer), "HTML report");
 
   // The gate: errors always count; leaks of the --errors-for-leak-kinds kinds (definite and
-  // possible by default, and unclassified ones) above --fail-on-leak-bytes (any by default); a
+  // possible by default, and unclassified ones where no scan ran) above --fail-on-leak-bytes
+  // (any by default); a
   // peak above --max-peak. Without --error-exitcode only the thresholds trip it.
   uint64_t errors = 0;
   uint64_t leaked = 0;
@@ -200,7 +201,7 @@ bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Sym
   for (const ProcessReport& process : report.processes) {
     errors += process.errors.size();
     for (const LeakRecord& leak : process.leaks)
-      if (counted.contains(leak.kind)) leaked += leak.bytes;
+      if (counted.counts(process, leak)) leaked += leak.bytes;
     peak = std::max(peak, process.summary.peak_live_bytes);
   }
   const bool thresholds = output.fail_on_leak_bytes || output.max_peak;

@@ -211,7 +211,15 @@ bool LeakKindSet::contains(const std::string& kind) const {
   return true;
 }
 
-bool is_lost(const std::string& kind) { return kind != "reachable"; }
+bool LeakKindSet::counts(const ProcessReport& process, const LeakRecord& leak) const {
+  if (leak.kind == "unclassified") return !process.leak_scan.ran;
+  return contains(leak.kind);
+}
+
+bool is_lost(const ProcessReport& process, const LeakRecord& leak) {
+  if (leak.kind == "unclassified") return !process.leak_scan.ran;
+  return leak.kind != "reachable";
+}
 
 FrameList symbolize_stack(const ProcessModel& model, uint32_t stack_id, Symbolizer& symbolizer) {
   FrameList frames;

@@ -169,12 +169,17 @@ class LeakKindSet {
   // Throws UsageError naming `option` on a word it does not know.
   static LeakKindSet parse(const std::string& list, const std::string& option);
   bool contains(const std::string& kind) const;
+  // Whether `leak` counts in `process`: its kind is in the set. Unclassified records count
+  // only where no scan ran; after a scan they are blocks allocated once it was over (threads
+  // still running at exit), which no scan saw lost.
+  bool counts(const ProcessReport& process, const LeakRecord& leak) const;
 
  private:
   bool definite_ = true, indirect_ = false, possible_ = true, reachable_ = false;
 };
-// Lost blocks: definite, indirect, possible (and unclassified). What "leaked" means in totals.
-bool is_lost(const std::string& kind);
+// Lost blocks: definite, indirect, possible, and unclassified ones where no scan ran. What
+// "leaked" means in totals.
+bool is_lost(const ProcessReport& process, const LeakRecord& leak);
 
 // Builds the report; the launched process comes first. Images that ended by exec with nothing
 // to report are left out (their heap was released by exec).

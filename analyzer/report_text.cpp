@@ -266,7 +266,7 @@ std::string render_text(const Report& report, const TextOptions& options) {
   uint64_t quiet_processes = 0;
   for (const ProcessReport& process : report.processes) {
     const bool lost = std::any_of(process.leaks.begin(), process.leaks.end(),
-                                  [](const LeakRecord& leak) { return is_lost(leak.kind); });
+                                  [&](const LeakRecord& leak) { return is_lost(process, leak); });
     const bool worth_a_section = process.launched || !process.errors.empty() || lost ||
                                  !process.complete || options.detail == Detail::kVerbose;
     if (worth_a_section) {
@@ -283,7 +283,7 @@ std::string render_text(const Report& report, const TextOptions& options) {
   for (const ProcessReport& process : report.processes) {
     errors += process.errors.size();
     for (const LeakRecord& leak : process.leaks)
-      if (is_lost(leak.kind)) leaked += leak.bytes;
+      if (is_lost(process, leak)) leaked += leak.bytes;
   }
   const Style style{options.color};
   const std::string error_text = plural(errors, "heap error", "heap errors");
