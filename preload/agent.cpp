@@ -344,7 +344,7 @@ __attribute__((destructor)) void finish_recording() {
     if (exit_point.thread_id.load(std::memory_order_acquire) == sys::thread_id()) {
       scan = run_leak_scan({format::kScanAtExit, exit_point.frame_top, &exit_point.registers});
     } else {
-      scan = run_leak_scan({format::kScanAtExit, __builtin_frame_address(0), &state});
+      scan = run_leak_scan({format::kScanAtExit, program_frames_from(__builtin_frame_address(0)), &state});
     }
   } else {
     format::LeakScanEndEvent disabled{};

@@ -38,7 +38,8 @@ HEAPSCOPE_EXPORT int heapscope_agent_leak_check(void) {
   ucontext_t state;
   getcontext(&state);  // the caller's registers; its frames lie above ours
   const auto outcome = heapscope::preload::run_leak_scan(
-      {heapscope::format::kScanOnDemand, __builtin_frame_address(0), &state});
+      {heapscope::format::kScanOnDemand,
+       heapscope::preload::program_frames_from(__builtin_frame_address(0)), &state});
   return static_cast<int>(outcome.newly_lost_blocks);
 }
 

@@ -7,6 +7,7 @@
 #include <ucontext.h>
 
 #include "agent.h"
+#include "leak_scan.h"
 #include "sys.h"
 
 namespace agent = heapscope::preload::agent;
@@ -19,20 +20,12 @@ using StartMainFn = int (*)(MainFn, int, char**, void (*)(), void (*)(), void (*
 
 MainFn program_main = nullptr;
 
-// Bytes below a wrapper's frame address that its prologue may use to save the caller's
-// callee-saved registers (six on x86-64, plus alignment): still the caller's values.
-constexpr uintptr_t kSavedRegisterBytes = 64;
-
-const void* below_frame(const void* frame) {
-  return static_cast<const char*>(frame) - kSavedRegisterBytes;
-}
-
 // main's wrapper: once main has returned, nothing below this frame is the program's.
 int main_then_mark(int argc, char** argv, char** envp) {
   const int result = program_main(argc, argv, envp);
   ucontext_t registers;
   getcontext(&registers);
-  agent::note_exit_point(below_frame(__builtin_frame_address(0)), registers);
+  agent::note_exit_point(heapscope::preload::program_frames_from(__builtin_frame_address(0)), registers);
   return result;
 }
 
@@ -43,7 +36,7 @@ extern "C" {
 HEAPSCOPE_EXPORT __attribute__((noreturn)) void exit(int status) {
   ucontext_t registers;
   getcontext(&registers);  // first: the caller's callee-saved registers, untouched
-  agent::note_exit_point(below_frame(__builtin_frame_address(0)), registers);
+  agent::note_exit_point(heapscope::preload::program_frames_from(__builtin_frame_address(0)), registers);
   static const auto real = reinterpret_cast<ExitFn>(dlsym(RTLD_NEXT, "exit"));
   real(status);
   __builtin_unreachable();

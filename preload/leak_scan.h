@@ -8,10 +8,19 @@
 // with mmap and unmapped afterwards.
 #pragma once
 #include <cstdint>
+#include <cstddef>
 
 struct ucontext_t;
 
 namespace heapscope::preload {
+
+// The top of the agent's part of the stack, for an entry point whose frame address is
+// `frame`: its prologue may have saved the caller's callee-saved registers (still the
+// program's values) in the bytes just below, so those are left to the scan.
+inline const void* program_frames_from(const void* frame) noexcept {
+  constexpr uintptr_t kSavedRegisterBytes = 64;  // six registers on x86-64, and alignment
+  return static_cast<const char*>(frame) - kSavedRegisterBytes;
+}
 
 struct LeakScanRequest {
   uint16_t flags;                  // format::LeakScanFlags
