@@ -153,9 +153,25 @@ void ProcessModel::on_stack(const RecordView& record) {
   }
   same_hash.push_back(event.stack_id);
   stacks_[event.stack_id] = std::move(stack);
+  cached_tally_ = nullptr;  // a redefined id may now be an alias
 }
 
-StackTally& ProcessModel::touch(uint32_t stack_id) { return touch(tallies_[canonical(stack_id)]); }
+StackTally& ProcessModel::touch(uint32_t stack_id) {
+  // Allocations come in runs from one site; tallies_ is node-based, so the pointer stays valid.
+  if (stack_id != cached_stack_id_ || cached_tally_ == nullptr) {
+    cached_stack_id_ = stack_id;
+    cached_tally_ = &tallies_[canonical(stack_id)];
+  }
+  return touch(*cached_tally_);
+}
+
+uint64_t& ProcessModel::last_alloc_of(uint32_t thread_id) {
+  if (thread_id != cached_thread_id_ || cached_last_alloc_ == nullptr) {
+    cached_thread_id_ = thread_id;
+    cached_last_alloc_ = &last_alloc_by_thread_.try_emplace(thread_id, kNoAllocation).first->second;
+  }
+  return *cached_last_alloc_;
+}
 
 StackTally& ProcessModel::touch(StackTally& tally) {
   if (tally.last_change <= peak_event_) tally.live_at_peak = tally.costs.live_bytes;
@@ -175,7 +191,7 @@ void ProcessModel::on_alloc(const format::AllocEvent& event) {
   const size_t bucket = SizeHistogram::bucket_of(event.size);
   ++histogram_.count[bucket];
   histogram_.bytes[bucket] += event.size;
-  last_alloc_by_thread_[event.thread_id] = event.address;
+  last_alloc_of(event.thread_id) = event.address;
   if (ThreadLife* thread = running_thread(event.thread_id)) {
     ++thread->allocations;
     thread->bytes_allocated += event.size;
@@ -224,9 +240,9 @@ void ProcessModel::on_free(const format::FreeEvent& event) {
   ++counters_.frees;
   if (!ignored_.empty()) ignored_.erase(event.address);
   note_time(event.header.time_ns);
-  auto last = last_alloc_by_thread_.find(event.thread_id);
-  const bool temporary = last != last_alloc_by_thread_.end() && last->second == event.address;
-  if (last != last_alloc_by_thread_.end()) last_alloc_by_thread_.erase(last);
+  uint64_t& last = last_alloc_of(event.thread_id);
+  const bool temporary = last == event.address;
+  last = kNoAllocation;  // anything the thread does next is after this free
   if (temporary) {
     ++counters_.temporary;
     ++block->tally->costs.temporary;

@@ -224,8 +224,15 @@ class ProcessModel {
   std::unordered_map<uint32_t, uint32_t> alias_;
   std::unordered_map<uint32_t, StackTally> tallies_;
   SizeHistogram histogram_;
-  // Per thread: the address of its latest allocation, if nothing else happened on it since.
+  // Per thread: the address of its latest allocation, if nothing else happened on it since
+  // (else kNoAllocation). Node-based, so the last one looked up is kept by pointer.
+  static constexpr uint64_t kNoAllocation = UINT64_MAX;
   std::unordered_map<uint32_t, uint64_t> last_alloc_by_thread_;
+  uint64_t& last_alloc_of(uint32_t thread_id);
+  uint32_t cached_thread_id_ = 0;
+  uint64_t* cached_last_alloc_ = nullptr;
+  uint32_t cached_stack_id_ = 0;
+  StackTally* cached_tally_ = nullptr;
   void note_time(uint64_t time_ns) noexcept;
   uint64_t event_number_ = 0;
   uint64_t peak_event_ = 0;

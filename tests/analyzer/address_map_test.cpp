@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <random>
+#include <vector>
 
 namespace heapscope::analyzer {
 namespace {
@@ -33,6 +34,35 @@ TEST(AddressMap, BehavesLikeAMapUnderChurn) {
     EXPECT_EQ(reference.at(key), value);
   });
   EXPECT_EQ(visited, reference.size());
+}
+
+TEST(AddressMap, DeletionKeepsLongClustersFindable) {
+  // Near the growth threshold, with arbitrary keys: long probe runs that wrap around the end of
+  // the table, where a backward-shift deletion must move exactly the right entries.
+  AddressMap<uint64_t> map;
+  std::map<uint64_t, uint64_t> reference;
+  std::mt19937_64 random(11);
+  std::vector<uint64_t> keys(760);
+  for (uint64_t& key : keys) key = random();
+  for (int step = 0; step < 300000; ++step) {
+    const uint64_t key = keys[random() % keys.size()];
+    if (random() % 10 == 0) {
+      ASSERT_EQ(map.erase(key), reference.erase(key) == 1);
+    } else {
+      bool inserted = false;
+      map.try_emplace(key, inserted) = key ^ static_cast<uint64_t>(step);
+      reference[key] = key ^ static_cast<uint64_t>(step);
+    }
+    if (step % 1000 == 0) {
+      for (const uint64_t probe : keys) {
+        const auto found = reference.find(probe);
+        const uint64_t* value = map.find(probe);
+        ASSERT_EQ(value != nullptr, found != reference.end());
+        if (value != nullptr) ASSERT_EQ(*value, found->second);
+      }
+    }
+  }
+  EXPECT_EQ(map.size(), reference.size());
 }
 
 TEST(AddressMap, TheReservedKeysAreOrdinaryKeys) {
