@@ -2,6 +2,7 @@
 #include "leak_scan.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -230,7 +231,7 @@ class RootReader {
   void scan_touched(uint64_t begin, uint64_t end, bool copy) noexcept {
     if (end <= begin) return;
     bytes_ += end - begin;
-    if (!copy) {
+    if (!copy || copy_refused_) {
       marker_.scan_root(reinterpret_cast<const void*>(begin), end - begin);
       return;
     }
@@ -240,6 +241,13 @@ class RootReader {
       iovec local{buffer_, chunk};
       iovec remote{reinterpret_cast<void*>(at), chunk};
       const ssize_t got = process_vm_readv(self, &local, 1, &remote, 1, 0);
+      if (got < 0 && (errno == EPERM || errno == ENOSYS)) {
+        // A seccomp filter forbids the call: reading in place risks a fault on a page past a
+        // file's end, skipping would miss module data (.data) and call live blocks lost.
+        copy_refused_ = true;
+        marker_.scan_root(reinterpret_cast<const void*>(at), end - at);
+        return;
+      }
       if (got > 0) marker_.scan_root(buffer_, static_cast<size_t>(got));
       // A page that cannot be read is skipped, the rest of the range still scanned.
       at += got > 0 ? static_cast<uint64_t>(got) : 4096 - (at & 4095);
@@ -251,6 +259,7 @@ class RootReader {
   size_t buffer_size_;
   int pagemap_;
   uint64_t bytes_ = 0;
+  bool copy_refused_ = false;  // process_vm_readv is forbidden here: read in place
 };
 
 // The part of [begin, end) from the first tracked allocation in it to the end of the last one;

@@ -40,6 +40,7 @@ TEST(LeakCheckE2E, ClassifiesEveryShapeAsMemcheckDefinesIt) {
   EXPECT_GE(scan["threads"], 2);
   const std::map<std::string, std::string> expected = {
       {"definite_block", "definite"},    {"chain_head", "definite"},     {"chain_middle", "indirect"},
+      {"data_block", "reachable"},
       {"chain_tail", "indirect"},        {"interior_block", "possible"}, {"global_block", "reachable"},
       {"hidden_block", "definite"},      {"tls_block", "reachable"},     {"thread_tls_block", "reachable"},
       {"stack_block", "reachable"},      {"early_lost", "definite"},
@@ -104,6 +105,8 @@ TEST(LeakCheckE2E, WithoutPtraceThreadsAreStoppedBySignalAndTheReportSaysWhatWas
   EXPECT_EQ(process["leak_scan"]["threads_not_stopped"], 0);
   EXPECT_EQ(kind_of(process, "stack_block"), "reachable");
   EXPECT_EQ(kind_of(process, "chain_middle"), "indirect");
+  // process_vm_readv is refused too: module data (.data) is then read in place.
+  EXPECT_EQ(kind_of(process, "data_block"), "reachable");
   EXPECT_NE(plain.err.find("ptrace was not allowed"), std::string::npos) << plain.err;
 
   const RunOutput blocked = run_heapscope({}, {program("leak_kinds"), "noptrace", "blocked"});

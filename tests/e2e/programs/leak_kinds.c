@@ -4,7 +4,8 @@
  *   chain_head/_middle/_tail  a lost list                  -> head definite, the rest indirect
  *   cycle_a/cycle_b  two lost blocks pointing at each other -> one definite, one indirect
  *   interior_block   only a pointer 16 bytes in survives   -> possible
- *   global_block     pointed to from a global              -> reachable
+ *   global_block     pointed to from a global (.bss)       -> reachable
+ *   data_block       pointed to from an initialized global (.data, file-backed) -> reachable
  *   hidden_block     its address kept XORed in a global    -> definite
  *   tls_block        from the main thread's TLS            -> reachable
  *   thread_tls_block from a live thread's TLS               -> reachable
@@ -14,7 +15,8 @@
  * With the argument "blocked", one more thread blocks every signal: under the signal fallback
  * the scan cannot stop it, and the report must say so. With "noptrace", a seccomp filter makes
  * ptrace fail with EPERM, as in a container that forbids it: the scan must fall back to
- * stopping threads with a signal. "noptrace blocked" combines both. With "killptrace", the
+ * stopping threads with a signal (the filter also refuses process_vm_readv, as some container
+ * profiles do). "noptrace blocked" combines both. With "killptrace", the
  * filter kills the task that calls ptrace instead: the scan must survive the loss of its
  * helper and fall back the same way. */
 #define _GNU_SOURCE
@@ -39,6 +41,7 @@
 struct node { struct node* next; char payload[24]; };
 
 static void* global_root;
+static void* data_root = &data_root;  /* initialized: in .data, a file-backed mapping */
 static char* interior_root;
 static uintptr_t hidden_root;
 static __thread void* tls_root;
@@ -53,6 +56,7 @@ __attribute__((noinline)) struct node* cycle_b(void) { return calloc(1, sizeof(s
 __attribute__((noinline)) void* interior_block(void) { return malloc(64); }
 __attribute__((noinline)) void* global_block(void) { return malloc(48); }
 __attribute__((noinline)) void* hidden_block(void) { return malloc(56); }
+__attribute__((noinline)) void* data_block(void) { return malloc(44); }
 __attribute__((noinline)) void* tls_block(void) { return malloc(40); }
 __attribute__((noinline)) void* thread_tls_block(void) { return malloc(72); }
 __attribute__((noinline)) void* stack_block(void) { return malloc(80); }
@@ -94,6 +98,8 @@ static void forbid_ptrace(unsigned action) {
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ptrace, 0, 1),
       BPF_STMT(BPF_RET | BPF_K, action),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_process_vm_readv, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
   };
   struct sock_fprog program = {sizeof(filter) / sizeof(filter[0]), filter};
@@ -147,6 +153,7 @@ int main(int argc, char** argv) {
   lose_things();
   interior_root = (char*)interior_block() + 16;
   global_root = global_block();
+  data_root = data_block();
   hidden_root = (uintptr_t)hidden_block() ^ KEY;
   tls_root = tls_block();
   puts("done");
