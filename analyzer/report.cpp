@@ -83,13 +83,7 @@ LeakScanRecord scan_record(const LeakScanInfo& info) {
   LeakScanRecord record;
   record.ran = info.status == format::ScanStatus::kDone;
   record.not_classified_because = scan_failure(info.status);
-  record.threads = info.threads;
-  record.threads_not_stopped = info.threads_unstopped;
-  record.blocks = info.blocks;
-  record.root_bytes = info.root_bytes;
-  record.heap_bytes = info.heap_bytes;
-  record.duration_seconds = static_cast<double>(info.duration_ns) / 1e9;
-  if (record.ran) record.stop_method = info.stopped_by_signal ? "signal" : "ptrace";
+  record.figures = info;
   if (record.ran && info.threads_unstopped > 0)
     record.not_covered = fmt::format(
         "{} of {} threads did not stop for the scan (the signal was blocked or they slept "

@@ -56,13 +56,7 @@ struct LeakScanRecord {
   bool ran = false;              // a scan classified the blocks live at exit
   std::string not_classified_because;  // when !ran: why every leak is "unclassified"
   std::string not_covered;       // when ran: what the scan could not see ("" = everything)
-  std::string stop_method;       // how the threads were stopped: "ptrace" or "signal"
-  uint32_t threads = 0;
-  uint32_t threads_not_stopped = 0;
-  uint64_t blocks = 0;
-  uint64_t root_bytes = 0;
-  uint64_t heap_bytes = 0;
-  double duration_seconds = 0;
+  LeakScanInfo figures;          // the scan's own record (zero when none ran)
 };
 
 // One heapscope_leak_check() call with the lost blocks it listed first.

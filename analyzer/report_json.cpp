@@ -123,16 +123,17 @@ json leak_totals_json(const std::vector<LeakRecord>& records) {
 }
 
 json scan_json(const LeakScanRecord& scan) {
+  const LeakScanInfo& figures = scan.figures;
   return {{"classified", scan.ran},
           {"reason", scan.ran ? json(nullptr) : json(scan.not_classified_because)},
           {"not_covered", scan.not_covered.empty() ? json(nullptr) : json(scan.not_covered)},
-          {"stop_method", scan.stop_method.empty() ? json(nullptr) : json(scan.stop_method)},
-          {"threads", scan.threads},
-          {"threads_not_stopped", scan.threads_not_stopped},
-          {"blocks", scan.blocks},
-          {"root_bytes", scan.root_bytes},
-          {"heap_bytes", scan.heap_bytes},
-          {"duration_seconds", scan.duration_seconds}};
+          {"stop_method", scan.ran ? json(figures.stopped_by_signal ? "signal" : "ptrace") : json(nullptr)},
+          {"threads", figures.threads},
+          {"threads_not_stopped", figures.threads_unstopped},
+          {"blocks", figures.blocks},
+          {"root_bytes", figures.root_bytes},
+          {"heap_bytes", figures.heap_bytes},
+          {"duration_seconds", static_cast<double>(figures.duration_ns) / 1e9}};
 }
 
 json leak_checks_json(const ProcessReport& process) {

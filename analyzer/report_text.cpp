@@ -115,7 +115,7 @@ void append_leak_summary(std::string& out, const ProcessReport& process, const S
   if (totals.unclassified.blocks > 0) line("allocated after the scan", totals.unclassified);
   if (!process.leak_scan.not_covered.empty())
     out += fmt::format("   {}: {}\n", style.yellow("scan incomplete"), process.leak_scan.not_covered);
-  if (process.leak_scan.stop_method == "signal")
+  if (process.leak_scan.figures.stopped_by_signal)
     out += "   note: ptrace was not allowed, so the leak scan stopped threads with a signal\n";
 }
 

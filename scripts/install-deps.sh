@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package heapscope's build and test suite need (Debian 12).
 #   scripts/install-deps.sh          build + tests (includes the real programs the e2e suite runs)
-#   scripts/install-deps.sh --bench  also heaptrack and valgrind for bench/run_slowdown.sh
+#   scripts/install-deps.sh --bench  also what bench/ compares against or reads with: heaptrack,
+#                                    valgrind, the zstd command
 set -euo pipefail
 
 packages=(
@@ -18,10 +19,10 @@ packages=(
   chromium fonts-liberation
   # allocators the agent must work on top of
   libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0
-  # bench/run_slowdown.sh
+  # bench/*.sh arithmetic
   bc
 )
-if [[ ${1:-} == --bench ]]; then packages+=(heaptrack valgrind); fi
+if [[ ${1:-} == --bench ]]; then packages+=(heaptrack valgrind zstd); fi
 
 sudo=()
 if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi

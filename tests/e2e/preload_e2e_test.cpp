@@ -292,6 +292,9 @@ TEST(PreloadE2E, ThreadsWithCrossThreadFreesAndExitFromAThread) {
   EXPECT_EQ(threads[4]["bytes_allocated"], 77);
   EXPECT_TRUE(threads[4]["end_seconds"].is_null());
   EXPECT_GE(threads[4]["start_seconds"].get<double>(), threads[3]["end_seconds"].get<double>());
+  const RunOutput verbose = run_heapscope({"--verbose"}, {program("threads")});
+  EXPECT_NE(verbose.err.find("threads: 5 started, 4 ended; most allocations: thread "), std::string::npos)
+      << verbose.err;
 }
 
 TEST(PreloadE2E, ForkedChildIsItsOwnProcessWithItsOwnLeaks) {
@@ -686,6 +689,28 @@ TEST(DiffE2E, ANewLeakSiteBetweenTwoRealRunsIsARegression) {
   EXPECT_NE(bad.err.find("is not valid JSON"), std::string::npos) << bad.err;
 }
 
+TEST(DiffE2E, BlocksStillReachableAreNotRegressions) {
+  std::string dir = testing::TempDir() + "/heapscope-diff-reachable-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  // The same program, once with one thread more: its start (pthread_create at another line of
+  // main) adds a reachable site, and no lost one.
+  const std::string base = dir + "/base.json";
+  const std::string current = dir + "/new.json";
+  run_native({heapscope_binary(), "run", "--json", base, "--", program("leak_kinds")});
+  run_native({heapscope_binary(), "run", "--json", current, "--", program("leak_kinds"), "blocked"});
+  auto reachable_sites = [](const std::string& path) {
+    std::ifstream in(path);
+    const json report = json::parse(in);
+    size_t sites = 0;
+    for (const json& leak : report["processes"][0]["leaks"]) sites += leak["kind"] == "reachable" ? 1 : 0;
+    return sites;
+  };
+  ASSERT_GT(reachable_sites(current), reachable_sites(base));
+  const RunOutput diff = run_native({heapscope_binary(), "diff", base, current});
+  EXPECT_EQ(diff.exit_code, 0) << diff.out << diff.err;
+  EXPECT_EQ(diff.out.find("REGRESSION"), std::string::npos) << diff.out;
+}
+
 TEST(RunCommandE2E, ColorsOnlyOnATerminalUnlessNoColor) {
   const std::string escape = "\x1b[";
   EXPECT_EQ(run_heapscope({}, {program("leak_shapes")}).err.find(escape), std::string::npos);  // piped
@@ -954,6 +979,19 @@ TEST(StandaloneE2E, PreloadedAloneItWritesATraceAndPrintsASummary) {
   EXPECT_EQ(process["summary"]["frees"], 6);
   EXPECT_EQ(process["summary"]["leaks"]["definite"]["blocks"], 14);
   EXPECT_EQ(process["leak_scan"]["classified"], true);
+}
+
+TEST(StandaloneE2E, WithoutHeapscopeBesideTheLibraryTheProgramRunsUntraced) {
+  // A copy of the agent with no ../bin/heapscope next to it: nothing can collect.
+  const std::string dir = testing::TempDir() + "/heapscope-standalone-alone";
+  std::system(("rm -rf " + dir + " && mkdir -p " + dir + "/lib " + dir + "/work").c_str());
+  std::filesystem::copy_file(AGENT_LIBRARY, dir + "/lib/libheapscope.so");
+  const RunOutput run = run_native({"bash", "-c", "cd " + dir + "/work && exec env LD_PRELOAD=" + dir +
+                                                      "/lib/libheapscope.so " + program("leak_shapes")});
+  EXPECT_EQ(run.exit_code, 3);  // the program's own status, as always
+  EXPECT_NE(run.err.find("bin/heapscope is not beside the library to collect; this process is not traced"),
+            std::string::npos) << run.err;
+  EXPECT_TRUE(std::filesystem::is_empty(dir + "/work"));  // no trace
 }
 
 TEST(StandaloneE2E, OptionsComeFromTheEnvironmentAndErrorsAreCounted) {
