@@ -247,7 +247,7 @@ bool initialize() noexcept {
     RawLine().text("heapscope: cannot map the agent's tables; not tracing").emit();
     return false;
   }
-  init_stack_capture();
+  init_stack_capture(a.options.fast_unwind);
   init_sampler(a.options.sample_ms);
   init_leak_scan();
   if (!start_recording(getppid())) return false;

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include "agent.h"
+#include "fast_unwind.h"
 #include "reentrancy_guard.h"
 #include "sys.h"
 
@@ -29,6 +30,8 @@ HEAPSCOPE_EXPORT void* dlopen(const char* file, int mode) {
 HEAPSCOPE_EXPORT int dlclose(void* handle) {
   static const auto real = reinterpret_cast<CloseFn>(dlsym(RTLD_NEXT, "dlclose"));
   const int result = real(handle);
+  // The unloaded module's addresses may be reused by the next dlopen: cached rules must go.
+  if (result == 0) heapscope::preload::unwind::forget_rules();
   if (result == 0 && !ReentrancyGuard::active()) {
     ReentrancyGuard guard;
     agent::modules_changed();

@@ -2,6 +2,7 @@
 #define UNW_LOCAL_ONLY
 #include "stack_capture.h"
 
+#include "fast_unwind.h"
 #include "sys.h"
 
 #include <dlfcn.h>
@@ -15,6 +16,7 @@ namespace {
 
 uintptr_t own_code_start = 0;
 uintptr_t own_code_end = 0;
+bool fast_walker = false;
 
 int find_own_module(dl_phdr_info* info, size_t, void* base) {
   if (info->dlpi_addr != reinterpret_cast<uintptr_t>(base)) return 0;
@@ -29,7 +31,8 @@ int find_own_module(dl_phdr_info* info, size_t, void* base) {
 
 }  // namespace
 
-void init_stack_capture() noexcept {
+void init_stack_capture(bool fast_unwind) noexcept {
+  fast_walker = fast_unwind && unwind::init_rule_cache();
   // Per-thread caching makes unw_backtrace's frame-info lookups lock-free after warm-up.
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   Dl_info self{};
@@ -39,10 +42,11 @@ void init_stack_capture() noexcept {
 
 HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept {
   constexpr size_t kOwnFramesBudget = 8;  // interposer + agent frames above the program's
-  void* raw[format::kMaxFrames + kOwnFramesBudget];
+  uint64_t raw[format::kMaxFrames + kOwnFramesBudget];
   size_t wanted = max_frames + kOwnFramesBudget;
   if (wanted > sizeof(raw) / sizeof(raw[0])) wanted = sizeof(raw) / sizeof(raw[0]);
-  const int got = unw_backtrace(raw, static_cast<int>(wanted));
+  int got = fast_walker ? unwind::fast_backtrace(raw, wanted) : -1;
+  if (got < 0) got = unw_backtrace(reinterpret_cast<void**>(raw), static_cast<int>(wanted));
   size_t first = 0;
   while (first < static_cast<size_t>(got > 0 ? got : 0)) {
     const auto ip = reinterpret_cast<uintptr_t>(raw[first]);

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -86,6 +87,53 @@ TEST(RealProgramLeakCheckE2E, RuntimeBlocksAreNeverDefiniteOrIndirect) {
       EXPECT_EQ(process["summary"]["leaks"]["definite"]["blocks"], 0) << process["leaks"].dump(1);
       EXPECT_EQ(process["summary"]["leaks"]["indirect"]["blocks"], 0);
     }
+  }
+}
+
+// What a report says about where memory was allocated: every leak group and the top sites,
+// stack by stack, function and line. Addresses are left out (each run has its own layout), and
+// so are byte counts: the option that differs is in the environment, which programs copy.
+nlohmann::json stack_findings(const nlohmann::json& report) {
+  auto frames = [](const nlohmann::json& stack) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& frame : stack) out.push_back({frame["function"], frame["line"], frame["module"]});
+    return out;
+  };
+  nlohmann::json findings = nlohmann::json::array();
+  for (const auto& process : report["processes"]) {
+    nlohmann::json leaks = nlohmann::json::array();
+    for (const auto& leak : process["leaks"]) leaks.push_back({leak["blocks"], frames(leak["stack"])});
+    std::sort(leaks.begin(), leaks.end());
+    nlohmann::json sites = nlohmann::json::array();
+    for (const char* order : {"by_count", "by_bytes"})
+      for (const auto& site : process["statistics"]["top_sites"][order]) sites.push_back(frames(site["stack"]));
+    findings.push_back({process["summary"]["allocations"], std::move(leaks), std::move(sites)});
+  }
+  return findings;
+}
+
+// heapscope's own stack walker (fast_unwind.h) gives the same stacks as libunwind
+// (--fast-unwind=no) on real programs: an interpreter, a C++ program, threads, deep recursion.
+TEST(RealProgramStacksE2E, OwnUnwinderMatchesLibunwind) {
+  const std::vector<std::vector<std::string>> commands = {
+      {"python3", "-c", "import json, re\nprint(len(json.dumps([re.sub('a', 'b', 'aa' * i) for i in range(500)])))"},
+      {"perl", "-e", "my %h = map { $_ => [$_] } 1..2000; print scalar(keys %h), \"\\n\""},
+      {program("threads")},
+      {program("leak_kinds_cxx")},
+      {program("leak_shapes")}};
+  for (const auto& command : commands) {
+    if (!program_exists(command[0])) continue;
+    SCOPED_TRACE(command[0]);
+    // Same input, same allocations: Python's and Perl's string hashing are made deterministic.
+    const std::vector<std::string> environment = {"PYTHONHASHSEED=0", "PERL_HASH_SEED=0", "PERL_PERTURB_KEYS=0"};
+    // Both runs name the option, so both programs see environments of the same size.
+    const RunOutput own = run_heapscope({"--fast-unwind=yes"}, command, environment);
+    const RunOutput reference = run_heapscope({"--fast-unwind=no"}, command, environment);
+    ASSERT_EQ(own.exit_code, reference.exit_code) << own.err;
+    ASSERT_TRUE(own.report.is_object() && reference.report.is_object()) << own.err << reference.err;
+    const nlohmann::json found = stack_findings(own.report);
+    EXPECT_EQ(found, stack_findings(reference.report));
+    EXPECT_GT(found.dump().size(), 200u);  // there were stacks to compare
   }
 }
 

@@ -1,0 +1,166 @@
+// The cached unwinder against libunwind, on real frames of every kind the compilers emit.
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "fast_unwind.h"
+#include "unwind_rules.h"
+
+extern "C" {
+typedef void (*leaf_fn)(void* context);
+int shape_optimized(int depth, leaf_fn leaf, void* context);
+int shape_unoptimized(int depth, leaf_fn leaf, void* context);
+int shape_alloca(int bytes, leaf_fn leaf, void* context);
+int shape_realigned(int a, int b, int c, int d, int e, int f, int g, int h, leaf_fn leaf, void* context);
+int shape_through_libc(leaf_fn leaf, void* context);
+}
+
+namespace heapscope::preload::unwind {
+namespace {
+
+struct Walks {
+  int fast_count = 0;
+  uint64_t fast[64] = {};
+  int slow_count = 0;
+  void* slow[64] = {};
+};
+
+// Both walkers from one frame; the frames above it must agree one for one.
+extern "C" __attribute__((noinline)) void walk_both(void* context) {
+  auto* walks = static_cast<Walks*>(context);
+  walks->fast_count = fast_backtrace(walks->fast, 64);
+  walks->slow_count = unw_backtrace(walks->slow, 64);
+  asm volatile("" ::: "memory");  // keep the calls out of tail position
+}
+
+// The frames above walk_both: the return addresses into its caller onwards.
+std::vector<uint64_t> fast_callers(const Walks& walks) {
+  // fast[0] is inside fast_backtrace, fast[1] in walk_both.
+  return {walks.fast + 2, walks.fast + walks.fast_count};
+}
+
+std::vector<uint64_t> slow_callers(const Walks& walks, uint64_t first_caller) {
+  std::vector<uint64_t> all;
+  for (int i = 0; i < walks.slow_count; ++i) all.push_back(reinterpret_cast<uint64_t>(walks.slow[i]));
+  auto at = std::find(all.begin(), all.end(), first_caller);
+  return {at, all.end()};
+}
+
+void expect_same_stack(const Walks& walks, size_t at_least) {
+  ASSERT_GT(walks.fast_count, 2) << "the fast walker declined a stack it should handle";
+  const std::vector<uint64_t> fast = fast_callers(walks);
+  const std::vector<uint64_t> slow = slow_callers(walks, fast.front());
+  EXPECT_EQ(fast, slow);
+  EXPECT_GE(fast.size(), at_least);
+}
+
+TEST(FastUnwind, OptimizedRecursionMatchesLibunwind) {
+  ASSERT_TRUE(init_rule_cache());
+  Walks walks;
+  shape_optimized(20, walk_both, &walks);
+  expect_same_stack(walks, 21);
+}
+
+TEST(FastUnwind, FramePointerFramesMatchLibunwind) {
+  ASSERT_TRUE(init_rule_cache());
+  Walks walks;
+  shape_unoptimized(20, walk_both, &walks);
+  expect_same_stack(walks, 21);
+}
+
+TEST(FastUnwind, AllocaFrameMatchesLibunwind) {
+  ASSERT_TRUE(init_rule_cache());
+  Walks walks;
+  shape_alloca(4000, walk_both, &walks);
+  expect_same_stack(walks, 2);
+}
+
+TEST(FastUnwind, RealignedFrameMatchesLibunwind) {
+  ASSERT_TRUE(init_rule_cache());
+  Walks walks;
+  shape_realigned(1, 2, 3, 4, 5, 6, 7, 8, walk_both, &walks);
+  expect_same_stack(walks, 2);
+}
+
+TEST(FastUnwind, LibcFramesAroundACallbackMatchLibunwind) {
+  ASSERT_TRUE(init_rule_cache());
+  Walks walks;
+  shape_through_libc(walk_both, &walks);
+  expect_same_stack(walks, 3);
+}
+
+TEST(FastUnwind, ThreadStackEndsWhereLibunwindsDoes) {
+  ASSERT_TRUE(init_rule_cache());
+  Walks walks;
+  pthread_t thread;
+  auto body = [](void* context) -> void* {
+    shape_optimized(5, walk_both, context);
+    return nullptr;
+  };
+  ASSERT_EQ(pthread_create(&thread, nullptr, body, &walks), 0);
+  pthread_join(thread, nullptr);
+  expect_same_stack(walks, 6);
+}
+
+TEST(FastUnwind, CachedWalksRepeatTheFirst) {
+  ASSERT_TRUE(init_rule_cache());
+  Walks walks[3];
+  for (int i = 0; i < 3; ++i) {
+    if (i == 2) forget_rules();
+    shape_optimized(10, walk_both, &walks[i]);
+  }
+  // The 11 frames of the recursion; further out, each loop iteration may be its own call site.
+  auto recursion = [](const Walks& w) {
+    std::vector<uint64_t> frames = fast_callers(w);
+    frames.resize(std::min<size_t>(frames.size(), 11));
+    return frames;
+  };
+  ASSERT_EQ(recursion(walks[0]).size(), 11u);
+  EXPECT_EQ(recursion(walks[0]), recursion(walks[1]));
+  EXPECT_EQ(recursion(walks[0]), recursion(walks[2]));
+}
+
+Walks* signal_walks = nullptr;
+void capture_in_handler(int) { walk_both(signal_walks); }
+
+TEST(FastUnwind, DeclinesSignalFramesSoLibunwindWalksThem) {
+  ASSERT_TRUE(init_rule_cache());
+  Walks walks;
+  signal_walks = &walks;
+  struct sigaction action {};
+  action.sa_handler = capture_in_handler;
+  struct sigaction previous {};
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &previous), 0);
+  raise(SIGUSR1);
+  sigaction(SIGUSR1, &previous, nullptr);
+  EXPECT_EQ(walks.fast_count, -1);
+  EXPECT_GT(walks.slow_count, 3);
+}
+
+TEST(UnwindRules, EncodingKeepsEveryField) {
+  Rule rule;
+  rule.kind = RuleKind::kFrame;
+  rule.cfa_base = CfaBase::kDerefRbp;
+  rule.rbp_saved = RbpSaved::kAtRbp;
+  rule.cfa_offset = -(1 << 27);
+  rule.rbp_offset = (1 << 27) + 5;
+  const Rule back = Rule::decode(rule.encode());
+  EXPECT_EQ(back.kind, rule.kind);
+  EXPECT_EQ(back.cfa_base, rule.cfa_base);
+  EXPECT_EQ(back.rbp_saved, rule.rbp_saved);
+  EXPECT_EQ(back.cfa_offset, rule.cfa_offset);
+  EXPECT_EQ(back.rbp_offset, rule.rbp_offset);
+}
+
+TEST(UnwindRules, AddressOutsideAnyModuleIsUnsupported) {
+  EXPECT_EQ(find_rule(0x1000).kind, RuleKind::kUnsupported);
+}
+
+}  // namespace
+}  // namespace heapscope::preload::unwind
