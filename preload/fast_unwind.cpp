@@ -120,13 +120,12 @@ void forget_rules() noexcept {
   writing.store(false, std::memory_order_release);
 }
 
-HEAPSCOPE_HOT __attribute__((noinline)) int fast_backtrace(uint64_t* frames, size_t max_frames) noexcept {
+// Walks from the state (ip, sp, fp). `lookup` is the address whose rule describes that state:
+// ip itself where execution is, ip - 1 for a return address, so a call that ends its function
+// finds that function's rule, not the next one's.
+HEAPSCOPE_HOT static inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lookup, uint64_t* frames,
+                                     size_t max_frames) noexcept {
   if (slots == nullptr) return -1;
-  uint64_t ip;
-  uint64_t sp;
-  uint64_t fp;
-  // The three registers at one instruction: the rule for `ip` then describes `sp` exactly.
-  asm volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(fp));
   ThreadRules& mine = thread_rules;
   const uint32_t generation = rules_generation.load(std::memory_order_acquire);
   if (mine.generation != generation) {
@@ -135,9 +134,6 @@ HEAPSCOPE_HOT __attribute__((noinline)) int fast_backtrace(uint64_t* frames, siz
     mine.generation = generation;
   }
   size_t count = 0;
-  // The first address is where execution is; the others are return addresses, looked up one
-  // byte back so a call that ends its function finds that function's rule, not the next one's.
-  uint64_t lookup = ip;
   while (count < max_frames) {
     ThreadEntry* entry = &mine.slots[(sp >> 4) % kThreadSlots];
     ThreadEntry missed;
@@ -181,6 +177,21 @@ HEAPSCOPE_HOT __attribute__((noinline)) int fast_backtrace(uint64_t* frames, siz
     lookup = ip - 1;
   }
   return static_cast<int>(count);
+}
+
+HEAPSCOPE_HOT __attribute__((noinline)) int fast_backtrace(uint64_t* frames, size_t max_frames) noexcept {
+  uint64_t ip;
+  uint64_t sp;
+  uint64_t fp;
+  // The three registers at one instruction: the rule for `ip` then describes `sp` exactly.
+  asm volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(fp));
+  return walk(ip, sp, fp, ip, frames, max_frames);
+}
+
+HEAPSCOPE_HOT int fast_backtrace_from(uint64_t return_address, uint64_t stack_pointer, uint64_t frame_pointer,
+                                      uint64_t* frames, size_t max_frames) noexcept {
+  if (return_address == 0) return -1;
+  return walk(return_address, stack_pointer, frame_pointer, return_address - 1, frames, max_frames);
 }
 
 }  // namespace heapscope::preload::unwind

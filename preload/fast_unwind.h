@@ -21,6 +21,12 @@ bool init_rule_cache() noexcept;
 // whole stack with libunwind: an unusual frame costs speed, never a wrong stack).
 int fast_backtrace(uint64_t* frames, size_t max_frames) noexcept;
 
+// The same walk started at a caller's frame instead of here: `return_address` is the first
+// frame, `stack_pointer` the caller's stack pointer at that address (the callee's CFA) and
+// `frame_pointer` the caller's rbp.
+int fast_backtrace_from(uint64_t return_address, uint64_t stack_pointer, uint64_t frame_pointer,
+                        uint64_t* frames, size_t max_frames) noexcept;
+
 // Drops every cached rule: after dlclose the same addresses may hold other code.
 void forget_rules() noexcept;
 

@@ -27,7 +27,7 @@ size_t page_size() {
   return size;
 }
 
-HEAPSCOPE_HOT void* tracked_allocate(size_t size, size_t alignment, Api api, bool zeroed) {
+HEAPSCOPE_HOT __attribute__((always_inline)) inline void* tracked_allocate(size_t size, size_t alignment, Api api, bool zeroed) {
   return routed_allocate(size, alignment, api, Family::kMalloc, zeroed);
 }
 
@@ -68,7 +68,9 @@ HEAPSCOPE_EXPORT void* realloc(void* pointer, size_t size) noexcept {
     case Route::kTracked: break;
   }
   ReentrancyGuard guard;
+  heapscope::preload::ProgramFrame::set_here();
   void* block = heap::reallocate(pointer, size, Api::kRealloc);
+  heapscope::preload::ProgramFrame::clear();
   if (block == nullptr && size != 0) errno = ENOMEM;
   return block;
 }
@@ -81,7 +83,9 @@ HEAPSCOPE_EXPORT void* reallocarray(void* pointer, size_t count, size_t size) no
   }
   if (route() != Route::kTracked) return realloc(pointer, total);
   ReentrancyGuard guard;
+  heapscope::preload::ProgramFrame::set_here();
   void* block = heap::reallocate(pointer, total, Api::kReallocArray);
+  heapscope::preload::ProgramFrame::clear();
   if (block == nullptr && total != 0) errno = ENOMEM;
   return block;
 }

@@ -9,6 +9,7 @@
 #include "agent.h"
 #include "heap_ops.h"
 #include "reentrancy_guard.h"
+#include "stack_capture.h"
 #include "sys.h"
 
 namespace heapscope::preload {
@@ -21,7 +22,7 @@ HEAPSCOPE_HOT inline Route route() noexcept {
 }
 
 // Allocates through the route; sets errno = ENOMEM on failure of the tracked path.
-HEAPSCOPE_HOT inline void* routed_allocate(size_t size, size_t alignment, format::Api api,
+HEAPSCOPE_HOT __attribute__((always_inline)) inline void* routed_allocate(size_t size, size_t alignment, format::Api api,
                                            format::Family family, bool zeroed) noexcept {
   switch (route()) {
     case Route::kNested: return heap::passthrough_allocate(size, alignment, zeroed, true);
@@ -29,12 +30,14 @@ HEAPSCOPE_HOT inline void* routed_allocate(size_t size, size_t alignment, format
     case Route::kTracked: break;
   }
   ReentrancyGuard guard;
+  ProgramFrame::set_here();  // always inlined: the interposer's frame
   void* block = heap::allocate(size, alignment, api, family, zeroed);
+  ProgramFrame::clear();
   if (block == nullptr) errno = ENOMEM;
   return block;
 }
 
-HEAPSCOPE_HOT inline void routed_release(void* pointer, format::Api api) noexcept {
+HEAPSCOPE_HOT __attribute__((always_inline)) inline void routed_release(void* pointer, format::Api api) noexcept {
   if (pointer == nullptr) return;
   switch (route()) {
     case Route::kNested: return heap::passthrough_release(pointer, true);
@@ -42,7 +45,9 @@ HEAPSCOPE_HOT inline void routed_release(void* pointer, format::Api api) noexcep
     case Route::kTracked: break;
   }
   ReentrancyGuard guard;
+  ProgramFrame::set_here();
   heap::release(pointer, api);
+  ProgramFrame::clear();
 }
 
 }  // namespace heapscope::preload

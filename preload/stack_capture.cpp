@@ -45,7 +45,12 @@ HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept
   uint64_t raw[format::kMaxFrames + kOwnFramesBudget];
   size_t wanted = max_frames + kOwnFramesBudget;
   if (wanted > sizeof(raw) / sizeof(raw[0])) wanted = sizeof(raw) / sizeof(raw[0]);
-  int got = fast_walker ? unwind::fast_backtrace(raw, wanted) : -1;
+  int got = -1;
+  if (fast_walker) {
+    const uint64_t* frame = ProgramFrame::current();
+    got = frame != nullptr ? unwind::fast_backtrace_from(frame[1], reinterpret_cast<uint64_t>(frame + 2), frame[0], raw, wanted)
+                           : unwind::fast_backtrace(raw, wanted);
+  }
   if (got < 0) got = unw_backtrace(reinterpret_cast<void**>(raw), static_cast<int>(wanted));
   size_t first = 0;
   while (first < static_cast<size_t>(got > 0 ? got : 0)) {

@@ -140,6 +140,17 @@ INSTANTIATE_TEST_SUITE_P(
                   "write_after_free_evicted"}),
     [](const auto& info) { return info.param.argument; });
 
+// The agent must not change what a C program loads: no libstdc++ (its start-up allocations
+// would appear in the report, and it changes the program). A compiler quirk once pulled it in
+// through the C++ personality routine (see preload/stack_capture.h).
+TEST(PreloadE2E, AgentLoadsNoLibstdcxxIntoACProgram) {
+  const RunOutput run = run_heapscope({}, {program("leak_shapes")});
+  const json& process = only_process(run);
+  ASSERT_GT(process["modules"].size(), 2u);
+  for (const json& module : process["modules"])
+    EXPECT_EQ(module["path"].get<std::string>().find("libstdc++"), std::string::npos) << module["path"];
+}
+
 TEST(PreloadE2E, ErrorDetailsNameTheDamage) {
   const RunOutput double_free = run_heapscope({}, {program("heap_errors"), "double_free"});
   EXPECT_EQ(double_free.report["processes"][0]["errors"][0]["block_size"], 48);

@@ -126,6 +126,36 @@ TEST(FastUnwind, CachedWalksRepeatTheFirst) {
   EXPECT_EQ(recursion(walks[0]), recursion(walks[2]));
 }
 
+struct FromCallerWalk {
+  Walks walks;
+  int from_count = 0;
+  uint64_t from[64] = {};
+};
+
+// As an interposer does (preload/stack_capture.h): a frame-pointer frame hands its return
+// address, its caller's stack pointer and the caller's rbp to fast_backtrace_from.
+extern "C" __attribute__((noinline, optimize("no-omit-frame-pointer"))) void walk_from_caller(void* context) {
+  auto* walk = static_cast<FromCallerWalk*>(context);
+  const auto* frame = static_cast<const uint64_t*>(__builtin_frame_address(0));
+  walk->from_count = fast_backtrace_from(frame[1], reinterpret_cast<uint64_t>(frame + 2), frame[0], walk->from, 64);
+  walk_both(&walk->walks);
+  asm volatile("" ::: "memory");
+}
+
+TEST(FastUnwind, WalkFromACallersFrameSkipsOnlyTheFramesBelowIt) {
+  ASSERT_TRUE(init_rule_cache());
+  FromCallerWalk walk;
+  shape_unoptimized(6, walk_from_caller, &walk);
+  shape_optimized(6, walk_from_caller, &walk);
+  // walk_both's callers start with the return address into walk_from_caller; the walk from
+  // walk_from_caller's frame starts one frame further out.
+  const std::vector<uint64_t> full = fast_callers(walk.walks);
+  ASSERT_GT(walk.from_count, 7);
+  const std::vector<uint64_t> from(walk.from, walk.from + walk.from_count);
+  ASSERT_EQ(full.size(), from.size() + 1);
+  EXPECT_TRUE(std::equal(from.begin(), from.end(), full.begin() + 1));
+}
+
 Walks* signal_walks = nullptr;
 void capture_in_handler(int) { walk_both(signal_walks); }
 
