@@ -3,6 +3,7 @@
 
 #include <atomic>
 
+#include "heapscope/event_format.h"
 #include "sys.h"
 #include "unwind_rules.h"
 
@@ -33,26 +34,55 @@ std::atomic<uint32_t> rules_generation{1};  // bumped by forget_rules
 // the same return address at the same stack address, so most lookups hit; 64 slots of 16
 // bytes map each 1 KiB of stack one to one. Safe without atomics: only this thread touches it,
 // and walks never nest (a signal handler's malloc inside the agent takes the nested path,
-// which captures no stack). 1 KiB of initial-exec TLS.
+// which captures no stack). With the previous walk below, 3 KiB of
+// initial-exec TLS.
 constexpr size_t kThreadSlots = 64;
 // A rule already decoded, so the next stack pointer is one add away from the slot's load.
-struct ThreadEntry {
-  uint64_t address;
+struct StepRule {
   int32_t cfa_offset;
   int16_t rbp_offset;
   RuleKind kind;
-  uint8_t cfa_base : 4;  // CfaBase
-  uint8_t rbp_saved : 4;  // RbpSaved
+  uint8_t cfa_base : 2;   // CfaBase
+  uint8_t rbp_saved : 2;  // RbpSaved
+  uint8_t needs_fp : 1;   // in a remembered walk: the frames further out read this frame's rbp
 };
-static_assert(sizeof(ThreadEntry) == 16);
+static_assert(sizeof(StepRule) == 8);
+struct ThreadEntry {
+  uint64_t address;
+  StepRule rule;
+};
 
 // The entry for `address`, or false when its rule does not fit one (a huge rbp offset).
 inline bool thread_entry(uint64_t address, const Rule& rule, ThreadEntry& entry) noexcept {
   if (rule.rbp_offset != static_cast<int16_t>(rule.rbp_offset)) return false;
-  entry = ThreadEntry{address, rule.cfa_offset, static_cast<int16_t>(rule.rbp_offset), rule.kind,
-                      static_cast<uint8_t>(rule.cfa_base), static_cast<uint8_t>(rule.rbp_saved)};
+  entry = ThreadEntry{address, StepRule{rule.cfa_offset, static_cast<int16_t>(rule.rbp_offset), rule.kind,
+                                        static_cast<uint8_t>(rule.cfa_base), static_cast<uint8_t>(rule.rbp_saved), 0}};
   return true;
 }
+
+// One frame of a walk: where execution is in it, its stack and frame pointers, and the rule
+// that leads from it to its caller.
+struct FrameState {
+  uint64_t ip;
+  uint64_t sp;
+  uint64_t fp;
+  StepRule rule;
+};
+
+// The thread's previous walk. The next walk stops as soon as it reaches a frame this one also
+// had (same code address, same stack address, same rbp where it matters) and takes the frames
+// further out from here, after checking, transition by transition, that the stack still holds
+// the same return addresses (and saved rbp values) at the same places. Each check is an
+// independent load, where a walk is a chain of dependent ones, so a frame costs a fraction.
+// Frames are kept outermost first: the outer part of a stack is what repeats, so a walk that
+// reuses it only rewrites its own inner frames.
+constexpr size_t kRememberedFrames = 48;
+struct PreviousWalk {
+  uint32_t count;  // frames remembered; 0: none
+  bool complete;   // frames[0] is the outermost frame (else the walk stopped at max_frames)
+  FrameState frames[kRememberedFrames];
+};
+
 // Behind it, a small two-way table indexed by the address itself, for the frames whose stack
 // address moves from call to call while their code does not: the agent's own frames and the
 // program's innermost ones, whenever the program allocates from varying depths.
@@ -61,6 +91,7 @@ struct ThreadRules {
   uint32_t generation;
   ThreadEntry slots[kThreadSlots];
   ThreadEntry sets[kThreadSets][2];  // [0] most recently filled
+  PreviousWalk previous;
 };
 [[gnu::tls_model("initial-exec")]] thread_local ThreadRules thread_rules;
 
@@ -120,21 +151,133 @@ void forget_rules() noexcept {
   writing.store(false, std::memory_order_release);
 }
 
+namespace {
+
+// Applies `rule` to a frame: its caller's stack pointer (the CFA) and rbp. false: not a frame.
+HEAPSCOPE_HOT inline bool step(const StepRule& rule, uint64_t sp, uint64_t& fp, uint64_t& cfa) noexcept {
+  const auto base = static_cast<CfaBase>(rule.cfa_base);
+  if (base == CfaBase::kRsp) {
+    cfa = sp + static_cast<int64_t>(rule.cfa_offset);
+  } else {
+    if (fp < sp || fp - sp > kMaxFrameBytes) return false;
+    cfa = fp + static_cast<int64_t>(rule.cfa_offset);
+    if (base == CfaBase::kDerefRbp) cfa = load_word(cfa);
+  }
+  if (cfa <= sp || cfa - sp > kMaxFrameBytes || (cfa & 7) != 0) return false;
+  const auto rbp_saved = static_cast<RbpSaved>(rule.rbp_saved);
+  if (rbp_saved == RbpSaved::kAtCfa) fp = load_word(cfa + rule.rbp_offset);
+  else if (rbp_saved == RbpSaved::kAtRbp) fp = load_word(fp + rule.rbp_offset);
+  return true;
+}
+
+inline bool reads_fp(const StepRule& rule) noexcept {
+  return static_cast<CfaBase>(rule.cfa_base) != CfaBase::kRsp ||
+         static_cast<RbpSaved>(rule.rbp_saved) == RbpSaved::kAtRbp;
+}
+
+// Marks which remembered frames' rbp the frames further out depend on, from `first` inwards.
+// `any_reads`: some frame from `first` on reads rbp; if none does and the frame outside does
+// not need its rbp, no frame does, and their rules already say so (the caches' rules carry 0).
+void mark_needed_fp(PreviousWalk& previous, size_t first, bool any_reads) noexcept {
+  if (!any_reads && (first == 0 || !previous.frames[first - 1].rule.needs_fp)) return;
+  for (size_t i = first; i < previous.count; ++i) {
+    StepRule& rule = previous.frames[i].rule;
+    const bool passes = static_cast<RbpSaved>(rule.rbp_saved) == RbpSaved::kNo;
+    rule.needs_fp = reads_fp(rule) || (i > 0 && passes && previous.frames[i - 1].rule.needs_fp);
+  }
+}
+
+// Remembers a walk that found no help in the previous one; `inner` is innermost first.
+void remember_walk(PreviousWalk& previous, const FrameState* inner, size_t count, bool complete,
+                   bool any_reads) noexcept {
+  if (count > kRememberedFrames) {
+    previous.count = 0;
+    return;
+  }
+  for (size_t i = 0; i < count; ++i) previous.frames[i] = inner[count - 1 - i];
+  previous.count = static_cast<uint32_t>(count);
+  previous.complete = complete;
+  if (count > 0) previous.frames[0].rule.needs_fp = 0;
+  mark_needed_fp(previous, 1, any_reads);
+}
+
+// This walk reached remembered frame `match` as its frame `count` (the state fp is this walk's).
+// Checks that the remembered frames further out that `frames` still needs hold and, if so,
+// completes `frames` from them and remembers this walk's inner frames in place of the old
+// ones. Returns the number of frames in `frames`, or -1 (walk on as usual).
+HEAPSCOPE_HOT int reuse_previous(PreviousWalk& previous, size_t match, uint64_t fp, const FrameState* inner,
+                                 size_t count, bool any_reads, uint64_t* frames, size_t max_frames) noexcept {
+  const size_t wanted = count < max_frames ? max_frames - count - 1 : 0;  // frames after this one
+  if (!previous.complete && match < wanted) return -1;  // it stopped short of what this walk needs
+  const size_t taken = match < wanted ? match : wanted;
+  // A step is a pure function of the frame it starts from and the words it reads, and the
+  // recorded frames are what those steps gave: where the words read are still the same, so are
+  // the steps. The loads do not depend on each other, unlike a walk's.
+  for (size_t i = match; i > match - taken; --i) {
+    const FrameState& from = previous.frames[i];
+    const FrameState& to = previous.frames[i - 1];
+    if (load_word(to.sp - 8) != to.ip) return -1;
+    const auto base = static_cast<CfaBase>(from.rule.cfa_base);
+    const auto rbp_saved = static_cast<RbpSaved>(from.rule.rbp_saved);
+    if (__builtin_expect(base == CfaBase::kDerefRbp, 0) && load_word(from.fp + from.rule.cfa_offset) != to.sp)
+      return -1;
+    if (__builtin_expect(rbp_saved != RbpSaved::kNo, 0) && to.rule.needs_fp) {
+      const uint64_t saved_at = (rbp_saved == RbpSaved::kAtCfa ? to.sp : from.fp) + from.rule.rbp_offset;
+      if (load_word(saved_at) != to.fp) return -1;
+    }
+  }
+  if (count < max_frames) {
+    frames[count] = previous.frames[match].ip;
+    for (size_t i = 1; i <= taken; ++i) frames[count + i] = previous.frames[match - i].ip;
+  }
+  if (match + 1 + count > kRememberedFrames) {
+    previous.count = 0;
+  } else {
+    previous.frames[match].fp = fp;
+    for (size_t i = 0; i < count; ++i) previous.frames[match + 1 + i] = inner[count - 1 - i];
+    previous.count = static_cast<uint32_t>(match + 1 + count);
+    mark_needed_fp(previous, match + 1, any_reads);
+  }
+  return static_cast<int>(count < max_frames ? count + 1 + taken : max_frames);
+}
+
 // Walks from the state (ip, sp, fp). `lookup` is the address whose rule describes that state:
 // ip itself where execution is, ip - 1 for a return address, so a call that ends its function
 // finds that function's rule, not the next one's.
-HEAPSCOPE_HOT static inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lookup, uint64_t* frames,
-                                     size_t max_frames) noexcept {
+HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lookup, uint64_t* frames,
+                              size_t max_frames) noexcept {
   if (slots == nullptr) return -1;
   ThreadRules& mine = thread_rules;
   const uint32_t generation = rules_generation.load(std::memory_order_acquire);
   if (mine.generation != generation) {
     for (ThreadEntry& entry : mine.slots) entry.address = 0;
     for (auto& set : mine.sets) set[0].address = set[1].address = 0;
+    mine.previous.count = 0;
     mine.generation = generation;
   }
+  PreviousWalk& previous = mine.previous;
+  FrameState inner[format::kMaxFrames + 8];  // this walk's frames until it meets the previous one
+  constexpr size_t kInnerCapacity = sizeof(inner) / sizeof(inner[0]);
+  static_assert(kRememberedFrames <= kInnerCapacity);
+  if (max_frames > kInnerCapacity) max_frames = kInnerCapacity;
+  // Past max_frames the walk goes on, up to what can be remembered, so that the next walk can
+  // reuse the whole of this one even if its own part is deeper or shallower.
+  const size_t walk_limit = max_frames;
+  // The remembered frame to compare with next: stack addresses grow outwards in both walks.
+  int64_t candidate = static_cast<int64_t>(previous.count) - 1;
+  bool any_reads = false;  // some walked frame's rule reads rbp (see mark_needed_fp)
   size_t count = 0;
-  while (count < max_frames) {
+  while (count < walk_limit) {
+    while (candidate >= 0 && previous.frames[candidate].sp < sp) --candidate;
+    if (candidate >= 0 && previous.frames[candidate].sp == sp) {
+      const FrameState& same = previous.frames[candidate];
+      if (same.ip == ip && (!same.rule.needs_fp || same.fp == fp)) {
+        const int reused =
+            reuse_previous(previous, static_cast<size_t>(candidate), fp, inner, count, any_reads, frames, max_frames);
+        if (reused >= 0) return reused;
+        --candidate;  // it no longer holds further out: walk on, and try the frames beyond
+      }
+    }
     ThreadEntry* entry = &mine.slots[(sp >> 4) % kThreadSlots];
     ThreadEntry missed;
     if (__builtin_expect(entry->address != lookup, 0)) {
@@ -147,7 +290,7 @@ HEAPSCOPE_HOT static inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint
         const Rule rule = Rule::decode(rule_for(lookup));
         if (!thread_entry(lookup, rule, *entry)) {
           if (rule.kind == RuleKind::kFrame) return -1;  // too unusual to bother: libunwind
-          missed = ThreadEntry{lookup, 0, 0, rule.kind, 0, 0};
+          missed = ThreadEntry{lookup, StepRule{0, 0, rule.kind, 0, 0, 0}};
           entry = &missed;
         } else {
           set[1] = set[0];
@@ -155,29 +298,32 @@ HEAPSCOPE_HOT static inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint
         }
       }
     }
-    frames[count++] = ip;
-    if (entry->kind == RuleKind::kOutermost) break;
-    if (entry->kind != RuleKind::kFrame) return -1;
-    const auto base = static_cast<CfaBase>(entry->cfa_base);
-    uint64_t cfa;
-    if (base == CfaBase::kRsp) {
-      cfa = sp + static_cast<int64_t>(entry->cfa_offset);
-    } else {
-      if (fp < sp || fp - sp > kMaxFrameBytes) return -1;
-      cfa = fp + static_cast<int64_t>(entry->cfa_offset);
-      if (base == CfaBase::kDerefRbp) cfa = load_word(cfa);
+    if (count < max_frames) frames[count] = ip;
+    inner[count] = FrameState{ip, sp, fp, entry->rule};
+    any_reads |= reads_fp(entry->rule);
+    ++count;
+    if (entry->rule.kind == RuleKind::kOutermost) {
+      remember_walk(previous, inner, count, /*complete=*/true, any_reads);
+      return static_cast<int>(count < max_frames ? count : max_frames);
     }
-    if (cfa <= sp || cfa - sp > kMaxFrameBytes || (cfa & 7) != 0) return -1;
-    const auto rbp_saved = static_cast<RbpSaved>(entry->rbp_saved);
-    if (rbp_saved == RbpSaved::kAtCfa) fp = load_word(cfa + entry->rbp_offset);
-    else if (rbp_saved == RbpSaved::kAtRbp) fp = load_word(fp + entry->rbp_offset);
+    uint64_t cfa;
+    if (entry->rule.kind != RuleKind::kFrame || !step(entry->rule, sp, fp, cfa)) {
+      previous.count = 0;
+      return -1;
+    }
     ip = load_word(cfa - 8);
     sp = cfa;
-    if (ip == 0) break;
+    if (ip == 0) {  // an end without an outermost rule: not remembered
+      previous.count = 0;
+      return static_cast<int>(count < max_frames ? count : max_frames);
+    }
     lookup = ip - 1;
   }
-  return static_cast<int>(count);
+  remember_walk(previous, inner, count, /*complete=*/false, any_reads);
+  return static_cast<int>(count < max_frames ? count : max_frames);
 }
+
+}  // namespace
 
 HEAPSCOPE_HOT __attribute__((noinline)) int fast_backtrace(uint64_t* frames, size_t max_frames) noexcept {
   uint64_t ip;

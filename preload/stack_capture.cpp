@@ -43,15 +43,16 @@ void init_stack_capture(bool fast_unwind) noexcept {
 HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept {
   constexpr size_t kOwnFramesBudget = 8;  // interposer + agent frames above the program's
   uint64_t raw[format::kMaxFrames + kOwnFramesBudget];
-  size_t wanted = max_frames + kOwnFramesBudget;
-  if (wanted > sizeof(raw) / sizeof(raw[0])) wanted = sizeof(raw) / sizeof(raw[0]);
+  const uint64_t* program_frame = fast_walker ? ProgramFrame::current() : nullptr;
   int got = -1;
-  if (fast_walker) {
-    const uint64_t* frame = ProgramFrame::current();
-    got = frame != nullptr ? unwind::fast_backtrace_from(frame[1], reinterpret_cast<uint64_t>(frame + 2), frame[0], raw, wanted)
-                           : unwind::fast_backtrace(raw, wanted);
+  if (program_frame != nullptr) {
+    // From the program's frame: one frame more than kept, for main's wrapper further out.
+    got = unwind::fast_backtrace_from(program_frame[1], reinterpret_cast<uint64_t>(program_frame + 2),
+                                      program_frame[0], raw, max_frames + 1);
+  } else if (fast_walker) {
+    got = unwind::fast_backtrace(raw, max_frames + kOwnFramesBudget);
   }
-  if (got < 0) got = unw_backtrace(reinterpret_cast<void**>(raw), static_cast<int>(wanted));
+  if (got < 0) got = unw_backtrace(reinterpret_cast<void**>(raw), static_cast<int>(max_frames + kOwnFramesBudget));
   size_t first = 0;
   while (first < static_cast<size_t>(got > 0 ? got : 0)) {
     const auto ip = reinterpret_cast<uintptr_t>(raw[first]);

@@ -19,6 +19,8 @@ int shape_unoptimized(int depth, leaf_fn leaf, void* context);
 int shape_alloca(int bytes, leaf_fn leaf, void* context);
 int shape_realigned(int a, int b, int c, int d, int e, int f, int g, int h, leaf_fn leaf, void* context);
 int shape_through_libc(leaf_fn leaf, void* context);
+int shape_caller_a(leaf_fn leaf, void* context);
+int shape_caller_b(leaf_fn leaf, void* context);
 }
 
 namespace heapscope::preload::unwind {
@@ -124,6 +126,38 @@ TEST(FastUnwind, CachedWalksRepeatTheFirst) {
   ASSERT_EQ(recursion(walks[0]).size(), 11u);
   EXPECT_EQ(recursion(walks[0]), recursion(walks[1]));
   EXPECT_EQ(recursion(walks[0]), recursion(walks[2]));
+}
+
+// Each walk may reuse the outer part of the thread's previous one, after checking it still
+// holds. Alternating depths and frame kinds put every kind of partial overlap in front of it:
+// the same frames at other stack addresses, other frames at the same addresses, rbp-based
+// frames whose saved rbp differs.
+TEST(FastUnwind, WalksThatReuseThePreviousOneStillMatchLibunwind) {
+  ASSERT_TRUE(init_rule_cache());
+  const int depths[] = {5, 9, 5, 2, 12, 12, 3, 7, 1, 7, 20, 4};
+  for (int round = 0; round < 3; ++round) {
+    for (int depth : depths) {
+      SCOPED_TRACE(depth);
+      Walks walks;
+      if ((depth + round) % 3 == 0) shape_unoptimized(depth, walk_both, &walks);
+      else if ((depth + round) % 3 == 1) shape_optimized(depth, walk_both, &walks);
+      else shape_alloca(64 * depth, walk_both, &walks);
+      expect_same_stack(walks, 2);
+    }
+  }
+}
+
+// The previous walk's frames sit at the same stack addresses with the same return addresses up
+// to one frame: reusing them must stop there.
+TEST(FastUnwind, ReuseStopsWhereTheStackDiffers) {
+  ASSERT_TRUE(init_rule_cache());
+  Walks first;
+  Walks second;
+  shape_caller_a(walk_both, &first);
+  shape_caller_b(walk_both, &second);
+  expect_same_stack(first, 3);
+  expect_same_stack(second, 3);
+  EXPECT_NE(fast_callers(first), fast_callers(second));
 }
 
 struct FromCallerWalk {

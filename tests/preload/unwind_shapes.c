@@ -71,3 +71,22 @@ __attribute__((noinline)) int shape_through_libc(leaf_fn leaf, void* context) {
   qsort(values, 8, sizeof(int), compare_and_capture);
   return values[0];
 }
+
+// Two callers with the same frame size reaching one function: the second walk meets the first
+// walk's frames at the same stack addresses with the same return addresses up to `shape_middle`,
+// and only the return address into the caller differs.
+__attribute__((noinline)) int shape_middle(int tag, leaf_fn leaf, void* context) {
+  volatile int local = tag;
+  leaf(context);
+  return local;
+}
+
+__attribute__((noinline)) int shape_caller_a(leaf_fn leaf, void* context) {
+  volatile int local = 1;
+  return shape_middle(local, leaf, context) + 1;
+}
+
+__attribute__((noinline)) int shape_caller_b(leaf_fn leaf, void* context) {
+  volatile int local = 2;
+  return shape_middle(local, leaf, context) + 2;
+}
