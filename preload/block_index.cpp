@@ -6,7 +6,6 @@
 namespace heapscope::preload {
 namespace {
 constexpr uint64_t kEmpty = 0;
-constexpr uint64_t kTombstone = 1;
 // Small first tables keep a small live set dense in cache (256 shards x 2 KiB); they double as
 // they fill.
 constexpr size_t kInitialCapacity = 64;
@@ -39,14 +38,13 @@ BlockEntry* BlockIndex::lookup(Shard& shard, uint64_t address) noexcept {
 }
 
 bool BlockIndex::grow(Shard& shard) noexcept {
-  // Mostly tombstones: rehash at the same size. Otherwise double.
-  const size_t capacity = shard.used * 4 < shard.capacity ? shard.capacity : shard.capacity * 2;
+  const size_t capacity = shard.capacity * 2;
   auto* slots = static_cast<BlockEntry*>(sys::map_anonymous(capacity * sizeof(BlockEntry)));
   if (slots == nullptr) return false;
   const size_t mask = capacity - 1;
   for (size_t i = 0; i < shard.capacity; ++i) {
     const BlockEntry& entry = shard.slots[i];
-    if (entry.address == kEmpty || entry.address == kTombstone) continue;
+    if (entry.address == kEmpty) continue;
     size_t j = hash(entry.address) & mask;
     while (slots[j].address != kEmpty) j = (j + 1) & mask;
     slots[j] = entry;
@@ -54,35 +52,45 @@ bool BlockIndex::grow(Shard& shard) noexcept {
   sys::unmap(shard.slots, shard.capacity * sizeof(BlockEntry));
   shard.slots = slots;
   shard.capacity = capacity;
-  shard.tombstones = 0;
   return true;
+}
+
+// Removes the entry at `slot` by shifting later entries of its probe run back (Knuth's
+// algorithm R for linear probing): no tombstones, so probes stay short and a shard whose
+// blocks come and go never needs rehashing (which mapped and unmapped a table: two syscalls).
+void BlockIndex::erase(Shard& shard, BlockEntry* slot) noexcept {
+  const size_t mask = shard.capacity - 1;
+  size_t hole = static_cast<size_t>(slot - shard.slots);
+  for (size_t next = (hole + 1) & mask; shard.slots[next].address != kEmpty; next = (next + 1) & mask) {
+    const size_t home = hash(shard.slots[next].address) & mask;
+    // The entry may fill the hole unless its home lies cyclically in (hole, next].
+    const bool stays = hole <= next ? (hole < home && home <= next) : (hole < home || home <= next);
+    if (stays) continue;
+    shard.slots[hole] = shard.slots[next];
+    hole = next;
+  }
+  shard.slots[hole].address = kEmpty;
+  --shard.used;
 }
 
 bool BlockIndex::insert(const BlockEntry& entry) noexcept {
   Shard& shard = shard_for(shards_, entry.address);
   SpinLockGuard hold(shard.lock);
-  // Keep the load (including tombstones) under one half: probes stay short.
-  if ((shard.used + shard.tombstones + 1) * 2 > shard.capacity && !grow(shard)) return false;
+  // Keep the load under one half: probes stay short.
+  if ((shard.used + 1) * 2 > shard.capacity && !grow(shard)) return false;
   const size_t mask = shard.capacity - 1;
-  size_t i = hash(entry.address) & mask;
-  BlockEntry* reuse = nullptr;
-  for (;; i = (i + 1) & mask) {
+  for (size_t i = hash(entry.address) & mask;; i = (i + 1) & mask) {
     BlockEntry& slot = shard.slots[i];
     if (slot.address == entry.address) {  // stale entry for a recycled address: replace it
       slot = entry;
       return true;
     }
-    if (slot.address == kTombstone && reuse == nullptr) reuse = &slot;
-    if (slot.address == kEmpty) break;
+    if (slot.address == kEmpty) {
+      slot = entry;
+      ++shard.used;
+      return true;
+    }
   }
-  if (reuse != nullptr) {
-    --shard.tombstones;
-  } else {
-    reuse = &shard.slots[i];
-  }
-  *reuse = entry;
-  ++shard.used;
-  return true;
 }
 
 // The verdict on freeing `slot` (under its shard's lock); copies the entry as it is to `out`.
@@ -112,9 +120,7 @@ FreeCheck BlockIndex::take(uint64_t address, uint32_t free_stack_id, BlockEntry&
   const FreeCheck check = verdict(slot, out);
   if (check != FreeCheck::kOk) return check;
   out.free_stack_id = free_stack_id;
-  slot->address = kTombstone;
-  --shard.used;
-  ++shard.tombstones;
+  erase(shard, slot);
   return FreeCheck::kOk;
 }
 
@@ -132,9 +138,7 @@ bool BlockIndex::remove(uint64_t address) noexcept {
   SpinLockGuard hold(shard.lock);
   BlockEntry* slot = lookup(shard, address);
   if (slot == nullptr) return false;
-  slot->address = kTombstone;
-  --shard.used;
-  ++shard.tombstones;
+  erase(shard, slot);
   return true;
 }
 
@@ -151,7 +155,7 @@ void BlockIndex::for_each_locked(void (*visit)(const BlockEntry&, void*), void* 
   for (const Shard& shard : shards_) {
     for (size_t i = 0; i < shard.capacity; ++i) {
       const BlockEntry& entry = shard.slots[i];
-      if (entry.address != kEmpty && entry.address != kTombstone) visit(entry, context);
+      if (entry.address != kEmpty) visit(entry, context);
     }
   }
 }
@@ -172,7 +176,7 @@ void BlockIndex::for_each(void (*visit)(const BlockEntry&, void*), void* context
     SpinLockGuard hold(shard.lock);
     for (size_t i = 0; i < shard.capacity; ++i) {
       const BlockEntry& entry = shard.slots[i];
-      if (entry.address != kEmpty && entry.address != kTombstone) visit(entry, context);
+      if (entry.address != kEmpty) visit(entry, context);
     }
   }
 }
@@ -182,7 +186,7 @@ void BlockIndex::for_each_mutable(void (*visit)(BlockEntry&, void*), void* conte
     SpinLockGuard hold(shard.lock);
     for (size_t i = 0; i < shard.capacity; ++i) {
       BlockEntry& entry = shard.slots[i];
-      if (entry.address != kEmpty && entry.address != kTombstone) visit(entry, context);
+      if (entry.address != kEmpty) visit(entry, context);
     }
   }
 }

@@ -17,7 +17,7 @@ namespace heapscope::preload {
 enum class BlockState : uint8_t { kLive = 1, kQuarantined = 2 };
 
 struct BlockEntry {
-  uint64_t address;         // user pointer; 0 = empty slot, 1 = tombstone
+  uint64_t address;         // user pointer; 0 = empty slot
   uint64_t size;            // requested size, authoritative
   uint32_t alloc_stack_id;
   uint32_t free_stack_id;   // set when quarantined
@@ -82,13 +82,13 @@ class BlockIndex {
     BlockEntry* slots = nullptr;
     size_t capacity = 0;     // power of two
     size_t used = 0;         // live + quarantined
-    size_t tombstones = 0;
   };
   static size_t hash(uint64_t address) noexcept;
   static Shard& shard_for(Shard* shards, uint64_t address) noexcept;
   static BlockEntry* lookup(Shard& shard, uint64_t address) noexcept;
   static FreeCheck verdict(const BlockEntry* slot, BlockEntry& out) noexcept;
   static bool grow(Shard& shard) noexcept;
+  static void erase(Shard& shard, BlockEntry* slot) noexcept;
   Shard shards_[kShards];
 };
 
