@@ -32,6 +32,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// See format::kRingDirEnv.
+std::string ring_base_directory() {
+  const char* chosen = getenv(format::kRingDirEnv);
+  if (chosen != nullptr && *chosen != '\0') return chosen;
+  if (access(format::kSharedMemoryDir, W_OK | X_OK) == 0) return format::kSharedMemoryDir;
+  const char* temporary = getenv("TMPDIR");
+  return temporary != nullptr && *temporary != '\0' ? temporary : "/tmp";
+}
+
 // A private directory for the rings: mkdtemp creates it 0700, so other users can neither read
 // the events nor plant files in it.
 class SessionDirectory {
@@ -39,8 +48,7 @@ class SessionDirectory {
   // Adopts a directory made by someone else (the agent, preloaded alone): removed at the end.
   explicit SessionDirectory(std::string path) : path_(std::move(path)) {}
   SessionDirectory() {
-    const char* base = getenv("TMPDIR");
-    std::string pattern = fmt::format("{}/heapscope.XXXXXX", base != nullptr && *base ? base : "/tmp");
+    std::string pattern = fmt::format("{}/heapscope.XXXXXX", ring_base_directory());
     if (mkdtemp(pattern.data()) == nullptr)
       throw IoError(fmt::format("cannot create a session directory {}: {}", pattern, strerror(errno)));
     path_ = pattern;

@@ -54,6 +54,14 @@ const char* temporary_directory() noexcept {
   return base != nullptr && *base != '\0' ? base : "/tmp";
 }
 
+// Where the session directory goes (see format::kRingDirEnv).
+const char* ring_base_directory() noexcept {
+  const char* chosen = sys::get_env(format::kRingDirEnv);
+  if (chosen != nullptr && *chosen != '\0') return chosen;
+  if (access(format::kSharedMemoryDir, W_OK | X_OK) == 0) return format::kSharedMemoryDir;
+  return temporary_directory();
+}
+
 // Where this code was loaded from: libheapscope.so, or a program linking the agent's code (its
 // unit tests), which never starts a collector.
 const char* own_file() noexcept {
@@ -159,9 +167,9 @@ bool start(Session& session) noexcept {
     return false;
   }
   directory_buffer[0] = '\0';
-  if (!append(directory_buffer, temporary_directory()) || !append(directory_buffer, "/heapscope.XXXXXX") ||
+  if (!append(directory_buffer, ring_base_directory()) || !append(directory_buffer, "/heapscope.XXXXXX") ||
       mkdtemp(directory_buffer) == nullptr) {
-    RawLine().text("heapscope: cannot create a session directory in ").text(temporary_directory())
+    RawLine().text("heapscope: cannot create a session directory in ").text(ring_base_directory())
         .text("; this process is not traced").emit();
     return false;
   }

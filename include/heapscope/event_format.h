@@ -364,4 +364,10 @@ inline constexpr const char* kSessionEnv = "HEAPSCOPE_SESSION";        // direct
 inline constexpr const char* kCollectorPidEnv = "HEAPSCOPE_COLLECTOR";  // collector pid
 inline constexpr const char* kOptionsEnv = "HEAPSCOPE_OPTIONS";         // key=value:key=value
 
+// Where session directories (the rings) are made: HEAPSCOPE_RING_DIR if set, else /dev/shm
+// when it is a writable directory (memory: a ring on a disk file system costs block allocation
+// and writeback for every page the program fills), else TMPDIR, else /tmp.
+inline constexpr const char* kRingDirEnv = "HEAPSCOPE_RING_DIR";
+inline constexpr const char* kSharedMemoryDir = "/dev/shm";
+
 }  // namespace heapscope::format

@@ -839,7 +839,7 @@ TEST(TraceE2E, KilledCollectorLeavesTheProgramRunningAndAPartialTrace) {
   const std::string script = std::string(ALLOC_WORKLOAD) + " 3000000 few && touch " + done;
   const pid_t collector = fork();
   if (collector == 0) {
-    setenv("TMPDIR", tmp.c_str(), 1);
+    setenv("HEAPSCOPE_RING_DIR", tmp.c_str(), 1);
     const int null = open("/dev/null", O_WRONLY);
     dup2(null, 1);
     dup2(null, 2);
@@ -867,7 +867,7 @@ TEST(TraceE2E, KilledCollectorLeavesTheProgramRunningAndAPartialTrace) {
     }
   }
   EXPECT_TRUE(found_workload) << report.report.dump(1);
-  // No ring file the collector had picked up is left in TMPDIR.
+  // No ring file the collector had picked up is left in the ring directory.
   size_t ring_bytes = 0;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(tmp))
     if (entry.is_regular_file()) ring_bytes += entry.file_size();
