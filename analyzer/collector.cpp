@@ -275,13 +275,14 @@ class Collector {
     return added;
   }
 
-  // Drains every open ring; closes those whose process has ended. Returns records delivered.
-  size_t drain() {
+  // Drains every open ring; with `check_ends`, closes those whose process has ended. Returns
+  // records delivered.
+  size_t drain(bool check_ends) {
     size_t delivered = 0;
     for (Ring& ring : rings_) {
       if (ring.closed) continue;
       // Check for the end before draining: whatever was committed before it is then drained.
-      const bool ended = has_ended(ring.pidfd);
+      const bool ended = check_ends && has_ended(ring.pidfd);
       delivered += drain_one(ring);
       if (ended) {
         finish(ring, true);
@@ -402,27 +403,36 @@ void collect_until_done(Collector& collector, pid_t launched, std::chrono::milli
   bool child_running = true;
   Clock::time_point child_end{};
   Clock::time_point last_scan{};
+  Clock::time_point last_end_check{};
   auto idle = std::chrono::microseconds(50);
   for (;;) {
     // Listing the session directory costs a few system calls; while rings are busy, doing it
-    // every 2 ms finds new processes soon enough (their rings buffer meanwhile).
+    // every 2 ms finds new processes soon enough (their rings buffer meanwhile). Asking every
+    // process whether it ended is a poll(2) each: every millisecond is soon enough too, where
+    // every pass over busy rings made the collector spend more time in the kernel than in
+    // decoding.
     bool progress = false;
-    if (Clock::now() - last_scan > std::chrono::milliseconds(2) || !child_running) {
+    const Clock::time_point now = Clock::now();
+    if (now - last_scan > std::chrono::milliseconds(2) || !child_running) {
       progress = collector.discover(launched);
-      last_scan = Clock::now();
+      last_scan = now;
     }
-    progress = collector.drain() > 0 || progress;
-    if (child_running) {
-      if (collector.reap_launched(false)) {
-        child_running = false;
-        child_end = Clock::now();
-        continue;  // one more discovery round for rings made just before the end
+    const bool check_ends = now - last_end_check > std::chrono::milliseconds(1) || !child_running;
+    if (check_ends) last_end_check = now;
+    progress = collector.drain(check_ends) > 0 || progress;
+    if (check_ends) {
+      if (child_running) {
+        if (collector.reap_launched(false)) {
+          child_running = false;
+          child_end = Clock::now();
+          continue;  // one more discovery round for rings made just before the end
+        }
+      } else if (collector.all_closed()) {
+        break;
+      } else if (Clock::now() - child_end > grace) {
+        collector.give_up_waiting();
+        break;
       }
-    } else if (collector.all_closed()) {
-      break;
-    } else if (Clock::now() - child_end > grace) {
-      collector.give_up_waiting();
-      break;
     }
     if (progress) {
       idle = std::chrono::microseconds(50);
