@@ -386,7 +386,7 @@ Quarantine& quarantine() noexcept { return the_agent().quarantine; }
 
 HEAPSCOPE_HOT uint32_t capture_stack_id() noexcept {
   Agent& a = the_agent();
-  uint64_t frames[format::kMaxFrames];
+  uint64_t frames[format::kMaxFrames + kCaptureSlack];
   const size_t count = capture_stack(frames, a.options.max_frames);
   return a.depot.put(frames, count, on_new_stack, nullptr);
 }

@@ -40,33 +40,34 @@ void init_stack_capture(bool fast_unwind) noexcept {
     dl_iterate_phdr(find_own_module, self.dli_fbase);
 }
 
+namespace {
+
+// Keeps at most `max_frames` of `frames[0, count)`, dropping the agent's own (main's wrapper
+// from interpose_exit.cpp, further out, is the only one once the walk starts at the program).
+size_t without_own_frames(uint64_t* frames, size_t count, size_t max_frames) noexcept {
+  size_t kept = 0;
+  for (size_t i = 0; i < count && kept < max_frames; ++i) {
+    if (frames[i] >= own_code_start && frames[i] < own_code_end) continue;
+    frames[kept++] = frames[i];
+  }
+  return kept;
+}
+
+}  // namespace
+
 HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept {
-  constexpr size_t kOwnFramesBudget = 8;  // interposer + agent frames above the program's
-  uint64_t raw[format::kMaxFrames + kOwnFramesBudget];
   const uint64_t* program_frame = fast_walker ? ProgramFrame::current() : nullptr;
-  int got = -1;
   if (program_frame != nullptr) {
     // From the program's frame: one frame more than kept, for main's wrapper further out.
-    got = unwind::fast_backtrace_from(program_frame[1], reinterpret_cast<uint64_t>(program_frame + 2),
-                                      program_frame[0], raw, max_frames + 1);
-  } else if (fast_walker) {
-    got = unwind::fast_backtrace(raw, max_frames + kOwnFramesBudget);
+    const int got = unwind::fast_backtrace_from(program_frame[1], reinterpret_cast<uint64_t>(program_frame + 2),
+                                                program_frame[0], frames, max_frames + 1);
+    if (got >= 0) return without_own_frames(frames, static_cast<size_t>(got), max_frames);
   }
-  if (got < 0) got = unw_backtrace(reinterpret_cast<void**>(raw), static_cast<int>(max_frames + kOwnFramesBudget));
-  size_t first = 0;
-  while (first < static_cast<size_t>(got > 0 ? got : 0)) {
-    const auto ip = reinterpret_cast<uintptr_t>(raw[first]);
-    if (ip < own_code_start || ip >= own_code_end) break;
-    ++first;
-  }
-  size_t count = 0;
-  for (size_t i = first; i < static_cast<size_t>(got) && count < max_frames; ++i) {
-    const auto ip = reinterpret_cast<uintptr_t>(raw[i]);
-    // Further out, the agent's only frame is main's wrapper (interpose_exit.cpp): not shown.
-    if (ip >= own_code_start && ip < own_code_end) continue;
-    frames[count++] = ip;
-  }
-  return count;
+  // From here: the agent's own frames come first.
+  const size_t wanted = max_frames + kCaptureSlack;
+  int got = fast_walker && program_frame == nullptr ? unwind::fast_backtrace(frames, wanted) : -1;
+  if (got < 0) got = unw_backtrace(reinterpret_cast<void**>(frames), static_cast<int>(wanted));
+  return got > 0 ? without_own_frames(frames, static_cast<size_t>(got), max_frames) : 0;
 }
 
 }  // namespace heapscope::preload

@@ -11,7 +11,11 @@ namespace heapscope::preload {
 // Remembers the address range of the agent's own code and which walker to use. Call once at init.
 void init_stack_capture(bool fast_unwind) noexcept;
 
+// The agent's own frames a capture may have to walk before the program's.
+inline constexpr size_t kCaptureSlack = 8;
+
 // Fills `frames` with at most `max_frames` return addresses, innermost first. Returns the count.
+// `frames` must have room for max_frames + kCaptureSlack: the walk writes there directly.
 size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept;
 
 // Where the program called into the agent, per thread. The interposers are built with -fno-omit-
