@@ -21,6 +21,8 @@ constexpr size_t kMaxRecords = 500;
 // inclusive costs of every stack through it: allocated bytes, bytes live at the peak, bytes
 // live at exit, allocation calls.
 struct FlameNode {
+  explicit FlameNode(std::string label) : name(std::move(label)) {}
+
   std::string name;
   uint64_t costs[4] = {0, 0, 0, 0};
   std::map<std::string, size_t> index;  // child name -> position in children
@@ -28,7 +30,7 @@ struct FlameNode {
 
   FlameNode& child(const std::string& label) {
     const auto [found, inserted] = index.emplace(label, children.size());
-    if (inserted) children.push_back(FlameNode{label});
+    if (inserted) children.emplace_back(label);
     return children[found->second];
   }
   void add(const StackCosts& stack) {
@@ -51,7 +53,7 @@ struct FlameNode {
 };
 
 json flame_of(const ProcessModel& model, Symbolizer& symbolizer) {
-  FlameNode root{"all"};
+  FlameNode root("all");
   for (const auto& [stack_id, costs] : model.stack_costs()) {
     if (costs.allocations == 0) continue;
     root.add(costs);
