@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "fast_unwind.h"
+#include "rule_cache.h"
 
 extern "C" int shape_optimized(int depth, void (*leaf)(void*), void* context);
 

@@ -5,25 +5,11 @@
 
 #include "heapscope/event_format.h"
 #include "sys.h"
+#include "rule_cache.h"
 #include "unwind_rules.h"
 
 namespace heapscope::preload::unwind {
 namespace {
-
-// A direct-mapped cache from code address to encoded rule. Readers validate a slot the way a
-// seqlock does, with the address as the sequence: writers clear the address, store the rule,
-// then store the address (release), so a reader that sees the same address before and after
-// reading the rule read that address's rule.
-struct Slot {
-  std::atomic<uint64_t> address;
-  std::atomic<uint64_t> rule;
-};
-constexpr unsigned kSlotBits = 16;  // 1 MiB, mapped NORESERVE: only slots in use cost memory
-constexpr size_t kSlots = size_t{1} << kSlotBits;
-
-Slot* slots = nullptr;
-std::atomic<bool> writing{false};
-std::atomic<uint32_t> rules_generation{1};  // bumped by forget_rules
 
 // Each thread's own cache in front of the shared one, indexed by the frame's stack address.
 // The walk is a chain of dependent loads, so where each rule comes from sets its speed: the
@@ -95,63 +81,10 @@ struct ThreadRules {
 };
 [[gnu::tls_model("initial-exec")]] thread_local ThreadRules thread_rules;
 
-inline Slot& slot_for(uint64_t address) noexcept {
-  return slots[(address * 0x9e3779b97f4a7c15ull) >> (64 - kSlotBits)];
-}
-
-inline bool cached(uint64_t address, uint64_t& rule) noexcept {
-  Slot& slot = slot_for(address);
-  if (slot.address.load(std::memory_order_acquire) != address) return false;
-  rule = slot.rule.load(std::memory_order_acquire);
-  return slot.address.load(std::memory_order_relaxed) == address;
-}
-
-void remember(uint64_t address, uint64_t rule) noexcept {
-  // A try-lock: a busy writer (another thread, or the frame this signal handler interrupted)
-  // means this rule is simply not cached this time.
-  if (writing.exchange(true, std::memory_order_acquire)) return;
-  Slot& slot = slot_for(address);
-  slot.address.store(0, std::memory_order_relaxed);
-  slot.rule.store(rule, std::memory_order_release);
-  slot.address.store(address, std::memory_order_release);
-  writing.store(false, std::memory_order_release);
-}
-
-inline uint64_t rule_for(uint64_t address) noexcept {
-  uint64_t word = 0;
-  if (cached(address, word)) return word;
-  word = find_rule(address).encode();
-  remember(address, word);
-  return word;
-}
-
 inline uint64_t load_word(uint64_t address) noexcept { return *reinterpret_cast<const uint64_t*>(address); }
 
 // A frame or frame pointer further than this above the stack pointer is not a frame.
 constexpr uint64_t kMaxFrameBytes = uint64_t{1} << 30;
-
-}  // namespace
-
-bool init_rule_cache() noexcept {
-  if (slots != nullptr) return true;
-  slots = static_cast<Slot*>(sys::map_anonymous(kSlots * sizeof(Slot)));
-  return slots != nullptr;
-}
-
-void forget_rules() noexcept {
-  if (slots == nullptr) return;
-  while (writing.exchange(true, std::memory_order_acquire)) {
-  }
-  for (size_t i = 0; i < kSlots; ++i) {
-    // Only touched slots are written: untouched pages stay unbacked.
-    if (slots[i].address.load(std::memory_order_relaxed) != 0)
-      slots[i].address.store(0, std::memory_order_relaxed);
-  }
-  rules_generation.fetch_add(1, std::memory_order_release);
-  writing.store(false, std::memory_order_release);
-}
-
-namespace {
 
 // Applies `rule` to a frame: its caller's stack pointer (the CFA) and rbp. false: not a frame.
 HEAPSCOPE_HOT inline bool step(const StepRule& rule, uint64_t sp, uint64_t& fp, uint64_t& cfa) noexcept {
@@ -246,9 +179,9 @@ HEAPSCOPE_HOT int reuse_previous(PreviousWalk& previous, size_t match, uint64_t 
 // finds that function's rule, not the next one's.
 HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lookup, uint64_t* frames,
                               size_t max_frames) noexcept {
-  if (slots == nullptr) return -1;
+  if (!rule_cache_ready()) return -1;
   ThreadRules& mine = thread_rules;
-  const uint32_t generation = rules_generation.load(std::memory_order_acquire);
+  const uint32_t generation = rules_generation();
   if (mine.generation != generation) {
     for (ThreadEntry& entry : mine.slots) entry.address = 0;
     for (auto& set : mine.sets) set[0].address = set[1].address = 0;
@@ -287,7 +220,7 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
       } else if (set[1].address == lookup) {
         *entry = set[1];
       } else {
-        const Rule rule = Rule::decode(rule_for(lookup));
+        const Rule rule = Rule::decode(shared_rule(lookup));
         if (!thread_entry(lookup, rule, *entry)) {
           if (rule.kind == RuleKind::kFrame) return -1;  // too unusual to bother: libunwind
           missed = ThreadEntry{lookup, StepRule{0, 0, rule.kind, 0, 0, 0}};

@@ -2,19 +2,14 @@
 // of unwind rules (unwind_rules.h, backed by a lock-free shared cache) and a load from the
 // stack; where a walk meets a frame of the thread's previous walk, the rest of that walk is
 // checked word by word and reused. libunwind's cached walk costs about 6.3 ns a frame on our
-// bench machine; this one 3.5 without reuse and 1.6 when the whole stack repeats
+// bench machine; this one 3.5 without reuse and 1.3 when the whole stack repeats
 // (bench/unwind_bench.cpp). That matters with a 30-frame stack on every malloc and free.
-// Hot path: no malloc, no locks (cache writers take a try-lock and skip caching when it is
-// busy, so a signal handler interrupting a writer never waits).
+// Hot path: no malloc, no locks (see rule_cache.h for the shared cache behind it).
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
 namespace heapscope::preload::unwind {
-
-// Maps the rule cache. Call once at init; false when the mapping failed (then fast_backtrace
-// always declines).
-bool init_rule_cache() noexcept;
 
 // Fills `frames` with up to `max_frames` instruction addresses, innermost (inside this
 // function's caller chain, starting with fast_backtrace's own frame) first. Returns the count,
@@ -27,8 +22,5 @@ int fast_backtrace(uint64_t* frames, size_t max_frames) noexcept;
 // `frame_pointer` the caller's rbp.
 int fast_backtrace_from(uint64_t return_address, uint64_t stack_pointer, uint64_t frame_pointer,
                         uint64_t* frames, size_t max_frames) noexcept;
-
-// Drops every cached rule: after dlclose the same addresses may hold other code.
-void forget_rules() noexcept;
 
 }  // namespace heapscope::preload::unwind

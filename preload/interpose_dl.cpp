@@ -3,7 +3,7 @@
 #include <dlfcn.h>
 
 #include "agent.h"
-#include "fast_unwind.h"
+#include "rule_cache.h"
 #include "reentrancy_guard.h"
 #include "sys.h"
 

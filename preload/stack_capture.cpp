@@ -3,6 +3,7 @@
 #include "stack_capture.h"
 
 #include "fast_unwind.h"
+#include "rule_cache.h"
 #include "sys.h"
 
 #include <dlfcn.h>

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fast_unwind.h"
+#include "rule_cache.h"
 #include "unwind_rules.h"
 
 extern "C" {
