@@ -6,7 +6,9 @@ way a compact writer could, and prints bytes per event before and after zstd (le
 collector's). Two encodings, both with a tag byte (kind, same thread as before, time changed,
 api), varint thread id and time delta when they change, and varint size and stack id:
   addr:  addresses as zigzag deltas from the previous allocation's address;
-  index: frees name their allocation by how many allocations ago it was (no address).
+  index: frees name their allocation by how many allocations ago it was (no address);
+  info:  as index, and allocations carry no address: (size, stack, api) is numbered the first
+         time it occurs (heaptrack's allocation-info dedup) and named by that number after.
 usage: bench/trace_encoding_sim.py TRACE.trace.zst   (needs the zstd command)
 """
 import struct
@@ -47,6 +49,7 @@ def zigzag(value):
 def encode(events, mode):
     out = bytearray()
     last_time, last_thread, last_address, ordinal, live = 0, None, 0, 0, {}
+    infos = {}
     for kind, time, thread, api, address, length, stack in events:
         tag = (kind == "free") | (thread == last_thread) << 1 | (time != last_time) << 2 | (api & 15) << 3
         out.append(tag)
@@ -55,14 +58,26 @@ def encode(events, mode):
         if time != last_time:
             varint(max(0, time - last_time), out)
         last_time, last_thread = time, thread
-        if kind == "alloc":
+        if kind == "alloc" and mode == "info":
+            key = (length, stack, api)
+            number = infos.get(key)
+            if number is None:  # 0, then the definition; the reader numbers them in order
+                infos[key] = number = len(infos) + 1
+                varint(0, out)
+                varint(length, out)
+                varint(stack, out)
+            else:
+                varint(number, out)
+            ordinal += 1
+            live[address] = ordinal
+        elif kind == "alloc":
             varint(zigzag(address - last_address), out)
             last_address = address
             varint(length, out)
             varint(stack, out)
             ordinal += 1
             live[address] = ordinal
-        elif mode == "index":
+        elif mode in ("index", "info"):
             born = live.pop(address, None)
             varint(ordinal - born if born else 0, out)
         else:
@@ -83,7 +98,7 @@ def main():
         sys.exit("no alloc or free records in " + sys.argv[1])
     count = len(events)
     print(f"{count} alloc/free events; the trace as written: {len(body) / count:.2f} bytes per event (all records)")
-    for mode in ("addr", "index"):
+    for mode in ("addr", "index", "info"):
         packed = encode(events, mode)
         print(f"{mode:>5}: {len(packed) / count:.2f} bytes per event raw, {zstd_size(packed) / count:.2f} after zstd")
 
