@@ -33,6 +33,7 @@ size_t fixed_size(EventKind kind) {
     case EventKind::kThreadStart:
     case EventKind::kThreadExit: return sizeof(format::ThreadEvent);
     case EventKind::kModuleUnload: return sizeof(format::ModuleUnloadEvent);
+    case EventKind::kPacked: return sizeof(format::PackedEvent);
   }
   return 0;
 }
@@ -55,6 +56,7 @@ uint64_t announced_payload(const RecordView& record) {
     case EventKind::kExec: return record.as<format::ExecEvent>().path_bytes;
     case EventKind::kLeakKinds:
       return uint64_t{record.as<format::LeakKindsEvent>().count} * sizeof(format::LeakKindEntry);
+    case EventKind::kPacked: return record.as<format::PackedEvent>().bytes;
     default: return 0;
   }
 }
@@ -84,6 +86,7 @@ const char* kind_name(format::EventKind kind) noexcept {
     case EventKind::kThreadStart: return "thread-start";
     case EventKind::kThreadExit: return "thread-exit";
     case EventKind::kModuleUnload: return "module-unload";
+    case EventKind::kPacked: return "packed";
   }
   return "unknown";
 }

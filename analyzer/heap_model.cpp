@@ -89,6 +89,7 @@ void ProcessModel::apply(const RecordView& record) {
     case EventKind::kLeakScanEnd: return on_leak_scan_end(record.as<format::LeakScanEndEvent>());
     case EventKind::kPadding:
     case EventKind::kEnding:  // the collector's, handled by the trace reader
+    case EventKind::kPacked:  // unpacked by the trace reader into alloc and free records
       return;
   }
 }

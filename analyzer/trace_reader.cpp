@@ -1,6 +1,8 @@
 // Trace file reading (see trace_reader.h).
 #include "trace_reader.h"
 
+#include "packed_events.h"
+
 #include <zstd.h>
 
 #include <cerrno>
@@ -35,9 +37,9 @@ TraceSummary read_trace(const std::string& path, const std::function<void(const 
   if (got == 0) throw FormatError(fmt::format("{} is empty, not a heapscope trace", path));
   if (got < sizeof(header) || memcmp(header.magic, format::kTraceMagic, sizeof(header.magic)) != 0)
     throw FormatError(fmt::format("{} is not a heapscope trace", path));
-  if (header.version != format::kFormatVersion)
-    throw FormatError(fmt::format("{} was written with event format version {}; this heapscope reads version {}",
-                                  path, header.version, format::kFormatVersion));
+  if (header.version < format::kOldestTraceVersion || header.version > format::kFormatVersion)
+    throw FormatError(fmt::format("{} was written with event format version {}; this heapscope reads versions {} to {}",
+                                  path, header.version, format::kOldestTraceVersion, format::kFormatVersion));
   if (header.header_size != sizeof(header) || header.compression != 1)
     throw FormatError(fmt::format("{} has an inconsistent trace header", path));
 
@@ -49,6 +51,7 @@ TraceSummary read_trace(const std::string& path, const std::function<void(const 
   std::vector<std::byte> buffer(chunk + (1u << 20));  // room for a chunk after a partial record
   size_t filled = 0;      // bytes of buffer holding undecoded-by-us records
   TraceSummary summary;
+  EventUnpacker unpacker;
   uint64_t offset = 0;    // of buffer[0] in the decompressed stream
   size_t frame_remaining = 0;
 
@@ -72,8 +75,19 @@ TraceSummary read_trace(const std::string& path, const std::function<void(const 
         }
       }();
       if (record.kind == format::EventKind::kEnding) summary.ending = record.as<format::EndingEvent>();
-      deliver(record);
-      ++summary.records;
+      if (record.kind == format::EventKind::kPacked) {
+        const uint64_t before = unpacker.events();
+        try {
+          unpacker.unpack(record, deliver);
+        } catch (const FormatError& error) {
+          throw FormatError(fmt::format("{}: {} at byte {} of the stream", path, error.what(), offset + position));
+        }
+        summary.records += unpacker.events() - before;
+      } else {
+        if (record.kind == format::EventKind::kAlloc) unpacker.note_unpacked_alloc();
+        deliver(record);
+        ++summary.records;
+      }
       position += size;
     }
     memmove(buffer.data(), buffer.data() + position, filled - position);
@@ -85,14 +99,15 @@ TraceSummary read_trace(const std::string& path, const std::function<void(const 
   const uint64_t file_size = static_cast<uint64_t>(std::ftell(file.get()));
   std::fseek(file.get(), sizeof(header), SEEK_SET);
   uint64_t file_read = sizeof(header);
-  uint64_t next_progress = 64ull << 20;
+  constexpr uint64_t kProgressStep = 4ull << 20;  // of the file: a second or so of reading
+  uint64_t next_progress = kProgressStep;
   for (;;) {
     const size_t read = std::fread(input.data(), 1, input.size(), file.get());
     if (read == 0) break;
     file_read += read;
-    if (progress && offset >= next_progress) {
+    if (progress && file_read >= next_progress) {
       progress(file_read, file_size);
-      next_progress = offset + (64ull << 20);
+      next_progress = file_read + kProgressStep;
     }
     ZSTD_inBuffer in{input.data(), read, 0};
     while (in.pos < in.size) {

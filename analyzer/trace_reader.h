@@ -19,8 +19,8 @@ struct TraceSummary {
 
 // Throws IoError (unreadable), FormatError (not a trace, a version we do not read, a corrupt
 // stream or record), each with a message naming the file.
-// `progress`, when given, is called about every 64 MiB of decompressed records with the bytes
-// of the file read so far and its size.
+// `progress`, when given, is called about every 4 MiB of the file with the bytes of the file
+// read so far and its size.
 using TraceProgress = std::function<void(uint64_t file_bytes_read, uint64_t file_size)>;
 TraceSummary read_trace(const std::string& path, const std::function<void(const RecordView&)>& deliver,
                         const TraceProgress& progress = {});

@@ -62,25 +62,32 @@ void TraceWriter::compress(const void* data, size_t bytes, Boundary boundary) {
 }
 
 void TraceWriter::append(std::span<const std::byte> record) {
+  // Counted as the records arrive, before packing: what a dying collector can lose stays
+  // bounded in events, however well they pack.
   unflushed_ += record.size();
-  const bool flush = unflushed_ >= kFlushBytes;
-  if (flush) {
+  packer_.add(record);
+  if (unflushed_ >= kFlushBytes) {
+    packer_.flush();
     unflushed_ = 0;
     last_flush_ = std::chrono::steady_clock::now();
+    compress(nullptr, 0, Boundary::kFlush);
   }
-  compress(record.data(), record.size(), flush ? Boundary::kFlush : Boundary::kNone);
 }
 
+void TraceWriter::write(std::span<const std::byte> record) { compress(record.data(), record.size(), Boundary::kNone); }
+
 void TraceWriter::flush_if_stale() {
-  if (file_ == nullptr || unflushed_ == 0) return;
+  if (file_ == nullptr || (unflushed_ == 0 && !packer_.pending())) return;
   const auto now = std::chrono::steady_clock::now();
   if (now - last_flush_ < std::chrono::seconds(1)) return;
+  packer_.flush();
   unflushed_ = 0;
   last_flush_ = now;
   compress(nullptr, 0, Boundary::kFlush);
 }
 
 void TraceWriter::finish(const format::EndingEvent& ending) {
+  packer_.flush();
   compress(&ending, sizeof(ending), Boundary::kEnd);
   if (fclose(file_) != 0) {
     file_ = nullptr;

@@ -1,5 +1,6 @@
 // Writes one process image's trace file (format in include/heapscope/event_format.h): header,
-// then its records through a zstd stream. Files are created 0600 without following symlinks.
+// then its records through a zstd stream, alloc and free events packed (packed_events.h).
+// Files are created 0600 without following symlinks.
 #pragma once
 #include <chrono>
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <string>
 
 #include "heapscope/event_format.h"
+#include "packed_events.h"
 
 struct ZSTD_CCtx_s;
 
@@ -32,16 +34,19 @@ class TraceWriter {
 
  private:
   enum class Boundary { kNone, kFlush, kEnd };
+  void write(std::span<const std::byte> record);
   void compress(const void* data, size_t bytes, Boundary boundary);
   std::string path_;
   std::FILE* file_ = nullptr;
   ZSTD_CCtx_s* stream_ = nullptr;
   std::string buffer_;  // compressed output staging
-  // Uncompressed bytes since the last flush. Flushing every kFlushBytes makes everything before
-  // it decodable even if the collector dies mid-run (a compressed block is all or nothing).
+  // Bytes of records (as they came, before packing) since the last flush. Flushing every
+  // kFlushBytes makes everything before it decodable even if the collector dies mid-run (a
+  // compressed block is all or nothing).
   size_t unflushed_ = 0;
   static constexpr size_t kFlushBytes = 256 * 1024;
   std::chrono::steady_clock::time_point last_flush_ = std::chrono::steady_clock::now();
+  EventPacker packer_{[this](std::span<const std::byte> record) { write(record); }};
 };
 
 }  // namespace heapscope::analyzer

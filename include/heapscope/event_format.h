@@ -10,7 +10,8 @@
 namespace heapscope::format {
 
 inline constexpr uint32_t kRingMagic = 0x48534352;  // "HSCR"
-inline constexpr uint16_t kFormatVersion = 8;       // bump on ANY layout change below
+inline constexpr uint16_t kFormatVersion = 9;       // bump on ANY layout change below
+inline constexpr uint16_t kOldestTraceVersion = 8;  // trace files from here on are still read
 inline constexpr uint32_t kMaxFrames = 64;          // frames per captured stack, hard limit
 inline constexpr uint32_t kMaxPath = 1024;          // bytes of a module path or command line kept
 
@@ -69,6 +70,7 @@ enum class EventKind : uint16_t {  // 0 = slot not yet committed
   kThreadStart = 19,  // ThreadEvent: a thread made with pthread_create starts running
   kThreadExit = 20,   // ThreadEvent: such a thread ends (returns or calls pthread_exit)
   kModuleUnload = 21, // ModuleUnloadEvent: a module sent before is no longer loaded (dlclose)
+  kPacked = 22,       // PackedEvent + packed alloc/free events: trace files only (docs/trace-format.md)
 };
 
 struct EventHeader {
@@ -251,6 +253,18 @@ enum class LeakKind : uint8_t {
   kReachable = 4,  // a chain of pointers to block starts leads to it from a root
 };
 
+// Trace files only: a run of alloc and free events packed by the collector's trace writer
+// (analyzer/packed_events.h), `bytes` of them after this struct, then zero padding. In a trace
+// written this way every alloc, free, ignore and leak-kind record names a block by its ordinal
+// (1 for the first allocation of the process image, 2 for the next...) instead of its address:
+// addresses of blocks are never reported, and ordinals pack far better.
+struct PackedEvent {
+  EventHeader header;     // time_ns: that of the first event
+  uint32_t bytes;         // packed bytes that follow
+  uint32_t events;        // how many events they hold
+};
+static_assert(sizeof(PackedEvent) == 24);
+
 struct LeakKindEntry {
   uint64_t address;       // a live block's user pointer
   uint8_t kind;           // LeakKind
@@ -321,7 +335,7 @@ static_assert(kIsRecord<ProcessEvent> && kIsRecord<ModuleEvent> && kIsRecord<Sta
               kIsRecord<ExitEvent> && kIsRecord<ExecEvent> && kIsRecord<AgentEndEvent> &&
               kIsRecord<FatalSignalEvent> && kIsRecord<PhaseEvent> && kIsRecord<IgnoreEvent> &&
               kIsRecord<SampleEvent> && kIsRecord<LeakKindsEvent> && kIsRecord<LeakScanEndEvent> &&
-              kIsRecord<ThreadEvent> && kIsRecord<ModuleUnloadEvent>);
+              kIsRecord<ThreadEvent> && kIsRecord<ModuleUnloadEvent> && kIsRecord<PackedEvent>);
 
 // Rounds a record size up to the 8-byte multiple the ring requires.
 constexpr uint32_t record_size(size_t bytes) { return static_cast<uint32_t>((bytes + 7) & ~size_t{7}); }

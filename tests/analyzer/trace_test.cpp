@@ -38,7 +38,9 @@ TEST(Trace, RoundTripsRecordsInOrderAcrossFlushes) {
   uint64_t expected = 1;
   const TraceSummary summary = read_trace(path, [&](const RecordView& record) {
     if (record.kind == format::EventKind::kAlloc) {
-      EXPECT_EQ(record.as<format::AllocEvent>().address, 16 * expected++);
+      // Packed: a block is named by its ordinal, and its size and stack come back as written.
+      EXPECT_EQ(record.as<format::AllocEvent>().address, expected);
+      EXPECT_EQ(record.as<format::AllocEvent>().size, expected++);
     }
   });
   EXPECT_EQ(expected, 20001u);
@@ -67,6 +69,31 @@ TEST(Trace, CutShortTraceHasNoEnding) {
   }
   const TraceSummary summary = read_trace(path, [](const RecordView&) {});
   EXPECT_FALSE(summary.ending.has_value());
+}
+
+// Version 8 traces (records unpacked, blocks by address) read as they always did; anything
+// older or newer is refused.
+TEST(Trace, ReadsVersionsFromTheOldestKeptToTheCurrent) {
+  const std::string path = fresh_path("heapscope-versions.trace.zst");
+  test::RecordBuilder records;
+  {
+    TraceWriter writer(path, 9);
+    writer.append(records.alloc(0x1000, 10, 1).bytes);
+    writer.finish(ending_with(0));
+  }
+  auto read_as = [&](uint16_t version) {
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(offsetof(format::TraceFileHeader, version));
+    file.write(reinterpret_cast<const char*>(&version), sizeof(version));
+    file.close();
+    uint64_t allocations = 0;
+    read_trace(path, [&](const RecordView& record) { allocations += record.kind == format::EventKind::kAlloc; });
+    return allocations;
+  };
+  EXPECT_EQ(read_as(format::kOldestTraceVersion), 1u);
+  EXPECT_EQ(read_as(format::kFormatVersion), 1u);
+  EXPECT_THROW(read_as(format::kOldestTraceVersion - 1), FormatError);
+  EXPECT_THROW(read_as(format::kFormatVersion + 1), FormatError);
 }
 
 }  // namespace

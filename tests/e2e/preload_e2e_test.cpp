@@ -594,8 +594,10 @@ TEST(TraceE2E, ATruncatedTraceStillReportsWhatItHolds) {
   EXPECT_NE(report.err.find("reporting what it holds"), std::string::npos) << report.err;
   const json& process = report.report["processes"][0];
   EXPECT_EQ(process["complete"], false);
-  // The writer flushes every 256 KiB of records: about half of them survive the cut.
-  EXPECT_GT(process["summary"]["allocations"].get<int>(), 20000);
+  // The writer flushes every 256 KiB of records (about 6,500 events), so what came before the
+  // last flush in the first half survives. How many that is depends on how well the events
+  // packed: threads that ran one at a time pack to a few bytes per thousand.
+  EXPECT_GT(process["summary"]["allocations"].get<int>(), 1000);
   EXPECT_LT(process["summary"]["allocations"].get<int>(), 80000);
 }
 
@@ -817,7 +819,7 @@ TEST(ClientApiE2E, VerifyIgnoreAndPhasesUnderHeapscope) {
 TEST(TraceE2E, BigTraceShowsProgressOnATerminalOnly) {
   if (!program_exists("script")) GTEST_SKIP() << "script(1) is needed to run under a terminal";
   RunOutput run;
-  const std::string dir = run_with_traces({ALLOC_WORKLOAD, "1000000", "few"}, run);  // ~80 MiB of records
+  const std::string dir = run_with_traces({ALLOC_WORKLOAD, "1000000", "few"}, run);  // a 5 MB trace
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const RunOutput terminal =
       run_native({"script", "-qec", heapscope_binary() + " report --quiet " + dir, "/dev/null"});

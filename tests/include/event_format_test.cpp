@@ -12,7 +12,8 @@ namespace {
 
 TEST(EventFormat, VersionAndMagic) {
   EXPECT_EQ(kRingMagic, 0x48534352u);  // "HSCR"
-  EXPECT_EQ(kFormatVersion, 8);
+  EXPECT_EQ(kFormatVersion, 9);
+  EXPECT_EQ(kOldestTraceVersion, 8);
 }
 
 TEST(EventFormat, HeaderLayoutIsPinned) {
