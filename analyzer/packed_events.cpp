@@ -1,10 +1,11 @@
 // Packing and unpacking of alloc and free events (see packed_events.h). The layout of a packed
 // event, documented in docs/trace-format.md:
 //   tag byte: bit 0 free (else alloc), bit 1 thread follows, bit 2 time delta follows,
-//             bits 3-7 the api (format::Api)
+//             bits 3-6 the api (format::Api), bit 7 (allocs) the info follows in full
 //   [varint thread id] [varint zigzag(time - previous event's time)]
-//   alloc: varint info number; 0 = a new info follows (varint size, varint stack id,
-//          varint alignment, byte family), numbered 1, 2, ... in order of appearance
+//   alloc: with bit 7, varint size, varint stack id, varint alignment, byte family: the info,
+//          which then takes its slot (info_slot) in the table; else a little-endian u16: the
+//          slot of its info
 //   free:  varint (allocations so far - the block's ordinal + 1); 0 = a block never allocated
 //          in this trace (inherited over fork, say)
 #include "packed_events.h"
@@ -24,6 +25,8 @@ constexpr uint8_t kTagFree = 1;
 constexpr uint8_t kTagThread = 2;
 constexpr uint8_t kTagTime = 4;
 constexpr unsigned kTagApiShift = 3;
+constexpr uint8_t kTagApiMask = 0x0f;
+constexpr uint8_t kTagInfo = 0x80;
 constexpr size_t kMaxPackedBytes = 64 * 1024;  // per record: far under the reader's 1 MiB limit
 
 void put_varint(std::vector<uint8_t>& out, uint64_t value) {
@@ -63,23 +66,34 @@ class PackedReader {
 
 }  // namespace
 
-size_t EventPacker::InfoHash::operator()(const Info& info) const noexcept {
-  uint64_t hash = info.size * 0x9e3779b97f4a7c15ull;
-  hash ^= (uint64_t{info.stack_id} << 32 | info.alignment) + 0x165667b19e3779f9ull + (hash << 6) + (hash >> 2);
-  return static_cast<size_t>(hash ^ info.family);
+size_t info_slot(const AllocationInfo& info) noexcept {
+  uint64_t hash = (info.size + 1) * 0x9e3779b97f4a7c15ull;
+  hash ^= (uint64_t{info.stack_id} << 32 | info.alignment_family) * 0xc2b2ae3d27d4eb4full;
+  hash ^= hash >> 29;
+  return static_cast<size_t>((hash * 0x165667b19e3779f9ull) >> (64 - kInfoSlotBits));
 }
+
+namespace {
+
+// The info of an allocation; false when it cannot have one (a slot-less, malformed info).
+bool info_of(uint64_t size, uint32_t stack_id, uint32_t alignment, uint8_t family, AllocationInfo& info) {
+  if (size == UINT64_MAX || alignment >= (1u << 24)) return false;
+  info = AllocationInfo{size, stack_id, alignment << 8 | family};
+  return true;
+}
+
+}  // namespace
 
 uint64_t EventPacker::ordinal_of(uint64_t address) const {
   const uint64_t* ordinal = live_.find(address);
   return ordinal == nullptr ? 0 : *ordinal;
 }
 
-void EventPacker::begin_event(const format::EventHeader& header, bool free, uint8_t api, uint32_t thread_id) {
+void EventPacker::begin_event(const format::EventHeader& header, uint8_t tag, uint32_t thread_id) {
   if (events_ == 0) first_time_ = header.time_ns;
   const bool new_thread = thread_id != last_thread_;
   const bool new_time = header.time_ns != last_time_;
-  packed_.push_back(static_cast<uint8_t>((free ? kTagFree : 0) | (new_thread ? kTagThread : 0) |
-                                         (new_time ? kTagTime : 0) | (api << kTagApiShift)));
+  packed_.push_back(static_cast<uint8_t>(tag | (new_thread ? kTagThread : 0) | (new_time ? kTagTime : 0)));
   if (new_thread) put_varint(packed_, thread_id);
   if (new_time) put_varint(packed_, zigzag(static_cast<int64_t>(header.time_ns - last_time_)));
   last_thread_ = thread_id;
@@ -88,18 +102,22 @@ void EventPacker::begin_event(const format::EventHeader& header, bool free, uint
 }
 
 bool EventPacker::pack_alloc(const format::AllocEvent& event) {
-  if (event.header.flags != 0 || event.api >= 32) return false;
-  begin_event(event.header, false, event.api, event.thread_id);
-  const Info info{event.size, event.stack_id, event.alignment, event.family};
-  const auto [found, added] = infos_.try_emplace(info, static_cast<uint32_t>(infos_.size() + 1));
-  if (added) {
-    put_varint(packed_, 0);
-    put_varint(packed_, info.size);
-    put_varint(packed_, info.stack_id);
-    put_varint(packed_, info.alignment);
-    packed_.push_back(info.family);
+  AllocationInfo info;
+  if (event.header.flags != 0 || event.api > kTagApiMask ||
+      !info_of(event.size, event.stack_id, event.alignment, event.family, info))
+    return false;
+  const size_t slot = info_slot(info);
+  const bool known = infos_[slot] == info;
+  begin_event(event.header, static_cast<uint8_t>((known ? 0 : kTagInfo) | event.api << kTagApiShift), event.thread_id);
+  if (known) {
+    packed_.push_back(static_cast<uint8_t>(slot));
+    packed_.push_back(static_cast<uint8_t>(slot >> 8));
   } else {
-    put_varint(packed_, found->second);
+    put_varint(packed_, event.size);
+    put_varint(packed_, event.stack_id);
+    put_varint(packed_, event.alignment);
+    packed_.push_back(event.family);
+    infos_[slot] = info;
   }
   bool fresh = false;
   live_.try_emplace(event.address, fresh) = ++allocations_;
@@ -107,8 +125,8 @@ bool EventPacker::pack_alloc(const format::AllocEvent& event) {
 }
 
 bool EventPacker::pack_free(const format::FreeEvent& event) {
-  if (event.header.flags != 0 || event.api >= 32) return false;
-  begin_event(event.header, true, event.api, event.thread_id);
+  if (event.header.flags != 0 || event.api > kTagApiMask) return false;
+  begin_event(event.header, static_cast<uint8_t>(kTagFree | event.api << kTagApiShift), event.thread_id);
   const uint64_t ordinal = ordinal_of(event.address);
   put_varint(packed_, ordinal == 0 ? 0 : allocations_ - ordinal + 1);
   if (ordinal != 0) live_.erase(event.address);
@@ -205,7 +223,7 @@ void EventUnpacker::unpack(const RecordView& packed, const std::function<void(co
       last_thread_ = static_cast<uint32_t>(thread);
     }
     if ((tag & kTagTime) != 0) last_time_ += static_cast<uint64_t>(unzigzag(reader.varint()));
-    const auto api = static_cast<uint8_t>(tag >> kTagApiShift);
+    const auto api = static_cast<uint8_t>((tag >> kTagApiShift) & kTagApiMask);
     if ((tag & kTagFree) != 0) {
       const uint64_t distance = reader.varint();
       if (distance > allocations_ + 1) throw FormatError(fmt::format("packed free of a block {} allocations ago", distance));
@@ -216,30 +234,30 @@ void EventUnpacker::unpack(const RecordView& packed, const std::function<void(co
       event.api = api;
       deliver(RecordView{format::EventKind::kFree, std::as_bytes(std::span(&event, 1))});
     } else {
-      const uint64_t number = reader.varint();
-      if (number == 0) {
-        Info info{};
-        info.size = reader.varint();
+      AllocationInfo info;
+      if ((tag & kTagInfo) != 0) {
+        const uint64_t size = reader.varint();
         const uint64_t stack = reader.varint();
         const uint64_t alignment = reader.varint();
-        if (stack > UINT32_MAX || alignment > UINT32_MAX) throw FormatError("packed allocation info out of range");
-        info.stack_id = static_cast<uint32_t>(stack);
-        info.alignment = static_cast<uint32_t>(alignment);
-        info.family = reader.byte();
-        infos_.push_back(info);
-      } else if (number > infos_.size()) {
-        throw FormatError(fmt::format("packed allocation names info {} of {}", number, infos_.size()));
+        const uint8_t family = reader.byte();
+        if (stack > UINT32_MAX || alignment > UINT32_MAX ||
+            !info_of(size, static_cast<uint32_t>(stack), static_cast<uint32_t>(alignment), family, info))
+          throw FormatError("packed allocation info out of range");
+        infos_[info_slot(info)] = info;
+      } else {
+        const size_t slot = reader.byte();
+        info = infos_[slot | size_t{reader.byte()} << 8];
+        if (info.size == UINT64_MAX) throw FormatError(fmt::format("packed allocation names empty info slot {}", slot));
       }
-      const Info& info = number == 0 ? infos_.back() : infos_[number - 1];
       format::AllocEvent event{};
       event.header = {static_cast<uint16_t>(format::EventKind::kAlloc), 0, sizeof(event), last_time_};
       event.address = ++allocations_;
       event.size = info.size;
       event.stack_id = info.stack_id;
       event.thread_id = last_thread_;
-      event.alignment = info.alignment;
+      event.alignment = info.alignment_family >> 8;
       event.api = api;
-      event.family = info.family;
+      event.family = static_cast<uint8_t>(info.alignment_family);
       deliver(RecordView{format::EventKind::kAlloc, std::as_bytes(std::span(&event, 1))});
     }
     ++events_;

@@ -1,9 +1,16 @@
 // The compact form of alloc and free events in trace files (format::PackedEvent). A trace is
 // mostly allocations and frees; written as ring records they cost 48 and 32 bytes each before
 // compression, 5.3 bytes an event after it. Packed, an allocation names an "allocation info"
-// (size, stack, family, alignment; numbered the first time it occurs, as heaptrack does),
-// a free names its allocation by how many allocations ago it was, and api, thread and time appear
-// only when they change: about 3 bytes an event before compression, 2.5 after.
+// (size, stack, alignment, family) by its slot in a table both sides keep, a free names its
+// allocation by how many allocations ago it was, and thread and time appear only when they
+// change: about 2.6 bytes an event after compression.
+//
+// The info table is direct-mapped (an info's slot is a hash of its fields, computed by writer
+// and reader alike) and has a fixed size: a program with millions of distinct (size, stack)
+// pairs neither grows the reader's memory nor makes every allocation a cache miss into a huge
+// table (an unbounded table, numbered in order of appearance, made reading a 10^8-event trace
+// 25% slower and 2.6 times bigger in memory). An info not in its slot is sent in full and
+// takes the slot.
 //
 // Blocks are named by ordinal (1 = the process image's first allocation) in every record of
 // such a trace, including ignore and leak-kind records: addresses of blocks appear in no
@@ -14,7 +21,6 @@
 #include <cstdint>
 #include <functional>
 #include <span>
-#include <unordered_map>
 #include <vector>
 
 #include "address_map.h"
@@ -22,6 +28,19 @@
 #include "heapscope/event_format.h"
 
 namespace heapscope::analyzer {
+
+// What an allocation says besides its address; 16 bytes, so the table (1 MiB) stays in a core's
+// L2 cache. Alignments are powers of two below 2^24 (the agent's are); the family is in the low
+// byte of `alignment_family`, and size UINT64_MAX marks an empty slot.
+struct AllocationInfo {
+  uint64_t size = UINT64_MAX;
+  uint32_t stack_id = 0;
+  uint32_t alignment_family = 0;
+  bool operator==(const AllocationInfo&) const = default;
+};
+inline constexpr unsigned kInfoSlotBits = 16;
+inline constexpr size_t kInfoSlots = size_t{1} << kInfoSlotBits;
+size_t info_slot(const AllocationInfo& info) noexcept;
 
 // Writer side. Feed every record of one process image, in order, to add(); whatever it does
 // not keep goes out through `emit`, with block addresses rewritten to ordinals.
@@ -36,19 +55,9 @@ class EventPacker {
   bool pending() const noexcept { return events_ != 0; }
 
  private:
-  struct Info {
-    uint64_t size;
-    uint32_t stack_id;
-    uint32_t alignment;
-    uint8_t family;
-    bool operator==(const Info&) const = default;
-  };
-  struct InfoHash {
-    size_t operator()(const Info& info) const noexcept;
-  };
   bool pack_alloc(const format::AllocEvent& event);
   bool pack_free(const format::FreeEvent& event);
-  void begin_event(const format::EventHeader& header, bool free, uint8_t api, uint32_t thread_id);
+  void begin_event(const format::EventHeader& header, uint8_t tag, uint32_t thread_id);
   void emit_translated(std::span<const std::byte> record);
   uint64_t ordinal_of(uint64_t address) const;
 
@@ -60,7 +69,7 @@ class EventPacker {
   uint32_t last_thread_ = 0;
   uint64_t allocations_ = 0;  // the last ordinal handed out
   AddressMap<uint64_t> live_;  // address -> ordinal
-  std::unordered_map<Info, uint32_t, InfoHash> infos_;
+  std::vector<AllocationInfo> infos_ = std::vector<AllocationInfo>(kInfoSlots);
   std::vector<std::byte> scratch_;
 };
 
@@ -75,13 +84,7 @@ class EventUnpacker {
   uint64_t events() const noexcept { return events_; }
 
  private:
-  struct Info {
-    uint64_t size;
-    uint32_t stack_id;
-    uint32_t alignment;
-    uint8_t family;
-  };
-  std::vector<Info> infos_;
+  std::vector<AllocationInfo> infos_ = std::vector<AllocationInfo>(kInfoSlots);
   uint64_t last_time_ = 0;
   uint32_t last_thread_ = 0;
   uint64_t allocations_ = 0;

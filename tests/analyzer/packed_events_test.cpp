@@ -181,13 +181,14 @@ TEST(PackedEvents, MalformedDataIsRefused) {
     EventUnpacker unpacker;
     unpacker.unpack(decode_record(static_cast<uint16_t>(EventKind::kPacked), bytes), [](const RecordView&) {});
   };
-  EXPECT_THROW(unpack({0x00}, 1), FormatError);                    // an alloc with no info number
-  EXPECT_THROW(unpack({0x00, 0x05}, 1), FormatError);              // info 5 of none
-  EXPECT_THROW(unpack({0x00, 0x00, 0x80}, 1), FormatError);        // a varint cut short
+  EXPECT_THROW(unpack({0x00, 0x05, 0x00}, 1), FormatError);        // an alloc naming an empty info slot
+  EXPECT_THROW(unpack({0x00, 0x05}, 1), FormatError);              // its slot number cut short
+  EXPECT_THROW(unpack({0x80, 0x80}, 1), FormatError);              // an info's varint cut short
+  EXPECT_THROW(unpack({0x80, 0x08, 0x01, 0x80, 0x80, 0x80, 0x08, 0x01}, 1), FormatError);  // alignment 2^24
   EXPECT_THROW(unpack({0x01, 0x07}, 1), FormatError);              // a free 7 allocations ago, of none
-  EXPECT_THROW(unpack({0x00, 0x00, 0x08, 0x01, 0x00, 0x01}, 2), FormatError);  // one event, two announced
-  EXPECT_THROW(unpack({0x00, 0x00, 0x08, 0x01, 0x00, 0x01, 0x00}, 1), FormatError);  // bytes left over
-  EXPECT_NO_THROW(unpack({0x00, 0x00, 0x08, 0x01, 0x00, 0x01, 0x01, 0x01}, 2));    // alloc, then its free
+  EXPECT_THROW(unpack({0x80, 0x08, 0x01, 0x00, 0x01}, 2), FormatError);        // one event, two announced
+  EXPECT_THROW(unpack({0x80, 0x08, 0x01, 0x00, 0x01, 0x00}, 1), FormatError);  // bytes left over
+  EXPECT_NO_THROW(unpack({0x80, 0x08, 0x01, 0x00, 0x01, 0x01, 0x01}, 2));      // alloc, then its free
 }
 
 }  // namespace
