@@ -149,11 +149,13 @@ HEAPSCOPE_HOT int reuse_previous(PreviousWalk& previous, size_t match, uint64_t 
   for (size_t i = match; i > match - taken; --i) {
     const FrameState& from = previous.frames[i];
     const FrameState& to = previous.frames[i - 1];
-    if (load_word(to.sp - 8) != to.ip) return -1;
     const auto base = static_cast<CfaBase>(from.rule.cfa_base);
     const auto rbp_saved = static_cast<RbpSaved>(from.rule.rbp_saved);
+    // Each read is one a walk would make from the frames checked so far, in the walk's order:
+    // a realigned caller's stack pointer before anything at it.
     if (__builtin_expect(base == CfaBase::kDerefRbp, 0) && load_word(from.fp + from.rule.cfa_offset) != to.sp)
       return -1;
+    if (load_word(to.sp - 8) != to.ip) return -1;
     if (__builtin_expect(rbp_saved != RbpSaved::kNo, 0) && to.rule.needs_fp) {
       const uint64_t saved_at = (rbp_saved == RbpSaved::kAtCfa ? to.sp : from.fp) + from.rule.rbp_offset;
       if (load_word(saved_at) != to.fp) return -1;
