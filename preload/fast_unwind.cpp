@@ -73,12 +73,38 @@ struct PreviousWalk {
 // address moves from call to call while their code does not: the agent's own frames and the
 // program's innermost ones, whenever the program allocates from varying depths.
 constexpr size_t kThreadSets = 16;
+// Remembering walks costs a little on every frame (recording it, looking for a match), and
+// pays only when walks share their outer part. A thread whose walks reuse less than a third of
+// their frames (random call paths) stops remembering for a while, then measures again.
+struct ReuseBudget {
+  static constexpr uint32_t kWindow = 64;    // walks measured
+  static constexpr uint32_t kPause = 1024;   // walks without remembering after a poor window
+  uint32_t paused = 0;                       // walks left without remembering
+  uint32_t walks = 0;
+  uint32_t frames_walked = 0;                // stepped through with rules
+  uint32_t frames_reused = 0;                // taken from the previous walk
+};
+
 struct ThreadRules {
   uint32_t generation;
   ThreadEntry slots[kThreadSlots];
   ThreadEntry sets[kThreadSets][2];  // [0] most recently filled
   PreviousWalk previous;
+  ReuseBudget budget;
 };
+
+// Counts one remembering walk; after a window that reused too little, pauses remembering.
+inline void account(ThreadRules& mine, size_t walked, size_t reused) noexcept {
+  ReuseBudget& budget = mine.budget;
+  budget.frames_walked += static_cast<uint32_t>(walked);
+  budget.frames_reused += static_cast<uint32_t>(reused);
+  if (++budget.walks < ReuseBudget::kWindow) return;
+  if (budget.frames_reused * 2 < budget.frames_walked) {
+    budget.paused = ReuseBudget::kPause;
+    mine.previous.count = 0;
+  }
+  budget.walks = budget.frames_walked = budget.frames_reused = 0;
+}
 [[gnu::tls_model("initial-exec")]] thread_local ThreadRules thread_rules;
 
 inline uint64_t load_word(uint64_t address) noexcept { return *reinterpret_cast<const uint64_t*>(address); }
@@ -195,21 +221,23 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
   constexpr size_t kInnerCapacity = sizeof(inner) / sizeof(inner[0]);
   static_assert(kRememberedFrames <= kInnerCapacity);
   if (max_frames > kInnerCapacity) max_frames = kInnerCapacity;
-  // Past max_frames the walk goes on, up to what can be remembered, so that the next walk can
-  // reuse the whole of this one even if its own part is deeper or shallower.
-  const size_t walk_limit = max_frames;
+  const bool remembering = mine.budget.paused == 0;
+  if (!remembering) --mine.budget.paused;
   // The remembered frame to compare with next: stack addresses grow outwards in both walks.
-  int64_t candidate = static_cast<int64_t>(previous.count) - 1;
+  int64_t candidate = remembering ? static_cast<int64_t>(previous.count) - 1 : -1;
   bool any_reads = false;  // some walked frame's rule reads rbp (see mark_needed_fp)
   size_t count = 0;
-  while (count < walk_limit) {
+  while (count < max_frames) {
     while (candidate >= 0 && previous.frames[candidate].sp < sp) --candidate;
     if (candidate >= 0 && previous.frames[candidate].sp == sp) {
       const FrameState& same = previous.frames[candidate];
       if (same.ip == ip && (!same.rule.needs_fp || same.fp == fp)) {
         const int reused =
             reuse_previous(previous, static_cast<size_t>(candidate), fp, inner, count, any_reads, frames, max_frames);
-        if (reused >= 0) return reused;
+        if (reused >= 0) {
+          account(mine, count, static_cast<size_t>(reused) - count);
+          return reused;
+        }
         --candidate;  // it no longer holds further out: walk on, and try the frames beyond
       }
     }
@@ -233,13 +261,18 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
         }
       }
     }
-    if (count < max_frames) frames[count] = ip;
-    inner[count] = FrameState{ip, sp, fp, entry->rule};
-    any_reads |= reads_fp(entry->rule);
+    frames[count] = ip;
+    if (remembering) {
+      inner[count] = FrameState{ip, sp, fp, entry->rule};
+      any_reads |= reads_fp(entry->rule);
+    }
     ++count;
     if (entry->rule.kind == RuleKind::kOutermost) {
-      remember_walk(previous, inner, count, /*complete=*/true, any_reads);
-      return static_cast<int>(count < max_frames ? count : max_frames);
+      if (remembering) {
+        remember_walk(previous, inner, count, /*complete=*/true, any_reads);
+        account(mine, count, 0);
+      }
+      return static_cast<int>(count);
     }
     uint64_t cfa;
     if (entry->rule.kind != RuleKind::kFrame || !step(entry->rule, sp, fp, cfa)) {
@@ -250,12 +283,15 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
     sp = cfa;
     if (ip == 0) {  // an end without an outermost rule: not remembered
       previous.count = 0;
-      return static_cast<int>(count < max_frames ? count : max_frames);
+      return static_cast<int>(count);
     }
     lookup = ip - 1;
   }
-  remember_walk(previous, inner, count, /*complete=*/false, any_reads);
-  return static_cast<int>(count < max_frames ? count : max_frames);
+  if (remembering) {
+    remember_walk(previous, inner, count, /*complete=*/false, any_reads);
+    account(mine, count, 0);
+  }
+  return static_cast<int>(count);
 }
 
 }  // namespace
