@@ -58,7 +58,9 @@ TEST(AddressMap, DeletionKeepsLongClustersFindable) {
         const auto found = reference.find(probe);
         const uint64_t* value = map.find(probe);
         ASSERT_EQ(value != nullptr, found != reference.end());
-        if (value != nullptr) ASSERT_EQ(*value, found->second);
+        if (value != nullptr) {
+          ASSERT_EQ(*value, found->second);
+        }
       }
     }
   }
