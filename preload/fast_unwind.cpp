@@ -1,11 +1,9 @@
 // The cached stack walker (see fast_unwind.h).
 #include "fast_unwind.h"
 
-#include <atomic>
-
 #include "heapscope/event_format.h"
-#include "sys.h"
 #include "rule_cache.h"
+#include "sys.h"  // HEAPSCOPE_HOT
 #include "unwind_rules.h"
 
 namespace heapscope::preload::unwind {
@@ -20,9 +18,13 @@ namespace {
 // the same return address at the same stack address, so most lookups hit; 64 slots of 16
 // bytes map each 1 KiB of stack one to one. Safe without atomics: only this thread touches it,
 // and walks never nest (a signal handler's malloc inside the agent takes the nested path,
-// which captures no stack). With the previous walk below, 3 KiB of
-// initial-exec TLS.
+// which captures no stack). With the previous walk below, 3 KiB of initial-exec TLS.
 constexpr size_t kThreadSlots = 64;
+// Behind it, a small two-way table indexed by the address itself, for the frames whose stack
+// address moves from call to call while their code does not: the agent's own frames and the
+// program's innermost ones, whenever the program allocates from varying depths.
+constexpr size_t kThreadSets = 16;
+
 // A rule already decoded, so the next stack pointer is one add away from the slot's load.
 struct StepRule {
   int32_t cfa_offset;
@@ -69,10 +71,6 @@ struct PreviousWalk {
   FrameState frames[kRememberedFrames];
 };
 
-// Behind it, a small two-way table indexed by the address itself, for the frames whose stack
-// address moves from call to call while their code does not: the agent's own frames and the
-// program's innermost ones, whenever the program allocates from varying depths.
-constexpr size_t kThreadSets = 16;
 // Remembering walks costs a little on every frame (recording it, looking for a match), and
 // pays only when walks share their outer part. A thread whose walks reuse less than a third of
 // their frames (random call paths) stops remembering for a while, then measures again.
