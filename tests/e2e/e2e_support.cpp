@@ -14,8 +14,31 @@
 #include <stdexcept>
 #include <thread>
 
+#include <gtest/gtest.h>
+
 namespace heapscope::test {
 namespace {
+
+// The scratch files tests make under testing::TempDir() (traces, reports, logs) go into one
+// private directory per test process, removed when the process's tests are done: gtest's
+// TempDir() follows TEST_TMPDIR. Without it every run left some 45 directories in /tmp.
+class ScratchRoot : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    std::string pattern = (std::filesystem::temp_directory_path() / "heapscope-e2e-scratch.XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    root_ = pattern;
+    setenv("TEST_TMPDIR", root_.c_str(), 1);
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    std::filesystem::remove_all(root_, ignored);
+  }
+
+ private:
+  std::string root_;
+};
+[[maybe_unused]] ::testing::Environment* const scratch_root = ::testing::AddGlobalTestEnvironment(new ScratchRoot);
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -27,7 +27,7 @@ class RealProgramE2E : public ::testing::TestWithParam<RealProgram> {};
 
 std::string work_directory() {
   static const std::string dir = [] {
-    std::string pattern = (std::filesystem::temp_directory_path() / "heapscope-real.XXXXXX").string();
+    std::string pattern = testing::TempDir() + "heapscope-real.XXXXXX";
     if (mkdtemp(pattern.data()) == nullptr) std::abort();
     std::ofstream(pattern + "/hello.c") << "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n";
     std::ofstream(pattern + "/script.py")
