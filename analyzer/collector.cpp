@@ -32,7 +32,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// See format::kRingDirEnv.
+// See format::kRingDirEnv. The agent, preloaded alone, makes the same choice without the
+// standard library (preload/standalone.cpp).
 std::string ring_base_directory() {
   const char* chosen = getenv(format::kRingDirEnv);
   if (chosen != nullptr && *chosen != '\0') return chosen;

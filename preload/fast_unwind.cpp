@@ -103,6 +103,7 @@ inline void account(ThreadRules& mine, size_t walked, size_t reused) noexcept {
   }
   budget.walks = budget.frames_walked = budget.frames_reused = 0;
 }
+
 [[gnu::tls_model("initial-exec")]] thread_local ThreadRules thread_rules;
 
 inline uint64_t load_word(uint64_t address) noexcept { return *reinterpret_cast<const uint64_t*>(address); }
@@ -158,13 +159,13 @@ void remember_walk(PreviousWalk& previous, const FrameState* inner, size_t count
   mark_needed_fp(previous, 1, any_reads);
 }
 
-// This walk reached remembered frame `match` as its frame `count` (the state fp is this walk's).
-// Checks that the remembered frames further out that `frames` still needs hold and, if so,
-// completes `frames` from them and remembers this walk's inner frames in place of the old
-// ones. Returns the number of frames in `frames`, or -1 (walk on as usual).
+// This walk reached remembered frame `match` as its frame `count` (< max_frames; the state fp is
+// this walk's). Checks that the remembered frames further out that `frames` still needs hold
+// and, if so, completes `frames` from them and remembers this walk's inner frames in place of
+// the old ones. Returns the number of frames in `frames`, or -1 (walk on as usual).
 HEAPSCOPE_HOT int reuse_previous(PreviousWalk& previous, size_t match, uint64_t fp, const FrameState* inner,
                                  size_t count, bool any_reads, uint64_t* frames, size_t max_frames) noexcept {
-  const size_t wanted = count < max_frames ? max_frames - count - 1 : 0;  // frames after this one
+  const size_t wanted = max_frames - count - 1;  // frames after this one
   if (!previous.complete && match < wanted) return -1;  // it stopped short of what this walk needs
   const size_t taken = match < wanted ? match : wanted;
   // A step is a pure function of the frame it starts from and the words it reads, and the
@@ -185,10 +186,8 @@ HEAPSCOPE_HOT int reuse_previous(PreviousWalk& previous, size_t match, uint64_t 
       if (load_word(saved_at) != to.fp) return -1;
     }
   }
-  if (count < max_frames) {
-    frames[count] = previous.frames[match].ip;
-    for (size_t i = 1; i <= taken; ++i) frames[count + i] = previous.frames[match - i].ip;
-  }
+  frames[count] = previous.frames[match].ip;
+  for (size_t i = 1; i <= taken; ++i) frames[count + i] = previous.frames[match - i].ip;
   if (match + 1 + count > kRememberedFrames) {
     previous.count = 0;
   } else {
@@ -197,7 +196,7 @@ HEAPSCOPE_HOT int reuse_previous(PreviousWalk& previous, size_t match, uint64_t 
     previous.count = static_cast<uint32_t>(match + 1 + count);
     mark_needed_fp(previous, match + 1, any_reads);
   }
-  return static_cast<int>(count < max_frames ? count + 1 + taken : max_frames);
+  return static_cast<int>(count + 1 + taken);
 }
 
 // Walks from the state (ip, sp, fp). `lookup` is the address whose rule describes that state:

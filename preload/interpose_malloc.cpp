@@ -13,6 +13,7 @@ using heapscope::format::Api;
 using heapscope::format::Family;
 using heapscope::preload::ReentrancyGuard;
 using heapscope::preload::Route;
+using heapscope::preload::TrackedCall;
 using heapscope::preload::route;
 using heapscope::preload::routed_allocate;
 using heapscope::preload::routed_release;
@@ -67,10 +68,11 @@ HEAPSCOPE_EXPORT void* realloc(void* pointer, size_t size) noexcept {
     case Route::kRaw: return heap::passthrough_reallocate(pointer, size, false);
     case Route::kTracked: break;
   }
-  ReentrancyGuard guard;
-  heapscope::preload::ProgramFrame::set_here();
-  void* block = heap::reallocate(pointer, size, Api::kRealloc);
-  heapscope::preload::ProgramFrame::clear();
+  void* block = nullptr;
+  {
+    TrackedCall call;
+    block = heap::reallocate(pointer, size, Api::kRealloc);
+  }
   if (block == nullptr && size != 0) errno = ENOMEM;
   return block;
 }
@@ -82,10 +84,11 @@ HEAPSCOPE_EXPORT void* reallocarray(void* pointer, size_t count, size_t size) no
     return nullptr;
   }
   if (route() != Route::kTracked) return realloc(pointer, total);
-  ReentrancyGuard guard;
-  heapscope::preload::ProgramFrame::set_here();
-  void* block = heap::reallocate(pointer, total, Api::kReallocArray);
-  heapscope::preload::ProgramFrame::clear();
+  void* block = nullptr;
+  {
+    TrackedCall call;
+    block = heap::reallocate(pointer, total, Api::kReallocArray);
+  }
   if (block == nullptr && total != 0) errno = ENOMEM;
   return block;
 }

@@ -21,6 +21,20 @@ HEAPSCOPE_HOT inline Route route() noexcept {
   return agent::ready() ? Route::kTracked : Route::kRaw;
 }
 
+// A tracked call, for its duration: inside the agent, and stacks start at the interposer's
+// caller (ProgramFrame). Declare it in the interposer's body or in a function always inlined
+// into it, so that rbp is the interposer's frame.
+class TrackedCall {
+ public:
+  __attribute__((always_inline)) TrackedCall() noexcept { ProgramFrame::set_here(); }
+  ~TrackedCall() { ProgramFrame::clear(); }
+  TrackedCall(const TrackedCall&) = delete;
+  TrackedCall& operator=(const TrackedCall&) = delete;
+
+ private:
+  ReentrancyGuard guard_;
+};
+
 // Allocates through the route; sets errno = ENOMEM on failure of the tracked path.
 HEAPSCOPE_HOT __attribute__((always_inline)) inline void* routed_allocate(size_t size, size_t alignment, format::Api api,
                                            format::Family family, bool zeroed) noexcept {
@@ -29,10 +43,11 @@ HEAPSCOPE_HOT __attribute__((always_inline)) inline void* routed_allocate(size_t
     case Route::kRaw: return heap::passthrough_allocate(size, alignment, zeroed, false);
     case Route::kTracked: break;
   }
-  ReentrancyGuard guard;
-  ProgramFrame::set_here();  // always inlined: the interposer's frame
-  void* block = heap::allocate(size, alignment, api, family, zeroed);
-  ProgramFrame::clear();
+  void* block = nullptr;
+  {
+    TrackedCall call;
+    block = heap::allocate(size, alignment, api, family, zeroed);
+  }
   if (block == nullptr) errno = ENOMEM;
   return block;
 }
@@ -44,10 +59,8 @@ HEAPSCOPE_HOT __attribute__((always_inline)) inline void routed_release(void* po
     case Route::kRaw: return heap::passthrough_release(pointer, false);
     case Route::kTracked: break;
   }
-  ReentrancyGuard guard;
-  ProgramFrame::set_here();
+  TrackedCall call;
   heap::release(pointer, api);
-  ProgramFrame::clear();
 }
 
 }  // namespace heapscope::preload

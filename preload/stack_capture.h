@@ -28,7 +28,8 @@ size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept;
 // rbp is read with asm rather than __builtin_frame_address(0): that builtin makes GCC give the
 // exception-enabled operator new (interpose_new.cpp) a reference to libstdc++'s personality
 // routine, which would load libstdc++ into C programs. Tracked calls never nest (nested calls take
-// the pass-through path), so the mark is cleared, not restored, when the call ends.
+// the pass-through path), so the mark is cleared, not restored, when the call ends. Interposers
+// use it through TrackedCall (interpose_route.h).
 class ProgramFrame {
  public:
   // Call only from an interposer's own body, or from a function always inlined into one.

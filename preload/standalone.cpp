@@ -54,7 +54,8 @@ const char* temporary_directory() noexcept {
   return base != nullptr && *base != '\0' ? base : "/tmp";
 }
 
-// Where the session directory goes (see format::kRingDirEnv).
+// Where the session directory goes (see format::kRingDirEnv); as the collector's
+// ring_base_directory (analyzer/collector.cpp), which this layer cannot share.
 const char* ring_base_directory() noexcept {
   const char* chosen = sys::get_env(format::kRingDirEnv);
   if (chosen != nullptr && *chosen != '\0') return chosen;

@@ -1026,6 +1026,33 @@ TEST(StandaloneE2E, OptionsComeFromTheEnvironmentAndErrorsAreCounted) {
   EXPECT_EQ(shell.out, "waited\n");
 }
 
+// The rings are memory: their session directory goes to /dev/shm (a ring on a disk file system
+// pays block allocation and writeback for every page), unless HEAPSCOPE_RING_DIR says where.
+// The program sees its session in HEAPSCOPE_SESSION; preloaded alone, the agent's session is
+// visible as a directory while the program runs.
+TEST(RingDirectoryE2E, RingsGoToDevShmOrWhereHeapscopeRingDirSays) {
+  const std::string print_session = "printf '%s' \"$HEAPSCOPE_SESSION\"";
+  const RunOutput plain = run_heapscope({}, {"sh", "-c", print_session});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const bool shm_usable = access("/dev/shm", W_OK | X_OK) == 0;
+  EXPECT_EQ(plain.out.rfind(shm_usable ? "/dev/shm/heapscope." : "/", 0), 0u) << plain.out;
+
+  const std::string chosen = testing::TempDir() + "heapscope-rings";
+  std::filesystem::create_directories(chosen);
+  const RunOutput placed = run_heapscope({}, {"sh", "-c", print_session}, {"HEAPSCOPE_RING_DIR=" + chosen});
+  ASSERT_EQ(placed.exit_code, 0) << placed.err;
+  EXPECT_EQ(placed.out.rfind(chosen + "/heapscope.", 0), 0u) << placed.out;
+
+  const std::string work = testing::TempDir() + "heapscope-rings-alone";
+  const std::string chosen_alone = work + "/rings";
+  std::filesystem::create_directories(chosen_alone);
+  const RunOutput alone =
+      run_native({"bash", "-c", "cd " + work + " && exec env HEAPSCOPE_RING_DIR=" + chosen_alone + " LD_PRELOAD=" +
+                                    AGENT_LIBRARY + " sh -c 'ls " + chosen_alone + "'"});
+  ASSERT_EQ(alone.exit_code, 0) << alone.err;
+  EXPECT_NE(alone.out.find("heapscope."), std::string::npos) << alone.out;
+}
+
 TEST(RunCommandE2E, HelpVersionAndUnknownCommands) {
   const RunOutput help = run_native({heapscope_binary(), "--help"});
   EXPECT_EQ(help.exit_code, 0);
