@@ -258,7 +258,7 @@ bool initialize() noexcept {
   return true;
 }
 
-bool slow_ready() noexcept {
+HEAPSCOPE_COLD bool slow_ready() noexcept {
   State expected = State::kUninitialized;
   if (state.compare_exchange_strong(expected, State::kInitializing, std::memory_order_acq_rel)) {
     ReentrancyGuard guard;  // init's own allocations (dlsym, atfork, on_exit) pass through
@@ -270,7 +270,7 @@ bool slow_ready() noexcept {
   return state.load(std::memory_order_acquire) == State::kReady;
 }
 
-void on_new_stack(uint32_t id, const uint64_t* frames, size_t count, void*) noexcept {
+HEAPSCOPE_COLD void on_new_stack(uint32_t id, const uint64_t* frames, size_t count, void*) noexcept {
   Agent& a = the_agent();
   if (!a.modules.covers(frames, count)) a.modules.refresh(a.ring);
   auto* header = a.ring.reserve(format::record_size(sizeof(format::StackEvent) + count * 8));
@@ -420,7 +420,7 @@ HEAPSCOPE_HOT void emit_free(uint64_t address, format::Api api) noexcept {
   RingWriter::commit(header, format::EventKind::kFree);
 }
 
-void report_error(const ErrorReport& report) noexcept {
+HEAPSCOPE_COLD void report_error(const ErrorReport& report) noexcept {
   Agent& a = the_agent();
   a.errors_reported.fetch_add(1, std::memory_order_relaxed);
   auto* header = a.ring.reserve(sizeof(format::CorruptionEvent));

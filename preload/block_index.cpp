@@ -37,7 +37,7 @@ BlockEntry* BlockIndex::lookup(Shard& shard, uint64_t address) noexcept {
   }
 }
 
-bool BlockIndex::grow(Shard& shard) noexcept {
+HEAPSCOPE_COLD bool BlockIndex::grow(Shard& shard) noexcept {
   const size_t capacity = shard.capacity * 2;
   auto* slots = static_cast<BlockEntry*>(sys::map_anonymous(capacity * sizeof(BlockEntry)));
   if (slots == nullptr) return false;

@@ -34,7 +34,7 @@ void release_to_real(const BlockEntry& entry) noexcept {
 
 // Takes blocks out of the quarantine while it is over budget, checking that nothing wrote to
 // them since they were freed.
-void drain_quarantine(uint32_t detecting_stack) noexcept {
+__attribute__((noinline)) void drain_quarantine(uint32_t detecting_stack) noexcept {
   Quarantine& quarantine = agent::quarantine();
   BlockIndex& index = agent::index();
   uint64_t address = 0;
@@ -51,6 +51,10 @@ void drain_quarantine(uint32_t detecting_stack) noexcept {
     release_to_real(entry);
   }
 }
+
+// The stack where an error was found, when the free has none: errors are rare, so this capture
+// stays out of the flattened release() (which would otherwise inline a walker per error kind).
+HEAPSCOPE_COLD uint32_t capture_detection_stack() noexcept { return agent::capture_stack_id(); }
 
 bool family_matches(Family family, Api api) noexcept {
   switch (api) {
@@ -91,8 +95,8 @@ size_t passthrough_usable_size(void* pointer) noexcept {
   return real::usable_size(pointer);
 }
 
-HEAPSCOPE_HOT void* allocate(size_t size, size_t alignment, Api api, Family family,
-                             bool zeroed) noexcept {
+HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void* allocate(size_t size, size_t alignment, Api api, Family family,
+                                               bool zeroed) noexcept {
   size_t total = 0;
   if (!block::total_bytes(size, alignment, total)) return nullptr;
   void* real_block = real_allocate(total, alignment, zeroed);
@@ -116,14 +120,14 @@ HEAPSCOPE_HOT void* allocate(size_t size, size_t alignment, Api api, Family fami
   return user;
 }
 
-HEAPSCOPE_HOT void release(void* pointer, Api api) noexcept {
+HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void release(void* pointer, Api api) noexcept {
   if (pointer == nullptr || real::is_bootstrap(pointer) || nested::release(pointer)) return;
   const auto address = reinterpret_cast<uint64_t>(pointer);
   const uint32_t free_stack = agent::options().free_stacks ? agent::capture_stack_id() : 0;
   // Where an error was found: the free stack when there is one, else captured once, on demand.
   uint32_t detected_at = free_stack;
   auto detection_stack = [&detected_at]() noexcept {
-    if (detected_at == 0) detected_at = agent::capture_stack_id();
+    if (detected_at == 0) detected_at = capture_detection_stack();
     return detected_at;
   };
   BlockEntry entry{};

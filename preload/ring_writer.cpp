@@ -67,7 +67,7 @@ bool RingWriter::open(const char* session_dir, int collector_pid, size_t capacit
   return true;
 }
 
-void RingWriter::wait_for_space() noexcept {
+HEAPSCOPE_COLD void RingWriter::wait_for_space() noexcept {
   // The ring is full. Waiting is safe: the collector is another process and needs none of the
   // program's locks. A dropped free would surface later as a false leak, so we never drop.
   ring_->waits.fetch_add(1, std::memory_order_relaxed);

@@ -48,7 +48,7 @@ void remember(uint64_t address, uint64_t rule) noexcept {
 
 }  // namespace
 
-uint64_t shared_rule(uint64_t address) noexcept {
+__attribute__((noinline)) uint64_t shared_rule(uint64_t address) noexcept {
   uint64_t word = 0;
   if (cached(address, word)) return word;
   word = find_rule(address).encode();

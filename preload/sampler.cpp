@@ -58,7 +58,7 @@ void init_sampler(uint32_t interval_ms) noexcept {
   }
 }
 
-void sample_now(RingWriter& ring) noexcept {
+HEAPSCOPE_COLD void sample_now(RingWriter& ring) noexcept {
   auto* header = ring.reserve(sizeof(format::SampleEvent));
   if (header == nullptr) return;
   auto* record = reinterpret_cast<format::SampleEvent*>(header);

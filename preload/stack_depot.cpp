@@ -65,7 +65,7 @@ void StackDepot::release() noexcept {
   }
 }
 
-StackDepot::Slot* StackDepot::level(size_t index) noexcept {
+HEAPSCOPE_COLD StackDepot::Slot* StackDepot::level(size_t index) noexcept {
   if (index >= kLevels) return nullptr;
   Slot* slots = levels_[index].load(std::memory_order_acquire);
   if (slots != nullptr) return slots;
@@ -103,7 +103,7 @@ HEAPSCOPE_HOT StackDepot::Probe StackDepot::probe(Slot* slots, size_t level, uin
   return {Outcome::kCongested, nullptr, 0};
 }
 
-bool StackDepot::open_next_level(uint32_t after) noexcept {
+HEAPSCOPE_COLD bool StackDepot::open_next_level(uint32_t after) noexcept {
   if (after + 1 >= kLevels || level(after + 1) == nullptr) return false;
   newest_.compare_exchange_strong(after, after + 1, std::memory_order_acq_rel);
   return true;

@@ -6,6 +6,12 @@
 
 #define HEAPSCOPE_HOT  // marks hot-path functions (see STYLE.md section 7)
 #define HEAPSCOPE_EXPORT __attribute__((visibility("default")))
+// The tracked path of each operation is one flattened function (every call inside inlined, across
+// files thanks to LTO: see preload/CMakeLists.txt for why depth matters). Rare branches (set-up,
+// errors, growing a table, a full ring) are HEAPSCOPE_COLD: kept out of line, so the flattened
+// code stays the size of its common case.
+#define HEAPSCOPE_FLATTEN __attribute__((flatten))
+#define HEAPSCOPE_COLD __attribute__((cold, noinline))
 
 namespace heapscope::preload::sys {
 
