@@ -242,6 +242,7 @@ bool initialize() noexcept {
     a.collector_pid = a.own_session.collector_pid;
   }
   block::set_secret(random_secret());
+  sys::init_clock();
   if (!a.index.init() || !a.depot.init() ||
       !a.quarantine.init(size_t{a.options.quarantine_mib} << 20)) {
     RawLine().text("heapscope: cannot map the agent's tables; not tracing").emit();

@@ -8,24 +8,37 @@ namespace {
 
 uint64_t process_secret = 0x9e3779b97f4a7c15ull;
 
-// Canary word `index` of the block at `user`: a mix of the secret, the address and the index,
-// so shifted or copied canaries do not match. Bytes are laid out little-endian, word after word:
-// the front canary is words 0-1, the tail canary starts at word 2. No byte is ever 0x00 or
-// 0xFF (bit 0 set, bit 1 clear): the commonest overflow writes a string's NUL one byte past
-// the end, and with a free-running byte it went unseen once in 256 runs.
-inline uint64_t canary_word(uintptr_t user, size_t index) noexcept {
-  uint64_t x = (process_secret ^ user) + (index + 1) * 0x9e3779b97f4a7c15ull;
+// The block's canary seed: one full mix of the secret and the address, so a block's canaries
+// cannot be predicted without the secret and a block copied from another never matches.
+inline uint64_t canary_seed(uintptr_t user) noexcept {
+  uint64_t x = process_secret ^ user;
   x ^= x >> 30;
   x *= 0xbf58476d1ce4e5b9ull;
   x ^= x >> 27;
-  return (x | 0x0101010101010101ull) & ~0x0202020202020202ull;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
+// The front canary is words 0-1, the tail canary starts at word 2, bytes laid out
+// little-endian, word after word. Each word is the seed rotated and salted differently (a
+// bijection of the seed), so shifted canaries do not match either; one mix per block rather
+// than one per word, since arm and check run on every allocation and free. No byte is ever
+// 0x00 or 0xFF (bit 0 set, bit 1 clear): the commonest overflow writes a string's NUL one byte
+// past the end, and with a free-running byte it went unseen once in 256 runs.
+constexpr uint64_t kWordSalt[6] = {0x9e3779b97f4a7c15ull, 0x3c6ef372fe94f82aull, 0xdaa66d2c7ddf743full,
+                                   0x78dde6e5fd29f054ull, 0x1715609d7c746c69ull, 0xb54cda56fbbee87eull};
+inline uint64_t canary_word(uint64_t seed, unsigned index) noexcept {
+  const unsigned bits = 11 * index;
+  const uint64_t rotated = bits == 0 ? seed : (seed << bits) | (seed >> (64 - bits));
+  return ((rotated ^ kWordSalt[index]) | 0x0101010101010101ull) & ~0x0202020202020202ull;
 }
 
 // The tail canary is at most 31 bytes (tail_bytes): four words.
 constexpr size_t kMaxTailWords = 4;
 
-inline void tail_pattern(uintptr_t user, uint64_t (&words)[kMaxTailWords]) noexcept {
-  for (size_t i = 0; i < kMaxTailWords; ++i) words[i] = canary_word(user, 2 + i);
+inline void tail_pattern(uint64_t seed, uint64_t (&words)[kMaxTailWords]) noexcept {
+  for (unsigned i = 0; i < kMaxTailWords; ++i) words[i] = canary_word(seed, 2 + i);
 }
 
 }  // namespace
@@ -53,10 +66,11 @@ void arm(void* user, size_t size, size_t front, uint32_t stack_id) noexcept {
   header->size = size;
   header->alloc_stack_id = stack_id;
   header->front_offset = static_cast<uint32_t>(front);
-  const uint64_t front_words[2] = {canary_word(address, 0), canary_word(address, 1)};
+  const uint64_t seed = canary_seed(address);
+  const uint64_t front_words[2] = {canary_word(seed, 0), canary_word(seed, 1)};
   memcpy(header->front_canary, front_words, sizeof(front_words));
   uint64_t tail_words[kMaxTailWords];
-  tail_pattern(address, tail_words);
+  tail_pattern(seed, tail_words);
   memcpy(static_cast<uint8_t*>(user) + size, tail_words, tail_bytes(size));
 }
 
@@ -77,7 +91,8 @@ inline bool same_bytes(const uint8_t* actual, const uint8_t* expected, size_t le
 
 int check(const void* user, size_t size, int64_t& bad_offset) noexcept {
   const auto address = reinterpret_cast<uintptr_t>(user);
-  const uint64_t front_words[2] = {canary_word(address, 0), canary_word(address, 1)};
+  const uint64_t seed = canary_seed(address);
+  const uint64_t front_words[2] = {canary_word(seed, 0), canary_word(seed, 1)};
   const auto* expected_front = reinterpret_cast<const uint8_t*>(front_words);
   const auto* front = static_cast<const uint8_t*>(user) - 16;
   if (!same_bytes(front, expected_front, 16)) {
@@ -87,7 +102,7 @@ int check(const void* user, size_t size, int64_t& bad_offset) noexcept {
     return -1;
   }
   uint64_t tail_words[kMaxTailWords];
-  tail_pattern(address, tail_words);
+  tail_pattern(seed, tail_words);
   const auto* expected_tail = reinterpret_cast<const uint8_t*>(tail_words);
   const auto* tail = static_cast<const uint8_t*>(user) + size;
   const size_t tail_length = tail_bytes(size);

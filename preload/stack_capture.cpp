@@ -46,6 +46,11 @@ namespace {
 // Keeps at most `max_frames` of `frames[0, count)`, dropping the agent's own (main's wrapper
 // from interpose_exit.cpp, further out, is the only one once the walk starts at the program).
 size_t without_own_frames(uint64_t* frames, size_t count, size_t max_frames) noexcept {
+  // Most stacks hold none: find out with a branch-free pass before compacting anything.
+  const uint64_t own_bytes = own_code_end - own_code_start;
+  bool any_own = false;
+  for (size_t i = 0; i < count; ++i) any_own |= frames[i] - own_code_start < own_bytes;
+  if (!any_own) return count < max_frames ? count : max_frames;
   size_t kept = 0;
   for (size_t i = 0; i < count && kept < max_frames; ++i) {
     if (frames[i] >= own_code_start && frames[i] < own_code_end) continue;

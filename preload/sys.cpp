@@ -3,6 +3,8 @@
 
 #include <atomic>
 
+#include <dlfcn.h>
+
 #include <cerrno>
 #include <csignal>
 #include <ctime>
@@ -31,9 +33,24 @@ uint64_t now_ns() noexcept {
   return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
 }
 
+namespace {
+using ClockGettime = int (*)(clockid_t, timespec*);
+ClockGettime vdso_clock_gettime = nullptr;
+}  // namespace
+
+void init_clock() noexcept {
+  // glibc lists the vDSO among the loaded objects under this name; RTLD_NOLOAD only looks it up.
+  void* vdso = dlopen("linux-vdso.so.1", RTLD_NOLOAD | RTLD_LAZY);
+  if (vdso == nullptr) return;
+  auto found = reinterpret_cast<ClockGettime>(dlsym(vdso, "__vdso_clock_gettime"));
+  timespec probe{};
+  if (found != nullptr && found(CLOCK_MONOTONIC_COARSE, &probe) == 0) vdso_clock_gettime = found;
+}
+
 uint64_t coarse_now_ns() noexcept {
   timespec now{};
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  if (vdso_clock_gettime != nullptr) vdso_clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  else clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
   return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
 }
 

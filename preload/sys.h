@@ -23,6 +23,10 @@ uint64_t now_ns() noexcept;            // CLOCK_MONOTONIC
 // CLOCK_MONOTONIC_COARSE: a few ms of resolution for a fraction of the cost; event timestamps
 // only need to place events on a heap-over-time chart (order comes from the ring).
 uint64_t coarse_now_ns() noexcept;
+// Finds the vDSO's clock_gettime so coarse_now_ns calls it directly rather than through glibc's
+// wrapper: one call level less under every malloc (see preload/CMakeLists.txt on why depth
+// matters). Until then, or without a vDSO, coarse_now_ns goes through glibc. Init path only.
+void init_clock() noexcept;
 void sleep_ns(uint64_t ns) noexcept;   // nanosleep, restarts on EINTR is not needed by callers
 bool process_alive(int pid) noexcept;  // kill(pid, 0) != ESRCH
 
