@@ -124,6 +124,13 @@ FreeCheck BlockIndex::take(uint64_t address, uint32_t free_stack_id, BlockEntry&
   return FreeCheck::kOk;
 }
 
+void BlockIndex::prefetch(uint64_t address) const noexcept {
+  const Shard& shard = shards_[hash(address) >> 56];
+  const BlockEntry* slots = __atomic_load_n(&shard.slots, __ATOMIC_RELAXED);
+  const size_t capacity = __atomic_load_n(&shard.capacity, __ATOMIC_RELAXED);
+  __builtin_prefetch(slots + (hash(address) & (capacity - 1)), 1);
+}
+
 bool BlockIndex::find(uint64_t address, BlockEntry& out) noexcept {
   Shard& shard = shard_for(shards_, address);
   SpinLockGuard hold(shard.lock);

@@ -55,6 +55,10 @@ class BlockIndex {
   FreeCheck take(uint64_t address, uint32_t free_stack_id, BlockEntry& out) noexcept;
 
   bool find(uint64_t address, BlockEntry& out) noexcept;
+  // Starts loading the slot where `address` would be, without the lock (a prefetch never faults,
+  // and a stale table only wastes it): the index is as big as the live heap, so its lookups
+  // miss the cache, and the caller has other work to overlap with the miss.
+  void prefetch(uint64_t address) const noexcept;
   bool remove(uint64_t address) noexcept;
   // Sets `flags` on a live block. Returns false if `address` is not a live block.
   bool add_live_flags(uint64_t address, uint8_t flags) noexcept;

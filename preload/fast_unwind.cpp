@@ -170,10 +170,14 @@ HEAPSCOPE_HOT int reuse_previous(PreviousWalk& previous, size_t match, uint64_t 
   const size_t taken = match < wanted ? match : wanted;
   // A step is a pure function of the frame it starts from and the words it reads, and the
   // recorded frames are what those steps gave: where the words read are still the same, so are
-  // the steps. The loads do not depend on each other, unlike a walk's.
+  // the steps. The loads do not depend on each other, unlike a walk's. Frames are written out as
+  // they are checked; on a mismatch the walk goes on and overwrites them.
+  uint64_t* out = frames + count;
+  *out++ = previous.frames[match].ip;
   for (size_t i = match; i > match - taken; --i) {
     const FrameState& from = previous.frames[i];
     const FrameState& to = previous.frames[i - 1];
+    *out++ = to.ip;
     const auto base = static_cast<CfaBase>(from.rule.cfa_base);
     const auto rbp_saved = static_cast<RbpSaved>(from.rule.rbp_saved);
     // Each read is one a walk would make from the frames checked so far, in the walk's order:
@@ -186,8 +190,6 @@ HEAPSCOPE_HOT int reuse_previous(PreviousWalk& previous, size_t match, uint64_t 
       if (load_word(saved_at) != to.fp) return -1;
     }
   }
-  frames[count] = previous.frames[match].ip;
-  for (size_t i = 1; i <= taken; ++i) frames[count + i] = previous.frames[match - i].ip;
   if (match + 1 + count > kRememberedFrames) {
     previous.count = 0;
   } else {

@@ -103,6 +103,7 @@ HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void* allocate(size_t size, size_t alignment, Ap
   if (real_block == nullptr) return nullptr;
   const size_t front = block::front_bytes(alignment);
   char* user = static_cast<char*>(real_block) + front;
+  agent::index().prefetch(reinterpret_cast<uint64_t>(user));  // loads while the stack is walked
   const uint32_t stack_id = agent::capture_stack_id();
   if (agent::options().canaries) block::arm(user, size, front, stack_id);
   const BlockEntry entry{reinterpret_cast<uint64_t>(user), size, stack_id, 0,
@@ -123,6 +124,7 @@ HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void* allocate(size_t size, size_t alignment, Ap
 HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void release(void* pointer, Api api) noexcept {
   if (pointer == nullptr || real::is_bootstrap(pointer) || nested::release(pointer)) return;
   const auto address = reinterpret_cast<uint64_t>(pointer);
+  agent::index().prefetch(address);  // loads while the free stack is walked
   const uint32_t free_stack = agent::options().free_stacks ? agent::capture_stack_id() : 0;
   // Where an error was found: the free stack when there is one, else captured once, on demand.
   uint32_t detected_at = free_stack;

@@ -46,14 +46,15 @@ namespace {
 // Keeps at most `max_frames` of `frames[0, count)`, dropping the agent's own (main's wrapper
 // from interpose_exit.cpp, further out, is the only one once the walk starts at the program).
 size_t without_own_frames(uint64_t* frames, size_t count, size_t max_frames) noexcept {
-  // Most stacks hold none: find out with a branch-free pass before compacting anything.
+  // Frames up to the first of ours stay where they are: most stacks have none within
+  // max_frames, or only main's wrapper at their very end.
   const uint64_t own_bytes = own_code_end - own_code_start;
-  bool any_own = false;
-  for (size_t i = 0; i < count; ++i) any_own |= frames[i] - own_code_start < own_bytes;
-  if (!any_own) return count < max_frames ? count : max_frames;
+  const size_t scanned = count < max_frames ? count : max_frames;
   size_t kept = 0;
-  for (size_t i = 0; i < count && kept < max_frames; ++i) {
-    if (frames[i] >= own_code_start && frames[i] < own_code_end) continue;
+  while (kept < scanned && frames[kept] - own_code_start >= own_bytes) ++kept;
+  if (kept == scanned) return scanned;
+  for (size_t i = kept + 1; i < count && kept < max_frames; ++i) {
+    if (frames[i] - own_code_start < own_bytes) continue;
     frames[kept++] = frames[i];
   }
   return kept;
