@@ -33,6 +33,7 @@ struct StepRule {
   uint8_t cfa_base : 2;   // CfaBase
   uint8_t rbp_saved : 2;  // RbpSaved
   uint8_t needs_fp : 1;   // in a remembered walk: the frames further out read this frame's rbp
+  uint8_t marked : 1;     // the address is in the code set by mark_code
 };
 static_assert(sizeof(StepRule) == 8);
 struct ThreadEntry {
@@ -40,11 +41,18 @@ struct ThreadEntry {
   StepRule rule;
 };
 
+// The code set by mark_code. A thread entry carries the mark of its address, so a walk learns it
+// with the rule it loads anyway.
+uint64_t marked_begin = 0;
+uint64_t marked_bytes = 0;
+inline bool is_marked(uint64_t address) noexcept { return address - marked_begin < marked_bytes; }
+
 // The entry for `address`, or false when its rule does not fit one (a huge rbp offset).
 inline bool thread_entry(uint64_t address, const Rule& rule, ThreadEntry& entry) noexcept {
   if (rule.rbp_offset != static_cast<int16_t>(rule.rbp_offset)) return false;
   entry = ThreadEntry{address, StepRule{rule.cfa_offset, static_cast<int16_t>(rule.rbp_offset), rule.kind,
-                                        static_cast<uint8_t>(rule.cfa_base), static_cast<uint8_t>(rule.rbp_saved), 0}};
+                                        static_cast<uint8_t>(rule.cfa_base), static_cast<uint8_t>(rule.rbp_saved), 0,
+                                        is_marked(address)}};
   return true;
 }
 
@@ -63,13 +71,31 @@ struct FrameState {
 // the same return addresses (and saved rbp values) at the same places. Each check is an
 // independent load, where a walk is a chain of dependent ones, so a frame costs a fraction.
 // Frames are kept outermost first: the outer part of a stack is what repeats, so a walk that
-// reuses it only rewrites its own inner frames.
+// reuses it only rewrites its own inner frames. One array per field: checking a frame reads
+// its ip and sp and its rule's flags, so they are packed densely, not 32-byte records apart.
 constexpr size_t kRememberedFrames = 48;
 struct PreviousWalk {
   uint32_t count;  // frames remembered; 0: none
-  bool complete;   // frames[0] is the outermost frame (else the walk stopped at max_frames)
-  FrameState frames[kRememberedFrames];
+  bool complete;   // frame 0 is the outermost frame (else the walk stopped at max_frames)
+  uint64_t ip[kRememberedFrames];
+  uint64_t sp[kRememberedFrames];
+  uint64_t fp[kRememberedFrames];
+  StepRule rule[kRememberedFrames];
+  // For frame i > 0: checking the step to its caller takes more than its return address (see
+  // needs_more_checks). Kept up to date with the rules, so the common check reads one byte.
+  bool more_checks[kRememberedFrames];
+  uint64_t marked;  // bit i: frame i is in the marked code (mark_code)
+
+  void set(size_t i, const FrameState& frame) noexcept {
+    ip[i] = frame.ip;
+    sp[i] = frame.sp;
+    fp[i] = frame.fp;
+    rule[i] = frame.rule;
+    marked = (marked & ~(uint64_t{1} << i)) | (uint64_t{frame.rule.marked} << i);
+  }
 };
+static_assert(kRememberedFrames <= 64, "PreviousWalk::marked holds a bit per frame");
+
 
 // Remembering walks costs a little on every frame (recording it, looking for a match), and
 // pays only when walks share their outer part. A thread whose walks reuse less than a third of
@@ -137,12 +163,44 @@ inline bool reads_fp(const StepRule& rule) noexcept {
 // `any_reads`: some frame from `first` on reads rbp; if none does and the frame outside does
 // not need its rbp, no frame does, and their rules already say so (the caches' rules carry 0).
 void mark_needed_fp(PreviousWalk& previous, size_t first, bool any_reads) noexcept {
-  if (!any_reads && (first == 0 || !previous.frames[first - 1].rule.needs_fp)) return;
+  if (!any_reads && (first == 0 || !previous.rule[first - 1].needs_fp)) return;
   for (size_t i = first; i < previous.count; ++i) {
-    StepRule& rule = previous.frames[i].rule;
+    StepRule& rule = previous.rule[i];
     const bool passes = static_cast<RbpSaved>(rule.rbp_saved) == RbpSaved::kNo;
-    rule.needs_fp = reads_fp(rule) || (i > 0 && passes && previous.frames[i - 1].rule.needs_fp);
+    rule.needs_fp = reads_fp(rule) || (i > 0 && passes && previous.rule[i - 1].needs_fp);
   }
+}
+
+// Whether checking the step from remembered frame i to its caller (i - 1) takes more than its
+// return address: a realigned frame's saved stack pointer, or a saved rbp that frames further
+// out read.
+inline bool needs_more_checks(const PreviousWalk& previous, size_t i) noexcept {
+  const StepRule& from = previous.rule[i];
+  return static_cast<CfaBase>(from.cfa_base) == CfaBase::kDerefRbp ||
+         (static_cast<RbpSaved>(from.rbp_saved) != RbpSaved::kNo && previous.rule[i - 1].needs_fp);
+}
+
+// Updates more_checks from frame `first` inwards, after their rules or needs_fp changed.
+void mark_more_checks(PreviousWalk& previous, size_t first) noexcept {
+  for (size_t i = first == 0 ? 1 : first; i < previous.count; ++i)
+    previous.more_checks[i] = needs_more_checks(previous, i);
+}
+
+// The checks beyond the return address for the step from remembered frame i, each a read a walk
+// would make from the frames checked so far: a realigned caller's stack pointer before anything
+// at it. The saved rbp lies beside the return address, at the same verified stack pointer.
+__attribute__((noinline)) bool more_checks_hold(const PreviousWalk& previous, size_t i) noexcept {
+  const StepRule from = previous.rule[i];
+  const size_t to = i - 1;
+  if (static_cast<CfaBase>(from.cfa_base) == CfaBase::kDerefRbp &&
+      load_word(previous.fp[i] + from.cfa_offset) != previous.sp[to])
+    return false;
+  const auto rbp_saved = static_cast<RbpSaved>(from.rbp_saved);
+  if (rbp_saved != RbpSaved::kNo && previous.rule[to].needs_fp) {
+    const uint64_t saved_at = (rbp_saved == RbpSaved::kAtCfa ? previous.sp[to] : previous.fp[i]) + from.rbp_offset;
+    if (load_word(saved_at) != previous.fp[to]) return false;
+  }
+  return true;
 }
 
 // Remembers a walk that found no help in the previous one; `inner` is innermost first.
@@ -152,11 +210,12 @@ void remember_walk(PreviousWalk& previous, const FrameState* inner, size_t count
     previous.count = 0;
     return;
   }
-  for (size_t i = 0; i < count; ++i) previous.frames[i] = inner[count - 1 - i];
+  for (size_t i = 0; i < count; ++i) previous.set(i, inner[count - 1 - i]);
   previous.count = static_cast<uint32_t>(count);
   previous.complete = complete;
-  if (count > 0) previous.frames[0].rule.needs_fp = 0;
+  if (count > 0) previous.rule[0].needs_fp = 0;
   mark_needed_fp(previous, 1, any_reads);
+  mark_more_checks(previous, 1);
 }
 
 // This walk reached remembered frame `match` as its frame `count` (< max_frames; the state fp is
@@ -164,7 +223,8 @@ void remember_walk(PreviousWalk& previous, const FrameState* inner, size_t count
 // and, if so, completes `frames` from them and remembers this walk's inner frames in place of
 // the old ones. Returns the number of frames in `frames`, or -1 (walk on as usual).
 HEAPSCOPE_HOT int reuse_previous(PreviousWalk& previous, size_t match, uint64_t fp, const FrameState* inner,
-                                 size_t count, bool any_reads, uint64_t* frames, size_t max_frames) noexcept {
+                                 size_t count, bool any_reads, uint64_t* frames, size_t max_frames,
+                                 size_t& first_marked) noexcept {
   const size_t wanted = max_frames - count - 1;  // frames after this one
   if (!previous.complete && match < wanted) return -1;  // it stopped short of what this walk needs
   const size_t taken = match < wanted ? match : wanted;
@@ -173,30 +233,28 @@ HEAPSCOPE_HOT int reuse_previous(PreviousWalk& previous, size_t match, uint64_t 
   // the steps. The loads do not depend on each other, unlike a walk's. Frames are written out as
   // they are checked; on a mismatch the walk goes on and overwrites them.
   uint64_t* out = frames + count;
-  *out++ = previous.frames[match].ip;
+  *out++ = previous.ip[match];
   for (size_t i = match; i > match - taken; --i) {
-    const FrameState& from = previous.frames[i];
-    const FrameState& to = previous.frames[i - 1];
-    *out++ = to.ip;
-    const auto base = static_cast<CfaBase>(from.rule.cfa_base);
-    const auto rbp_saved = static_cast<RbpSaved>(from.rule.rbp_saved);
-    // Each read is one a walk would make from the frames checked so far, in the walk's order:
-    // a realigned caller's stack pointer before anything at it.
-    if (__builtin_expect(base == CfaBase::kDerefRbp, 0) && load_word(from.fp + from.rule.cfa_offset) != to.sp)
-      return -1;
-    if (load_word(to.sp - 8) != to.ip) return -1;
-    if (__builtin_expect(rbp_saved != RbpSaved::kNo, 0) && to.rule.needs_fp) {
-      const uint64_t saved_at = (rbp_saved == RbpSaved::kAtCfa ? to.sp : from.fp) + from.rule.rbp_offset;
-      if (load_word(saved_at) != to.fp) return -1;
-    }
+    const size_t to = i - 1;
+    const uint64_t ip = previous.ip[to];
+    *out++ = ip;
+    if (__builtin_expect(previous.more_checks[i], 0) && !more_checks_hold(previous, i)) return -1;
+    if (load_word(previous.sp[to] - 8) != ip) return -1;
   }
+  // Frames match, match - 1, ..., match - taken became count, count + 1, ...: the first marked
+  // one in that order is the highest marked bit of the range.
+  const uint64_t range = ((uint64_t{2} << match) - 1) & ~((uint64_t{1} << (match - taken)) - 1);
+  const uint64_t marked_taken = previous.marked & range;
+  if (marked_taken != 0 && first_marked == kNoneMarked)
+    first_marked = count + match - static_cast<size_t>(63 - __builtin_clzll(marked_taken));
   if (match + 1 + count > kRememberedFrames) {
     previous.count = 0;
   } else {
-    previous.frames[match].fp = fp;
-    for (size_t i = 0; i < count; ++i) previous.frames[match + 1 + i] = inner[count - 1 - i];
+    previous.fp[match] = fp;
+    for (size_t i = 0; i < count; ++i) previous.set(match + 1 + i, inner[count - 1 - i]);
     previous.count = static_cast<uint32_t>(match + 1 + count);
     mark_needed_fp(previous, match + 1, any_reads);
+    mark_more_checks(previous, match + 1);
   }
   return static_cast<int>(count + 1 + taken);
 }
@@ -205,7 +263,8 @@ HEAPSCOPE_HOT int reuse_previous(PreviousWalk& previous, size_t match, uint64_t 
 // ip itself where execution is, ip - 1 for a return address, so a call that ends its function
 // finds that function's rule, not the next one's.
 HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lookup, uint64_t* frames,
-                              size_t max_frames) noexcept {
+                              size_t max_frames, size_t& first_marked) noexcept {
+  first_marked = kNoneMarked;
   if (!rule_cache_ready()) return -1;
   ThreadRules& mine = thread_rules;
   const uint32_t generation = rules_generation();
@@ -227,12 +286,12 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
   bool any_reads = false;  // some walked frame's rule reads rbp (see mark_needed_fp)
   size_t count = 0;
   while (count < max_frames) {
-    while (candidate >= 0 && previous.frames[candidate].sp < sp) --candidate;
-    if (candidate >= 0 && previous.frames[candidate].sp == sp) {
-      const FrameState& same = previous.frames[candidate];
-      if (same.ip == ip && (!same.rule.needs_fp || same.fp == fp)) {
+    while (candidate >= 0 && previous.sp[candidate] < sp) --candidate;
+    if (candidate >= 0 && previous.sp[candidate] == sp) {
+      if (previous.ip[candidate] == ip && (!previous.rule[candidate].needs_fp || previous.fp[candidate] == fp)) {
         const int reused =
-            reuse_previous(previous, static_cast<size_t>(candidate), fp, inner, count, any_reads, frames, max_frames);
+            reuse_previous(previous, static_cast<size_t>(candidate), fp, inner, count, any_reads, frames, max_frames,
+                           first_marked);
         if (reused >= 0) {
           account(mine, count, static_cast<size_t>(reused) - count);
           return reused;
@@ -252,7 +311,7 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
         const Rule rule = Rule::decode(shared_rule(lookup));
         if (!thread_entry(lookup, rule, *entry)) {
           if (rule.kind == RuleKind::kFrame) return -1;  // too unusual to bother: libunwind
-          missed = ThreadEntry{lookup, StepRule{0, 0, rule.kind, 0, 0, 0}};
+          missed = ThreadEntry{lookup, StepRule{0, 0, rule.kind, 0, 0, 0, is_marked(lookup)}};
           entry = &missed;
         } else {
           set[1] = set[0];
@@ -261,6 +320,7 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
       }
     }
     frames[count] = ip;
+    if (__builtin_expect(entry->rule.marked, 0) && first_marked == kNoneMarked) first_marked = count;
     if (remembering) {
       inner[count] = FrameState{ip, sp, fp, entry->rule};
       any_reads |= reads_fp(entry->rule);
@@ -301,13 +361,23 @@ HEAPSCOPE_HOT __attribute__((noinline)) int fast_backtrace(uint64_t* frames, siz
   uint64_t fp;
   // The three registers at one instruction: the rule for `ip` then describes `sp` exactly.
   asm volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(fp));
-  return walk(ip, sp, fp, ip, frames, max_frames);
+  size_t first_marked;
+  return walk(ip, sp, fp, ip, frames, max_frames, first_marked);
 }
 
 HEAPSCOPE_HOT int fast_backtrace_from(uint64_t return_address, uint64_t stack_pointer, uint64_t frame_pointer,
-                                      uint64_t* frames, size_t max_frames) noexcept {
+                                      uint64_t* frames, size_t max_frames, size_t* first_marked) noexcept {
   if (return_address == 0) return -1;
-  return walk(return_address, stack_pointer, frame_pointer, return_address - 1, frames, max_frames);
+  size_t first;
+  const int got = walk(return_address, stack_pointer, frame_pointer, return_address - 1, frames, max_frames, first);
+  if (first_marked != nullptr) *first_marked = first;
+  return got;
+}
+
+void mark_code(uint64_t begin, uint64_t end) noexcept {
+  marked_begin = begin;
+  marked_bytes = end > begin ? end - begin : 0;
+  forget_rules();  // per-thread cache entries carry the old marks
 }
 
 }  // namespace heapscope::preload::unwind

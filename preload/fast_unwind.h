@@ -19,8 +19,15 @@ int fast_backtrace(uint64_t* frames, size_t max_frames) noexcept;
 
 // The same walk started at a caller's frame instead of here: `return_address` is the first
 // frame, `stack_pointer` the caller's stack pointer at that address (the callee's CFA) and
-// `frame_pointer` the caller's rbp.
+// `frame_pointer` the caller's rbp. With `first_marked`, also gives the index of the first
+// frame inside the code set by mark_code (kNoneMarked if none), at almost no cost: frames
+// taken from the previous walk carry their mark with them.
+constexpr size_t kNoneMarked = ~size_t{0};
 int fast_backtrace_from(uint64_t return_address, uint64_t stack_pointer, uint64_t frame_pointer,
-                        uint64_t* frames, size_t max_frames) noexcept;
+                        uint64_t* frames, size_t max_frames, size_t* first_marked = nullptr) noexcept;
+
+// The code whose frames fast_backtrace_from reports in `first_marked`: the agent's own, which
+// its callers drop (main's wrapper ends every complete stack). Set once, at init.
+void mark_code(uint64_t begin, uint64_t end) noexcept;
 
 }  // namespace heapscope::preload::unwind

@@ -26,6 +26,7 @@ int find_own_module(dl_phdr_info* info, size_t, void* base) {
     if (segment.p_type != PT_LOAD || (segment.p_flags & PF_X) == 0) continue;
     own_code_start = info->dlpi_addr + segment.p_vaddr;
     own_code_end = own_code_start + segment.p_memsz;
+    unwind::mark_code(own_code_start, own_code_end);
   }
   return 1;
 }
@@ -45,12 +46,11 @@ namespace {
 
 // Keeps at most `max_frames` of `frames[0, count)`, dropping the agent's own (main's wrapper
 // from interpose_exit.cpp, further out, is the only one once the walk starts at the program).
-size_t without_own_frames(uint64_t* frames, size_t count, size_t max_frames) noexcept {
-  // Frames up to the first of ours stay where they are: most stacks have none within
-  // max_frames, or only main's wrapper at their very end.
+// Frames before `first_own` are known not to be ours.
+size_t without_own_frames(uint64_t* frames, size_t count, size_t max_frames, size_t first_own = 0) noexcept {
   const uint64_t own_bytes = own_code_end - own_code_start;
   const size_t scanned = count < max_frames ? count : max_frames;
-  size_t kept = 0;
+  size_t kept = first_own < scanned ? first_own : scanned;
   while (kept < scanned && frames[kept] - own_code_start >= own_bytes) ++kept;
   if (kept == scanned) return scanned;
   for (size_t i = kept + 1; i < count && kept < max_frames; ++i) {
@@ -66,9 +66,16 @@ HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept
   const uint64_t* program_frame = fast_walker ? ProgramFrame::current() : nullptr;
   if (program_frame != nullptr) {
     // From the program's frame: one frame more than kept, for main's wrapper further out.
+    // The walker reports where our first frame is: most stacks have none within max_frames,
+    // or only main's wrapper near their end, and a scan of every frame cost more than the rest.
+    size_t first_own = unwind::kNoneMarked;
     const int got = unwind::fast_backtrace_from(program_frame[1], reinterpret_cast<uint64_t>(program_frame + 2),
-                                                program_frame[0], frames, max_frames + 1);
-    if (got >= 0) return without_own_frames(frames, static_cast<size_t>(got), max_frames);
+                                                program_frame[0], frames, max_frames + 1, &first_own);
+    if (got >= 0) {
+      const auto walked = static_cast<size_t>(got);
+      if (first_own >= walked) return walked < max_frames ? walked : max_frames;
+      return without_own_frames(frames, walked, max_frames, first_own);
+    }
   }
   // From here: the agent's own frames come first.
   const size_t wanted = max_frames + kCaptureSlack;

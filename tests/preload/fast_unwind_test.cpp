@@ -191,6 +191,48 @@ TEST(FastUnwind, WalkFromACallersFrameSkipsOnlyTheFramesBelowIt) {
   EXPECT_TRUE(std::equal(from.begin(), from.end(), full.begin() + 1));
 }
 
+struct MarkedWalk {
+  int count = 0;
+  uint64_t frames[64] = {};
+  size_t first_marked = 0;
+};
+
+extern "C" __attribute__((noinline, optimize("no-omit-frame-pointer"))) void walk_marked(void* context) {
+  auto* walk = static_cast<MarkedWalk*>(context);
+  const auto* frame = static_cast<const uint64_t*>(__builtin_frame_address(0));
+  walk->count = fast_backtrace_from(frame[1], reinterpret_cast<uint64_t>(frame + 2), frame[0], walk->frames, 64,
+                                    &walk->first_marked);
+  asm volatile("" ::: "memory");
+}
+
+// The agent drops its own frames (main's wrapper, dlopen's) by the index the walker reports, on
+// a fresh walk and on walks that take the marked frame from the previous one.
+TEST(FastUnwind, ReportsTheFirstFrameInMarkedCodeOnFreshAndReusedWalks) {
+  ASSERT_TRUE(init_rule_cache());
+  MarkedWalk unmarked;
+  shape_optimized(6, walk_marked, &unmarked);
+  ASSERT_GT(unmarked.count, 10);
+  EXPECT_EQ(unmarked.first_marked, kNoneMarked);
+  // A return address that occurs once, past the recursion (whose frames share one address).
+  int chosen = -1;
+  for (int i = unmarked.count - 2; i >= 3 && chosen < 0; --i) {
+    if (std::count(unmarked.frames, unmarked.frames + unmarked.count, unmarked.frames[i]) == 1) chosen = i;
+  }
+  ASSERT_GE(chosen, 3);
+  const uint64_t target = unmarked.frames[chosen];
+  mark_code(target - 1, target);  // a return address is looked up one byte before it
+  for (int round = 0; round < 3; ++round) {
+    MarkedWalk marked;
+    shape_optimized(6, walk_marked, &marked);
+    ASSERT_EQ(marked.count, unmarked.count);
+    EXPECT_EQ(marked.first_marked, static_cast<size_t>(chosen)) << "round " << round;
+  }
+  mark_code(0, 0);
+  MarkedWalk after;
+  shape_optimized(6, walk_marked, &after);
+  EXPECT_EQ(after.first_marked, kNoneMarked);
+}
+
 Walks* signal_walks = nullptr;
 void capture_in_handler(int) { walk_both(signal_walks); }
 
