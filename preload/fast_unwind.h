@@ -26,6 +26,9 @@ constexpr size_t kNoneMarked = ~size_t{0};
 int fast_backtrace_from(uint64_t return_address, uint64_t stack_pointer, uint64_t frame_pointer,
                         uint64_t* frames, size_t max_frames, size_t* first_marked = nullptr) noexcept;
 
+// Unmaps the calling thread's remembered walks (at its end); its later walks remember nothing.
+void release_thread_walks() noexcept;
+
 // The code whose frames fast_backtrace_from reports in `first_marked`: the agent's own, which
 // its callers drop (main's wrapper ends every complete stack). Set once, at init.
 void mark_code(uint64_t begin, uint64_t end) noexcept;

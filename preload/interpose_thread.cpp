@@ -8,6 +8,7 @@
 #include "agent.h"
 #include "real_alloc.h"
 #include "reentrancy_guard.h"
+#include "stack_capture.h"
 #include "sys.h"
 
 namespace agent = heapscope::preload::agent;
@@ -27,7 +28,10 @@ struct Start {
 pthread_key_t end_key;
 pthread_once_t end_key_once = PTHREAD_ONCE_INIT;
 
-void on_thread_end(void*) { agent::emit_thread(heapscope::format::EventKind::kThreadExit, 0); }
+void on_thread_end(void*) {
+  agent::emit_thread(heapscope::format::EventKind::kThreadExit, 0);
+  heapscope::preload::end_thread_captures();
+}
 void make_end_key() { pthread_key_create(&end_key, on_thread_end); }
 
 void* trampoline(void* raw) {

@@ -62,6 +62,8 @@ size_t without_own_frames(uint64_t* frames, size_t count, size_t max_frames, siz
 
 }  // namespace
 
+void end_thread_captures() noexcept { unwind::release_thread_walks(); }
+
 HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept {
   const uint64_t* program_frame = fast_walker ? ProgramFrame::current() : nullptr;
   if (program_frame != nullptr) {

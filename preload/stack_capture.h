@@ -18,6 +18,10 @@ inline constexpr size_t kCaptureSlack = 8;
 // `frames` must have room for max_frames + kCaptureSlack: the walk writes there directly.
 size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept;
 
+// The calling thread is ending: frees what its captures kept (the walker's remembered walks).
+// Captures later on this thread, from other destructors, still work, only slower.
+void end_thread_captures() noexcept;
+
 // Where the program called into the agent, per thread. The interposers are built with -fno-omit-
 // frame-pointer -fno-shrink-wrap, so inside one rbp is its frame: saved rbp at [rbp], the return
 // address into the program at [rbp + 8], the program's stack pointer at rbp + 16. The walk can then

@@ -111,6 +111,32 @@ TEST(FastUnwind, ThreadStackEndsWhereLibunwindsDoes) {
   expect_same_stack(walks, 6);
 }
 
+// A thread's remembered walks are unmapped when it ends; allocations after that (other
+// destructors) still get whole stacks, walked without remembering.
+TEST(FastUnwind, WalksAfterTheThreadsWalksAreReleasedStillMatchLibunwind) {
+  ASSERT_TRUE(init_rule_cache());
+  Walks before;
+  Walks after[2];
+  struct Context {
+    Walks* before;
+    Walks* after;
+  } context{&before, after};
+  pthread_t thread;
+  auto body = [](void* raw) -> void* {
+    auto* walks = static_cast<Context*>(raw);
+    shape_optimized(5, walk_both, walks->before);
+    release_thread_walks();
+    shape_optimized(5, walk_both, &walks->after[0]);
+    shape_optimized(5, walk_both, &walks->after[1]);
+    return nullptr;
+  };
+  ASSERT_EQ(pthread_create(&thread, nullptr, body, &context), 0);
+  pthread_join(thread, nullptr);
+  expect_same_stack(before, 6);
+  expect_same_stack(after[0], 6);
+  expect_same_stack(after[1], 6);
+}
+
 TEST(FastUnwind, CachedWalksRepeatTheFirst) {
   ASSERT_TRUE(init_rule_cache());
   Walks walks[3];
