@@ -145,6 +145,7 @@ void after_fork_child() noexcept {
   ReentrancyGuard guard;
   a.ring.abandon();
   a.depot.release();
+  unwind::forget_walk_memos();  // they hold the parent's stack ids
   if (!a.depot.init() || !start_recording(getppid())) a.ring.abandon();
 }
 
@@ -388,8 +389,14 @@ Quarantine& quarantine() noexcept { return the_agent().quarantine; }
 HEAPSCOPE_HOT uint32_t capture_stack_id() noexcept {
   Agent& a = the_agent();
   uint64_t frames[format::kMaxFrames + kCaptureSlack];
-  const size_t count = capture_stack(frames, a.options.max_frames);
-  return a.depot.put(frames, count, on_new_stack, nullptr);
+  // A walk that repeats the last one from the same call site and depth repeats its stack id:
+  // the depot's hash of 30 frames and its probe are skipped.
+  unwind::WalkMemo memo;
+  const size_t count = capture_stack(frames, a.options.max_frames, &memo);
+  if (memo.repeated) return *memo.stack_id;
+  const uint32_t id = a.depot.put(frames, count, on_new_stack, nullptr);
+  if (memo.stack_id != nullptr) *memo.stack_id = id;
+  return id;
 }
 
 HEAPSCOPE_HOT void emit_alloc(uint64_t address, uint64_t size, uint32_t stack_id,

@@ -1,6 +1,8 @@
 // The cached stack walker (see fast_unwind.h).
 #include "fast_unwind.h"
 
+#include <atomic>
+
 #include "heapscope/event_format.h"
 #include "rule_cache.h"
 #include "sys.h"  // HEAPSCOPE_HOT
@@ -85,6 +87,8 @@ struct PreviousWalk {
   // needs_more_checks). Kept up to date with the rules, so the common check reads one byte.
   bool more_checks[kRememberedFrames];
   uint64_t marked;  // bit i: frame i is in the marked code (mark_code)
+  uint32_t output_count;  // frames the last walk from this start gave its caller
+  uint32_t stack_id;      // the caller's word for them (WalkMemo); 0: not filled
 
   void set(size_t i, const FrameState& frame) noexcept {
     ip[i] = frame.ip;
@@ -126,8 +130,12 @@ inline size_t walk_slot(uint64_t sp, uint64_t ip) noexcept {
 }
 static_assert(kWalkSlots == 64, "walk_slot keeps the top 6 bits");
 
+// Bumped by forget_walk_memos; each thread compares it with the value it last saw.
+std::atomic<uint32_t> memo_generation{0};
+
 struct ThreadRules {
   uint32_t generation;
+  uint32_t memo_generation;
   bool walks_unavailable;  // the table could not be mapped, or the thread is ending
   ThreadEntry slots[kThreadSlots];
   ThreadEntry sets[kThreadSets][2];  // [0] most recently filled
@@ -283,17 +291,38 @@ HEAPSCOPE_HOT int reuse_previous(PreviousWalk& previous, size_t match, uint64_t 
   return static_cast<int>(count + 1 + taken);
 }
 
+// Hands the caller the remembered walk's word for this walk's `output` (see WalkMemo).
+inline void give_memo(PreviousWalk* slot, int output, bool repeated, WalkMemo* memo) noexcept {
+  if (memo == nullptr) return;
+  if (slot == nullptr || output < 0) {
+    *memo = WalkMemo{};
+    return;
+  }
+  if (!repeated) {
+    slot->stack_id = 0;
+    slot->output_count = static_cast<uint32_t>(output);
+  }
+  *memo = WalkMemo{&slot->stack_id, repeated};
+}
+
 // Walks from the state (ip, sp, fp). `lookup` is the address whose rule describes that state:
 // ip itself where execution is, ip - 1 for a return address, so a call that ends its function
 // finds that function's rule, not the next one's.
 HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lookup, uint64_t* frames,
-                              size_t max_frames, size_t& first_marked) noexcept {
+                              size_t max_frames, size_t& first_marked, WalkMemo* memo) noexcept {
   first_marked = kNoneMarked;
+  if (memo != nullptr) *memo = WalkMemo{};
   if (!rule_cache_ready()) return -1;
   ThreadRules& mine = thread_rules;
   const uint32_t generation = rules_generation();
   PreviousWalk* walks = mine.walks;
   if (__builtin_expect(walks == nullptr, 0)) walks = map_walks(mine);
+  const uint32_t memos = memo_generation.load(std::memory_order_acquire);
+  if (__builtin_expect(mine.memo_generation != memos, 0)) {
+    if (walks != nullptr)
+      for (size_t i = 0; i < kWalkSlots; ++i) walks[i].stack_id = 0;
+    mine.memo_generation = memos;
+  }
   if (mine.generation != generation) {
     for (ThreadEntry& entry : mine.slots) entry.address = 0;
     for (auto& set : mine.sets) set[0].address = set[1].address = 0;
@@ -316,11 +345,16 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
     while (candidate >= 0 && previous->sp[candidate] < sp) --candidate;
     if (candidate >= 0 && previous->sp[candidate] == sp) {
       if (previous->ip[candidate] == ip && (!previous->rule[candidate].needs_fp || previous->fp[candidate] == fp)) {
+        // From its first frame on, this walk meets the last walk from the same start.
+        const bool same_start = count == 0 && static_cast<size_t>(candidate) + 1 == previous->count;
         const int reused =
             reuse_previous(*previous, static_cast<size_t>(candidate), fp, inner, count, any_reads, frames, max_frames,
                            first_marked);
         if (reused >= 0) {
           account(mine, count, static_cast<size_t>(reused) - count);
+          give_memo(previous, reused,
+                    same_start && static_cast<uint32_t>(reused) == previous->output_count && previous->stack_id != 0,
+                    memo);
           return reused;
         }
         --candidate;  // it no longer holds further out: walk on, and try the frames beyond
@@ -357,6 +391,7 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
       if (remembering) {
         remember_walk(*previous, inner, count, /*complete=*/true, any_reads);
         account(mine, count, 0);
+        give_memo(previous, static_cast<int>(count), false, memo);
       }
       return static_cast<int>(count);
     }
@@ -376,6 +411,7 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
   if (remembering) {
     remember_walk(*previous, inner, count, /*complete=*/false, any_reads);
     account(mine, count, 0);
+    give_memo(previous, static_cast<int>(count), false, memo);
   }
   return static_cast<int>(count);
 }
@@ -389,17 +425,22 @@ HEAPSCOPE_HOT __attribute__((noinline)) int fast_backtrace(uint64_t* frames, siz
   // The three registers at one instruction: the rule for `ip` then describes `sp` exactly.
   asm volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(fp));
   size_t first_marked;
-  return walk(ip, sp, fp, ip, frames, max_frames, first_marked);
+  return walk(ip, sp, fp, ip, frames, max_frames, first_marked, nullptr);
 }
 
 HEAPSCOPE_HOT int fast_backtrace_from(uint64_t return_address, uint64_t stack_pointer, uint64_t frame_pointer,
-                                      uint64_t* frames, size_t max_frames, size_t* first_marked) noexcept {
+                                      uint64_t* frames, size_t max_frames, size_t* first_marked,
+                                      WalkMemo* memo) noexcept {
+  if (memo != nullptr) *memo = WalkMemo{};
   if (return_address == 0) return -1;
   size_t first;
-  const int got = walk(return_address, stack_pointer, frame_pointer, return_address - 1, frames, max_frames, first);
+  const int got =
+      walk(return_address, stack_pointer, frame_pointer, return_address - 1, frames, max_frames, first, memo);
   if (first_marked != nullptr) *first_marked = first;
   return got;
 }
+
+void forget_walk_memos() noexcept { memo_generation.fetch_add(1, std::memory_order_acq_rel); }
 
 void release_thread_walks() noexcept {
   ThreadRules& mine = thread_rules;

@@ -22,9 +22,23 @@ int fast_backtrace(uint64_t* frames, size_t max_frames) noexcept;
 // `frame_pointer` the caller's rbp. With `first_marked`, also gives the index of the first
 // frame inside the code set by mark_code (kNoneMarked if none), at almost no cost: frames
 // taken from the previous walk carry their mark with them.
+// With `memo`, also hands out a word kept with the remembered walk, for what the caller derives
+// from the frames (the agent keeps the stack's depot id there): `repeated` says the frames are
+// exactly those of the last walk from this start, whose caller filled the word; otherwise the
+// word is 0 for this caller to fill. stack_id is nullptr when the walk is not remembered. The
+// word stays valid until this thread's next walk.
 constexpr size_t kNoneMarked = ~size_t{0};
+struct WalkMemo {
+  uint32_t* stack_id = nullptr;
+  bool repeated = false;
+};
 int fast_backtrace_from(uint64_t return_address, uint64_t stack_pointer, uint64_t frame_pointer,
-                        uint64_t* frames, size_t max_frames, size_t* first_marked = nullptr) noexcept;
+                        uint64_t* frames, size_t max_frames, size_t* first_marked = nullptr,
+                        WalkMemo* memo = nullptr) noexcept;
+
+// Makes every thread's WalkMemo words 0 before its next walk: what they held no longer applies
+// (a fork child starts its stack ids afresh). Frames stay remembered.
+void forget_walk_memos() noexcept;
 
 // Unmaps the calling thread's remembered walks (at its end); its later walks remember nothing.
 void release_thread_walks() noexcept;

@@ -64,7 +64,7 @@ size_t without_own_frames(uint64_t* frames, size_t count, size_t max_frames, siz
 
 void end_thread_captures() noexcept { unwind::release_thread_walks(); }
 
-HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept {
+HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames, unwind::WalkMemo* memo) noexcept {
   const uint64_t* program_frame = fast_walker ? ProgramFrame::current() : nullptr;
   if (program_frame != nullptr) {
     // From the program's frame: one frame more than kept, for main's wrapper further out.
@@ -72,13 +72,14 @@ HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept
     // or only main's wrapper near their end, and a scan of every frame cost more than the rest.
     size_t first_own = unwind::kNoneMarked;
     const int got = unwind::fast_backtrace_from(program_frame[1], reinterpret_cast<uint64_t>(program_frame + 2),
-                                                program_frame[0], frames, max_frames + 1, &first_own);
+                                                program_frame[0], frames, max_frames + 1, &first_own, memo);
     if (got >= 0) {
       const auto walked = static_cast<size_t>(got);
       if (first_own >= walked) return walked < max_frames ? walked : max_frames;
       return without_own_frames(frames, walked, max_frames, first_own);
     }
   }
+  if (memo != nullptr) *memo = unwind::WalkMemo{};
   // From here: the agent's own frames come first.
   const size_t wanted = max_frames + kCaptureSlack;
   int got = fast_walker && program_frame == nullptr ? unwind::fast_backtrace(frames, wanted) : -1;

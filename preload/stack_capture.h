@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "fast_unwind.h"
+
 namespace heapscope::preload {
 
 // Remembers the address range of the agent's own code and which walker to use. Call once at init.
@@ -16,7 +18,9 @@ inline constexpr size_t kCaptureSlack = 8;
 
 // Fills `frames` with at most `max_frames` return addresses, innermost first. Returns the count.
 // `frames` must have room for max_frames + kCaptureSlack: the walk writes there directly.
-size_t capture_stack(uint64_t* frames, size_t max_frames) noexcept;
+// With `memo`, the walker's word for these frames (fast_unwind.h's WalkMemo): when `repeated`,
+// the frames are the ones the word was filled for, and whatever was derived from them holds.
+size_t capture_stack(uint64_t* frames, size_t max_frames, unwind::WalkMemo* memo = nullptr) noexcept;
 
 // The calling thread is ending: frees what its captures kept (the walker's remembered walks).
 // Captures later on this thread, from other destructors, still work, only slower.

@@ -324,6 +324,25 @@ TEST(PreloadE2E, ForkedChildIsItsOwnProcessWithItsOwnLeaks) {
   EXPECT_EQ(child["leaks"][0]["bytes"], 111);
 }
 
+// The child's stack ids start afresh: what the parent's walker remembered about a call site (its
+// stack id) must not label the child's allocations from that same site.
+TEST(PreloadE2E, ForkedChildAllocatingFromTheParentsCallSiteGetsItsOwnStacks) {
+  const RunOutput run = run_heapscope({}, {program("fork_same_site")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& processes = run.report["processes"];
+  ASSERT_EQ(processes.size(), 2u) << run.report.dump(1);
+  EXPECT_TRUE(leaks_from(processes[0], "/fork_same_site").empty()) << processes[0]["leaks"].dump(1);
+  const json& child = processes[1];
+  ASSERT_EQ(child["leaks"].size(), 3u) << child["leaks"].dump(1);
+  for (const json& leak : child["leaks"]) {
+    const std::string function = leak["stack"][0]["function"];
+    if (leak["bytes"] == 123) EXPECT_EQ(function, "make") << leak.dump(1);
+    else if (leak["bytes"] == 77) EXPECT_EQ(function, "other") << leak.dump(1);
+    else if (leak["bytes"] == 8) EXPECT_EQ(function, "deeper") << leak.dump(1);
+    else ADD_FAILURE() << "unexpected leak " << leak.dump(1);
+  }
+}
+
 TEST(PreloadE2E, ExecReleasesTheOldImageAndTracesTheNewOne) {
   const RunOutput run = run_heapscope({}, {program("fork_exec"), "exec"});
   ASSERT_EQ(run.exit_code, 0) << run.err;

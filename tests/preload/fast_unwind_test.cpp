@@ -259,6 +259,55 @@ TEST(FastUnwind, ReportsTheFirstFrameInMarkedCodeOnFreshAndReusedWalks) {
   EXPECT_EQ(after.first_marked, kNoneMarked);
 }
 
+struct MemoWalk {
+  int count = 0;
+  uint64_t frames[64] = {};
+  WalkMemo memo;
+};
+
+extern "C" __attribute__((noinline, optimize("no-omit-frame-pointer"))) void walk_with_memo(void* context) {
+  auto* walk = static_cast<MemoWalk*>(context);
+  const auto* frame = static_cast<const uint64_t*>(__builtin_frame_address(0));
+  walk->count = fast_backtrace_from(frame[1], reinterpret_cast<uint64_t>(frame + 2), frame[0], walk->frames, 64,
+                                    nullptr, &walk->memo);
+  asm volatile("" ::: "memory");
+}
+
+// The agent skips the stack depot when a walk repeats the last one from the same start, taking
+// the stack id it left in the memo. Repeated must mean the very same frames.
+TEST(FastUnwind, MemoIsRepeatedOnlyForTheSameFramesAndForgottenOnRequest) {
+  ASSERT_TRUE(init_rule_cache());
+  MemoWalk walks[2];
+  for (MemoWalk& walk : walks) {  // one call site: the same frames twice
+    shape_caller_a(walk_with_memo, &walk);
+    if (&walk == &walks[0]) {
+      ASSERT_NE(walk.memo.stack_id, nullptr);
+      EXPECT_FALSE(walk.memo.repeated);
+      EXPECT_EQ(*walk.memo.stack_id, 0u);
+      *walk.memo.stack_id = 42;
+    }
+  }
+  const MemoWalk& first = walks[0];
+  const MemoWalk& again = walks[1];
+  ASSERT_EQ(again.count, first.count);
+  EXPECT_TRUE(std::equal(first.frames, first.frames + first.count, again.frames));
+  EXPECT_TRUE(again.memo.repeated);
+  ASSERT_NE(again.memo.stack_id, nullptr);
+  EXPECT_EQ(*again.memo.stack_id, 42u);
+  // The same start (walk_with_memo's frame at the same depth), another caller further out; then
+  // those frames again, once the memos were forgotten.
+  MemoWalk others[2];
+  for (MemoWalk& walk : others) {
+    shape_caller_b(walk_with_memo, &walk);
+    EXPECT_FALSE(walk.memo.repeated);
+    ASSERT_NE(walk.memo.stack_id, nullptr);
+    EXPECT_EQ(*walk.memo.stack_id, 0u);
+    *walk.memo.stack_id = 43;
+    forget_walk_memos();
+  }
+  EXPECT_TRUE(std::equal(others[0].frames, others[0].frames + others[0].count, others[1].frames));
+}
+
 Walks* signal_walks = nullptr;
 void capture_in_handler(int) { walk_both(signal_walks); }
 
