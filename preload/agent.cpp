@@ -308,7 +308,8 @@ void check_live_block(const BlockEntry& entry, void* context) noexcept {
 void check_quarantine_at_exit() noexcept {
   Agent& a = the_agent();
   uint64_t address = 0;
-  while (a.quarantine.pop(address, /*everything=*/true)) {
+  uint64_t size = 0;
+  while (a.quarantine.pop(address, size, /*everything=*/true)) {
     BlockEntry entry{};
     if (!a.index.find(address, entry)) continue;
     const int64_t changed = block::check_fill(reinterpret_cast<void*>(address), entry.size);

@@ -140,6 +140,16 @@ bool BlockIndex::find(uint64_t address, BlockEntry& out) noexcept {
   return true;
 }
 
+bool BlockIndex::take_quarantined(uint64_t address, BlockEntry& out) noexcept {
+  Shard& shard = shard_for(shards_, address);
+  SpinLockGuard hold(shard.lock);
+  BlockEntry* slot = lookup(shard, address);
+  if (slot == nullptr || slot->state != BlockState::kQuarantined) return false;
+  out = *slot;
+  erase(shard, slot);
+  return true;
+}
+
 bool BlockIndex::remove(uint64_t address) noexcept {
   Shard& shard = shard_for(shards_, address);
   SpinLockGuard hold(shard.lock);

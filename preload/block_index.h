@@ -55,6 +55,9 @@ class BlockIndex {
   FreeCheck take(uint64_t address, uint32_t free_stack_id, BlockEntry& out) noexcept;
 
   bool find(uint64_t address, BlockEntry& out) noexcept;
+  // Removes a quarantined block and copies its entry to `out` (one locked operation, for a
+  // block leaving the quarantine). False if `address` is not a quarantined block.
+  bool take_quarantined(uint64_t address, BlockEntry& out) noexcept;
   // Starts loading the slot where `address` would be, without the lock (a prefetch never faults,
   // and a stale table only wastes it): the index is as big as the live heap, so its lookups
   // miss the cache, and the caller has other work to overlap with the miss.

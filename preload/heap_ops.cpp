@@ -32,24 +32,24 @@ void release_to_real(const BlockEntry& entry) noexcept {
   real::free(reinterpret_cast<char*>(entry.address) - entry.front);
 }
 
-// Takes blocks out of the quarantine while it is over budget, checking that nothing wrote to
-// them since they were freed.
-__attribute__((noinline)) void drain_quarantine(uint32_t detecting_stack) noexcept {
+// Releases the blocks leaving the quarantine, `address` (of `size` bytes) and any more while it
+// is over budget, checking that nothing wrote to them since they were freed. The fill is checked
+// while the block is still in the index (a racing second free of it is still a double free);
+// then one locked operation takes it out.
+__attribute__((noinline)) void drain_quarantine(uint32_t detecting_stack, uint64_t address, uint64_t size) noexcept {
   Quarantine& quarantine = agent::quarantine();
   BlockIndex& index = agent::index();
-  uint64_t address = 0;
-  while (quarantine.pop(address, /*everything=*/false)) {
+  do {
+    const int64_t changed = block::check_fill(reinterpret_cast<void*>(address), size);
     BlockEntry entry{};
-    if (!index.find(address, entry)) continue;
-    const int64_t changed = block::check_fill(reinterpret_cast<void*>(address), entry.size);
+    if (!index.take_quarantined(address, entry)) continue;
     if (changed >= 0 && (entry.flags & kBlockReported) == 0) {
       agent::report_error({ErrorKind::kUseAfterFree, address, entry.size, changed,
                            detecting_stack, entry.alloc_stack_id, entry.free_stack_id,
                            entry.family, entry.free_api, 0});
     }
-    index.remove(address);
     release_to_real(entry);
-  }
+  } while (quarantine.pop(address, size, /*everything=*/false));
 }
 
 // The stack where an error was found, when the free has none: errors are rare, so this capture
@@ -176,8 +176,10 @@ HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void release(void* pointer, Api api) noexcept {
   }
   if (quarantine.accepts(entry.size)) {
     block::fill_freed(pointer, entry.size);
-    if (quarantine.push(address, entry.size)) {
-      drain_quarantine(free_stack);
+    uint64_t leaving = 0;
+    uint64_t leaving_size = 0;
+    if (quarantine.push(address, entry.size, leaving, leaving_size)) {
+      if (leaving != 0) drain_quarantine(free_stack, leaving, leaving_size);
       return;
     }
   }

@@ -13,23 +13,37 @@ bool Quarantine::init(size_t budget_bytes) noexcept {
   return slots_ != nullptr;
 }
 
-bool Quarantine::push(uint64_t address, uint64_t size) noexcept {
+bool Quarantine::over_budget() const noexcept { return bytes_ > budget_bytes_ || tail_ - head_ >= kSlots / 2; }
+
+Quarantine::Slot Quarantine::take_oldest() noexcept {
+  const Slot slot = slots_[head_ % kSlots];
+  ++head_;
+  bytes_ -= slot.size;
+  return slot;
+}
+
+bool Quarantine::push(uint64_t address, uint64_t size, uint64_t& leaving, uint64_t& leaving_size) noexcept {
+  leaving = leaving_size = 0;
   SpinLockGuard hold(lock_);
   if (tail_ - head_ == kSlots) return false;
   slots_[tail_ % kSlots] = Slot{address, size};
   ++tail_;
   bytes_ += size;
+  if (over_budget()) {
+    const Slot oldest = take_oldest();
+    leaving = oldest.address;
+    leaving_size = oldest.size;
+  }
   return true;
 }
 
-bool Quarantine::pop(uint64_t& address, bool everything) noexcept {
+bool Quarantine::pop(uint64_t& address, uint64_t& size, bool everything) noexcept {
   SpinLockGuard hold(lock_);
   if (head_ == tail_) return false;
-  if (!everything && bytes_ <= budget_bytes_ && tail_ - head_ < kSlots / 2) return false;
-  const Slot& slot = slots_[head_ % kSlots];
-  ++head_;
-  bytes_ -= slot.size;
+  if (!everything && !over_budget()) return false;
+  const Slot slot = take_oldest();
   address = slot.address;
+  size = slot.size;
   return true;
 }
 

@@ -19,9 +19,11 @@ class Quarantine {
   bool accepts(size_t size) const noexcept { return enabled() && size <= budget_bytes_ / 2; }
 
   // Adds a block. Returns false when the FIFO has no slot left (caller releases it at once).
-  bool push(uint64_t address, uint64_t size) noexcept;
+  // When the budget is then exceeded, the oldest block leaves in the same locked operation:
+  // `leaving` is its address (0 if none) and `leaving_size` its size.
+  bool push(uint64_t address, uint64_t size, uint64_t& leaving, uint64_t& leaving_size) noexcept;
   // Takes the oldest block if the budget is exceeded (or, with `everything`, any block left).
-  bool pop(uint64_t& address, bool everything) noexcept;
+  bool pop(uint64_t& address, uint64_t& size, bool everything) noexcept;
 
   size_t held_bytes() const noexcept { return bytes_; }
 
@@ -33,6 +35,8 @@ class Quarantine {
     uint64_t address;
     uint64_t size;
   };
+  bool over_budget() const noexcept;  // under lock_
+  Slot take_oldest() noexcept;        // under lock_, not empty
   static constexpr size_t kSlots = size_t{1} << 20;
   SpinLock lock_;
   Slot* slots_ = nullptr;
