@@ -17,15 +17,15 @@ namespace {
 // this one by the stack pointer, which is known as soon as the previous frame's rule is. The
 // return address is still loaded and compared, but that comparison is a predicted branch,
 // off the chain. Programs allocate from the same paths again and again, and the same path puts
-// the same return address at the same stack address, so most lookups hit; 64 slots of 16
-// bytes map each 1 KiB of stack one to one. Safe without atomics: only this thread touches it,
+// the same return address at the same stack address, so most lookups hit; 256 slots of 16
+// bytes map each 4 KiB of stack one to one. Safe without atomics: only this thread touches it,
 // and walks never nest (a signal handler's malloc inside the agent takes the nested path,
-// which captures no stack). With the previous walk below, 3 KiB of initial-exec TLS.
-constexpr size_t kThreadSlots = 64;
-// Behind it, a small two-way table indexed by the address itself, for the frames whose stack
-// address moves from call to call while their code does not: the agent's own frames and the
-// program's innermost ones, whenever the program allocates from varying depths.
-constexpr size_t kThreadSets = 16;
+// which captures no stack). It lives in the thread's mapped table (ThreadWalker), not in TLS.
+constexpr size_t kThreadSlots = 256;
+// Behind it, a two-way table indexed by the address itself, for the frames whose stack address
+// moves from call to call while their code does not: the agent's own frames and the program's
+// innermost ones, whenever the program allocates from varying depths.
+constexpr size_t kThreadSets = 64;
 
 // A rule already decoded, so the next stack pointer is one add away from the slot's load.
 struct StepRule {
@@ -119,11 +119,8 @@ struct ReuseBudget {
 // usually repeats it whole, and one that starts elsewhere still meets that walk's outer frames
 // (a single remembered walk, the previous one, made every change of call site or depth walk its
 // inner frames afresh: 6 of 29 frames on the benchmark's workload, and 361 against 296 million
-// instructions for 10^5 allocations). Mapped at the thread's first walk, 100 KiB of address
-// space of which only the slots used are touched; a thread that cannot map it walks without
-// remembering.
+// instructions for 10^5 allocations).
 constexpr size_t kWalkSlots = 64;
-constexpr size_t kWalkTableBytes = kWalkSlots * sizeof(PreviousWalk);
 
 inline size_t walk_slot(uint64_t sp, uint64_t ip) noexcept {
   return static_cast<size_t>((((sp >> 4) * 0x9e3779b97f4a7c15ull) ^ (ip * 0xc2b2ae3d27d4eb4full)) >> 58);
@@ -133,19 +130,28 @@ static_assert(kWalkSlots == 64, "walk_slot keeps the top 6 bits");
 // Bumped by forget_walk_memos; each thread compares it with the value it last saw.
 std::atomic<uint32_t> memo_generation{0};
 
-struct ThreadRules {
-  uint32_t generation;
-  uint32_t memo_generation;
-  bool walks_unavailable;  // the table could not be mapped, or the thread is ending
+// Everything a thread's walks keep: mapped (zeroed) at its first walk, 110 KiB of address space of
+// which only what is used is touched, and unmapped at its end (release_thread_walks). Not in
+// TLS: the agent's static TLS stays a pointer, as loading it with dlopen (attach) needs, and the
+// caches can be as large as they pay. A thread whose table cannot be mapped, or whose table is
+// gone, is walked by libunwind.
+struct ThreadWalker {
+  uint32_t generation;       // rules_generation() the caches were filled under
+  uint32_t memo_generation;  // memo_generation the walks' stack_id words were filled under
+  ReuseBudget budget;
   ThreadEntry slots[kThreadSlots];
   ThreadEntry sets[kThreadSets][2];  // [0] most recently filled
-  PreviousWalk* walks;               // kWalkSlots, or nullptr until the first walk
-  ReuseBudget budget;
+  PreviousWalk walks[kWalkSlots];
+};
+
+struct ThreadState {
+  ThreadWalker* walker;  // nullptr until the first walk
+  bool unavailable;      // mapping failed, or the thread is ending
 };
 
 // Counts one remembering walk; after a window that reused too little, pauses remembering.
 // Walks remembered before the pause stay: a later reuse checks every frame it takes anyway.
-inline void account(ThreadRules& mine, size_t walked, size_t reused) noexcept {
+inline void account(ThreadWalker& mine, size_t walked, size_t reused) noexcept {
   ReuseBudget& budget = mine.budget;
   budget.frames_walked += static_cast<uint32_t>(walked);
   budget.frames_reused += static_cast<uint32_t>(reused);
@@ -154,14 +160,15 @@ inline void account(ThreadRules& mine, size_t walked, size_t reused) noexcept {
   budget.walks = budget.frames_walked = budget.frames_reused = 0;
 }
 
-[[gnu::tls_model("initial-exec")]] thread_local ThreadRules thread_rules;
+[[gnu::tls_model("initial-exec")]] thread_local ThreadState thread_state;
 
-// The thread's table of remembered walks, mapped (zeroed: no walk remembered) at its first walk.
-HEAPSCOPE_COLD PreviousWalk* map_walks(ThreadRules& mine) noexcept {
-  if (mine.walks_unavailable) return nullptr;
-  mine.walks = static_cast<PreviousWalk*>(sys::map_anonymous(kWalkTableBytes));
-  if (mine.walks == nullptr) mine.walks_unavailable = true;
-  return mine.walks;
+// The thread's walker, mapped (zeroed: empty caches, no walk remembered) at its first walk.
+HEAPSCOPE_COLD ThreadWalker* map_walker() noexcept {
+  ThreadState& state = thread_state;
+  if (state.unavailable) return nullptr;
+  state.walker = static_cast<ThreadWalker*>(sys::map_anonymous(sizeof(ThreadWalker)));
+  if (state.walker == nullptr) state.unavailable = true;
+  return state.walker;
 }
 
 inline uint64_t load_word(uint64_t address) noexcept { return *reinterpret_cast<const uint64_t*>(address); }
@@ -179,7 +186,8 @@ HEAPSCOPE_HOT inline bool step(const StepRule& rule, uint64_t sp, uint64_t& fp, 
     cfa = fp + static_cast<int64_t>(rule.cfa_offset);
     if (base == CfaBase::kDerefRbp) cfa = load_word(cfa);
   }
-  if (cfa <= sp || cfa - sp > kMaxFrameBytes || (cfa & 7) != 0) return false;
+  // cfa <= sp wraps around to a huge distance: one comparison for both bounds.
+  if (cfa - sp - 1 >= kMaxFrameBytes || (cfa & 7) != 0) return false;
   const auto rbp_saved = static_cast<RbpSaved>(rule.rbp_saved);
   if (rbp_saved == RbpSaved::kAtCfa) fp = load_word(cfa + rule.rbp_offset);
   else if (rbp_saved == RbpSaved::kAtRbp) fp = load_word(fp + rule.rbp_offset);
@@ -313,28 +321,30 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
   first_marked = kNoneMarked;
   if (memo != nullptr) *memo = WalkMemo{};
   if (!rule_cache_ready()) return -1;
-  ThreadRules& mine = thread_rules;
-  const uint32_t generation = rules_generation();
+  ThreadWalker* walker = thread_state.walker;
+  if (__builtin_expect(walker == nullptr, 0)) {
+    walker = map_walker();
+    if (walker == nullptr) return -1;  // libunwind walks it
+  }
+  ThreadWalker& mine = *walker;
   PreviousWalk* walks = mine.walks;
-  if (__builtin_expect(walks == nullptr, 0)) walks = map_walks(mine);
+  const uint32_t generation = rules_generation();
   const uint32_t memos = memo_generation.load(std::memory_order_acquire);
   if (__builtin_expect(mine.memo_generation != memos, 0)) {
-    if (walks != nullptr)
-      for (size_t i = 0; i < kWalkSlots; ++i) walks[i].stack_id = 0;
+    for (size_t i = 0; i < kWalkSlots; ++i) walks[i].stack_id = 0;
     mine.memo_generation = memos;
   }
   if (mine.generation != generation) {
     for (ThreadEntry& entry : mine.slots) entry.address = 0;
     for (auto& set : mine.sets) set[0].address = set[1].address = 0;
-    if (walks != nullptr)
-      for (size_t i = 0; i < kWalkSlots; ++i) walks[i].count = 0;
+    for (size_t i = 0; i < kWalkSlots; ++i) walks[i].count = 0;
     mine.generation = generation;
   }
   FrameState inner[format::kMaxFrames + 8];  // this walk's frames until it meets the previous one
   constexpr size_t kInnerCapacity = sizeof(inner) / sizeof(inner[0]);
   static_assert(kRememberedFrames <= kInnerCapacity);
   if (max_frames > kInnerCapacity) max_frames = kInnerCapacity;
-  const bool remembering = walks != nullptr && mine.budget.paused == 0;
+  const bool remembering = mine.budget.paused == 0;
   if (mine.budget.paused != 0) --mine.budget.paused;
   PreviousWalk* previous = remembering ? &walks[walk_slot(sp, ip)] : nullptr;
   // The remembered frame to compare with next: stack addresses grow outwards in both walks.
@@ -443,13 +453,13 @@ HEAPSCOPE_HOT int fast_backtrace_from(uint64_t return_address, uint64_t stack_po
 void forget_walk_memos() noexcept { memo_generation.fetch_add(1, std::memory_order_acq_rel); }
 
 void release_thread_walks() noexcept {
-  ThreadRules& mine = thread_rules;
-  mine.walks_unavailable = true;
-  if (mine.walks == nullptr) return;
-  PreviousWalk* walks = mine.walks;
-  mine.walks = nullptr;  // before the unmap: a signal handler's walk must not see it half gone
+  ThreadState& state = thread_state;
+  state.unavailable = true;
+  ThreadWalker* walker = state.walker;
+  if (walker == nullptr) return;
+  state.walker = nullptr;  // before the unmap: a signal handler's walk must not see it half gone
   __atomic_signal_fence(__ATOMIC_SEQ_CST);
-  sys::unmap(walks, kWalkTableBytes);
+  sys::unmap(walker, sizeof(ThreadWalker));
 }
 
 void mark_code(uint64_t begin, uint64_t end) noexcept {

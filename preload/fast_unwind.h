@@ -40,7 +40,8 @@ int fast_backtrace_from(uint64_t return_address, uint64_t stack_pointer, uint64_
 // (a fork child starts its stack ids afresh). Frames stay remembered.
 void forget_walk_memos() noexcept;
 
-// Unmaps the calling thread's remembered walks (at its end); its later walks remember nothing.
+// Unmaps the calling thread's caches and remembered walks (at its end); its later walks are
+// declined (-1), so its callers use libunwind.
 void release_thread_walks() noexcept;
 
 // The code whose frames fast_backtrace_from reports in `first_marked`: the agent's own, which

@@ -111,9 +111,9 @@ TEST(FastUnwind, ThreadStackEndsWhereLibunwindsDoes) {
   expect_same_stack(walks, 6);
 }
 
-// A thread's remembered walks are unmapped when it ends; allocations after that (other
-// destructors) still get whole stacks, walked without remembering.
-TEST(FastUnwind, WalksAfterTheThreadsWalksAreReleasedStillMatchLibunwind) {
+// A thread's caches and remembered walks are unmapped when it ends; walks after that (from other
+// destructors) are declined, so capture_stack hands them to libunwind.
+TEST(FastUnwind, WalksAfterTheThreadsTableIsReleasedAreDeclined) {
   ASSERT_TRUE(init_rule_cache());
   Walks before;
   Walks after[2];
@@ -133,8 +133,10 @@ TEST(FastUnwind, WalksAfterTheThreadsWalksAreReleasedStillMatchLibunwind) {
   ASSERT_EQ(pthread_create(&thread, nullptr, body, &context), 0);
   pthread_join(thread, nullptr);
   expect_same_stack(before, 6);
-  expect_same_stack(after[0], 6);
-  expect_same_stack(after[1], 6);
+  for (const Walks& walks : after) {
+    EXPECT_EQ(walks.fast_count, -1);
+    EXPECT_GT(walks.slow_count, 6);
+  }
 }
 
 TEST(FastUnwind, CachedWalksRepeatTheFirst) {
