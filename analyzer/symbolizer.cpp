@@ -65,6 +65,7 @@ std::string demangle(const char* name) {
 }
 
 struct Symbolizer::OpenModule {
+  std::string path;
   Dwfl* dwfl = nullptr;
   Dwfl_Module* module = nullptr;
   bool trusted = false;
@@ -77,16 +78,17 @@ Symbolizer::Symbolizer() = default;
 Symbolizer::~Symbolizer() = default;
 
 Symbolizer::OpenModule* Symbolizer::open(const Module& module) {
-  auto key = std::make_pair(module.path, module.load_bias);
+  auto key = std::make_pair(module.path, module.build_id);
   auto found = modules_.find(key);
   if (found != modules_.end()) return found->second.get();
   auto opened = std::make_unique<OpenModule>();
+  opened->path = module.path;
   if (!module.path.empty() && module.path[0] == '/') {
     opened->dwfl = dwfl_begin(&kOfflineCallbacks);
     if (opened->dwfl != nullptr) {
       dwfl_report_begin(opened->dwfl);
-      opened->module = dwfl_report_elf(opened->dwfl, module.path.c_str(), module.path.c_str(), -1,
-                                       module.load_bias, false);
+      // At bias 0: lookups use addresses within the file, the same in every process.
+      opened->module = dwfl_report_elf(opened->dwfl, module.path.c_str(), module.path.c_str(), -1, 0, false);
       dwfl_report_end(opened->dwfl, nullptr, nullptr);
       // A rebuilt or replaced binary would give confidently wrong names: require the same id.
       opened->trusted = opened->module != nullptr &&
@@ -98,19 +100,31 @@ Symbolizer::OpenModule* Symbolizer::open(const Module& module) {
 
 const std::vector<SymbolizedFrame>& Symbolizer::symbolize(const Module* module, uint64_t address) {
   OpenModule* open_module = module != nullptr ? open(*module) : nullptr;
-  const auto key = std::make_pair(static_cast<const OpenModule*>(open_module), address);
+  const uint64_t bias = module != nullptr ? module->load_bias : 0;
+  const auto key = std::make_tuple(static_cast<const OpenModule*>(open_module), bias, address);
   auto cached = cache_.find(key);
   if (cached != cache_.end()) return cached->second;
   std::vector<SymbolizedFrame> frames;
-  SymbolizedFrame outer;
-  outer.address = address;
-  if (module != nullptr) outer.module = module->path;
   if (open_module == nullptr || !open_module->trusted) {
-    frames.push_back(outer);
-    return cache_.emplace(key, std::move(frames)).first->second;
+    SymbolizedFrame outer;
+    if (module != nullptr) outer.module = module->path;
+    frames.push_back(std::move(outer));
+  } else {
+    frames = symbolize_in_file(*open_module, address - bias);
   }
-  Dwfl_Module* dwfl_module = open_module->module;
-  const Dwarf_Addr pc = address - 1;  // inside the call instruction, not after it
+  for (SymbolizedFrame& frame : frames) frame.address = address;
+  return cache_.emplace(key, std::move(frames)).first->second;
+}
+
+const std::vector<SymbolizedFrame>& Symbolizer::symbolize_in_file(OpenModule& open_module, uint64_t file_address) {
+  const auto key = std::make_pair(static_cast<const OpenModule*>(&open_module), file_address);
+  auto cached = file_cache_.find(key);
+  if (cached != file_cache_.end()) return cached->second;
+  std::vector<SymbolizedFrame> frames;
+  SymbolizedFrame outer;
+  outer.module = open_module.path;
+  Dwfl_Module* dwfl_module = open_module.module;
+  const Dwarf_Addr pc = file_address - 1;  // inside the call instruction, not after it
 
   GElf_Off offset = 0;
   GElf_Sym symbol{};
@@ -145,7 +159,6 @@ const std::vector<SymbolizedFrame>& Symbolizer::symbolize(const Module* module, 
     }
     if (tag != DW_TAG_inlined_subroutine) continue;
     SymbolizedFrame inlined;
-    inlined.address = address;
     inlined.module = outer.module;
     inlined.function = die_function_name(&scopes[i]);
     inlined.file = file;
@@ -168,7 +181,7 @@ const std::vector<SymbolizedFrame>& Symbolizer::symbolize(const Module* module, 
   outer.file = file;
   outer.line = line;
   frames.push_back(std::move(outer));
-  return cache_.emplace(key, std::move(frames)).first->second;
+  return file_cache_.emplace(key, std::move(frames)).first->second;
 }
 
 }  // namespace heapscope::analyzer

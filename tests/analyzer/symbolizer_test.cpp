@@ -53,6 +53,33 @@ TEST(Symbolizer, FunctionFileAndLineOfAReturnAddress) {
   EXPECT_EQ(&symbolizer.symbolize(&module, address), &frames);  // cached
 }
 
+// Two processes of a run load one library at different addresses: the file is opened once
+// (opening debug information is the expensive part) and each run-time address still gets its
+// own frames, with its own address.
+TEST(Symbolizer, OneFileLoadedAtTwoAddressesIsOpenedOnce) {
+  const Module here = main_module();
+  Module elsewhere = here;
+  constexpr uint64_t kShift = 0x40000000;
+  elsewhere.load_bias += kShift;
+  elsewhere.start += kShift;
+  elsewhere.end += kShift;
+  const auto address = reinterpret_cast<uint64_t>(known_call_site());
+  Symbolizer symbolizer;
+  const auto& near = symbolizer.symbolize(&here, address);
+  const auto& far = symbolizer.symbolize(&elsewhere, address + kShift);
+  EXPECT_EQ(symbolizer.open_module_count(), 1u);
+  ASSERT_FALSE(near.empty());
+  ASSERT_EQ(far.size(), near.size());
+  EXPECT_EQ(far.back().function, near.back().function);
+  EXPECT_EQ(far.back().function, "heapscope::analyzer::(anonymous namespace)::known_call_site()");
+  EXPECT_EQ(far.back().line, near.back().line);
+  EXPECT_EQ(near.back().address, address);
+  EXPECT_EQ(far.back().address, address + kShift);
+  // The same run-time address in the other process is other code (or none): not the call site.
+  const auto& unrelated = symbolizer.symbolize(&elsewhere, address);
+  EXPECT_NE(unrelated.back().function, near.back().function);
+}
+
 TEST(Symbolizer, UnknownModuleKeepsTheAddress) {
   Symbolizer symbolizer;
   const auto& frames = symbolizer.symbolize(nullptr, 0x1234);
