@@ -6,6 +6,9 @@
 #include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 
+#include <gelf.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -64,11 +67,51 @@ std::string demangle(const char* name) {
   return result;
 }
 
+SymbolLookup::SymbolLookup(Dwfl_Module* module) : module_(module) {
+  const int count = dwfl_module_getsymtab(module);
+  for (int i = 1; i < count; ++i) {
+    GElf_Sym symbol{};
+    GElf_Addr value = 0;
+    if (dwfl_module_getsym_info(module, i, &symbol, &value, nullptr, nullptr, nullptr) == nullptr) continue;
+    edges_.push_back(value);
+    edges_.push_back(value + symbol.st_size);
+    edges_.push_back(symbol.st_value);  // a raw st_value may be tried too (function descriptors)
+  }
+  GElf_Addr bias = 0;
+  if (Elf* elf = dwfl_module_getelf(module, &bias)) {
+    Elf_Scn* section = nullptr;
+    while ((section = elf_nextscn(elf, section)) != nullptr) {
+      GElf_Shdr header{};
+      if (gelf_getshdr(section, &header) == nullptr) continue;
+      edges_.push_back(header.sh_addr);
+      edges_.push_back(header.sh_addr + header.sh_size);
+    }
+  }
+  std::sort(edges_.begin(), edges_.end());
+  edges_.erase(std::unique(edges_.begin(), edges_.end()), edges_.end());
+}
+
+std::string SymbolLookup::at(uint64_t address) {
+  auto after = intervals_.upper_bound(address);
+  if (after != intervals_.begin() && address < std::prev(after)->second.end) return std::prev(after)->second.name;
+  GElf_Off offset = 0;
+  GElf_Sym symbol{};
+  const char* name = dwfl_module_addrinfo(module_, address, &offset, &symbol, nullptr, nullptr, nullptr);
+  std::string readable = name != nullptr ? demangle(name) : std::string();
+  // An edge at the address itself (a symbol starting exactly there) can make its answer its own.
+  const auto next = std::upper_bound(edges_.begin(), edges_.end(), address);
+  const bool at_edge = std::binary_search(edges_.begin(), edges_.end(), address);
+  const uint64_t end = at_edge || next == edges_.end() ? address + 1 : *next;
+  intervals_.emplace(address, Interval{end, readable});
+  return readable;
+}
+
 struct Symbolizer::OpenModule {
   std::string path;
   Dwfl* dwfl = nullptr;
   Dwfl_Module* module = nullptr;
   bool trusted = false;
+  std::unique_ptr<SymbolLookup> symbols;  // once `module` is known
   ~OpenModule() {
     if (dwfl != nullptr) dwfl_end(dwfl);
   }
@@ -126,10 +169,8 @@ const std::vector<SymbolizedFrame>& Symbolizer::symbolize_in_file(OpenModule& op
   Dwfl_Module* dwfl_module = open_module.module;
   const Dwarf_Addr pc = file_address - 1;  // inside the call instruction, not after it
 
-  GElf_Off offset = 0;
-  GElf_Sym symbol{};
-  if (const char* name = dwfl_module_addrinfo(dwfl_module, pc, &offset, &symbol, nullptr, nullptr, nullptr))
-    outer.function = demangle(name);
+  if (!open_module.symbols) open_module.symbols = std::make_unique<SymbolLookup>(dwfl_module);
+  outer.function = open_module.symbols->at(pc);
   std::string file;
   int line = 0;
   if (Dwfl_Line* source = dwfl_module_getsrc(dwfl_module, pc)) {

@@ -2,10 +2,14 @@
 // through dl_iterate_phdr exactly as the agent records it.
 #include "symbolizer.h"
 
+#include <elfutils/libdwfl.h>
 #include <gtest/gtest.h>
 #include <link.h>
 
+#include <algorithm>
+#include <random>
 #include <string>
+#include <vector>
 
 namespace heapscope::analyzer {
 namespace {
@@ -78,6 +82,50 @@ TEST(Symbolizer, OneFileLoadedAtTwoAddressesIsOpenedOnce) {
   // The same run-time address in the other process is other code (or none): not the call site.
   const auto& unrelated = symbolizer.symbolize(&elsewhere, address);
   EXPECT_NE(unrelated.back().function, near.back().function);
+}
+
+// SymbolLookup against dwfl_module_addrinfo itself, address by address, on this binary (C++,
+// full symbol table) and on libc (its symbol table in libc6-dbg's compressed debug file, with
+// aliases, sizeless assembly labels and IFUNCs): thousands of addresses in random order, so
+// answers kept for an interval are reused by later lookups.
+TEST(SymbolLookup, GivesWhatDwflModuleAddrinfoGives) {
+  char* debuginfo_path = nullptr;
+  const Dwfl_Callbacks callbacks = {dwfl_build_id_find_elf, dwfl_standard_find_debuginfo,
+                                    dwfl_offline_section_address, &debuginfo_path};
+  char self[4096];
+  const ssize_t length = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  ASSERT_GT(length, 0);
+  self[length] = '\0';
+  for (const char* path : {static_cast<const char*>(self), "/lib/x86_64-linux-gnu/libc.so.6"}) {
+    Dwfl* dwfl = dwfl_begin(&callbacks);
+    ASSERT_NE(dwfl, nullptr);
+    dwfl_report_begin(dwfl);
+    Dwfl_Module* module = dwfl_report_elf(dwfl, path, path, -1, 0, false);
+    dwfl_report_end(dwfl, nullptr, nullptr);
+    ASSERT_NE(module, nullptr) << path;
+    Dwarf_Addr low = 0;
+    Dwarf_Addr high = 0;
+    dwfl_module_info(module, nullptr, &low, &high, nullptr, nullptr, nullptr, nullptr);
+    ASSERT_LT(low, high);
+    std::mt19937_64 random(42);
+    std::vector<uint64_t> addresses;
+    for (int i = 0; i < 1500; ++i) addresses.push_back(low + random() % (high - low));
+    // Neighbours of earlier addresses too: the same interval, from either side.
+    for (int i = 0; i < 500; ++i) addresses.push_back(addresses[i] + 1 + random() % 64);
+    std::shuffle(addresses.begin(), addresses.end(), random);
+    SymbolLookup lookup(module);
+    int named = 0;
+    for (const uint64_t address : addresses) {
+      GElf_Off offset = 0;
+      GElf_Sym symbol{};
+      const char* expected = dwfl_module_addrinfo(module, address, &offset, &symbol, nullptr, nullptr, nullptr);
+      const std::string want = expected != nullptr ? demangle(expected) : std::string();
+      ASSERT_EQ(lookup.at(address), want) << path << " at 0x" << std::hex << address;
+      named += !want.empty();
+    }
+    EXPECT_GT(named, 500) << path;
+    dwfl_end(dwfl);
+  }
 }
 
 TEST(Symbolizer, UnknownModuleKeepsTheAddress) {
