@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
@@ -73,12 +74,16 @@ static void* stack_holder(void* unused) {
 }
 
 #if defined(__x86_64__)
+/* Set by register_holder once r12 holds the block: posting a semaphore before the asm let the
+ * exit scan, on a busy machine, stop the thread before r12 held anything (a flaky "definite"). */
+static volatile int register_ready = 0;
+
 static void* register_holder(void* unused) {
   (void)unused;
-  /* Only the XORed value is in memory; the asm loop decodes it into r12 and spins forever. */
+  /* Only the XORed value is in memory; the asm loop decodes it into r12, says so, and spins. */
   volatile uintptr_t disguised = (uintptr_t)register_block() ^ KEY;
-  sem_post(&threads_ready);
-  __asm__ volatile("mov %0, %%r12\n\txor %1, %%r12\n1:\tpause\n\tjmp 1b" : : "r"(disguised), "r"(KEY) : "r12");
+  __asm__ volatile("mov %1, %%r12\n\txor %2, %%r12\n\tmovl $1, %0\n1:\tpause\n\tjmp 1b"
+                   : "=m"(register_ready) : "r"(disguised), "r"(KEY) : "r12");
   return NULL;
 }
 #endif
@@ -142,13 +147,15 @@ int main(int argc, char** argv) {
   ++threads;
 #if defined(__x86_64__)
   pthread_create(&thread, NULL, register_holder, NULL);
-  ++threads;
 #endif
   if (has_argument(argc, argv, "blocked")) {
     pthread_create(&thread, NULL, signal_blocker, NULL);
     ++threads;
   }
   for (int i = 0; i < threads; ++i) sem_wait(&threads_ready);
+#if defined(__x86_64__)
+  while (!register_ready) sched_yield();
+#endif
 
   lose_things();
   interior_root = (char*)interior_block() + 16;
