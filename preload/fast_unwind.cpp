@@ -318,8 +318,7 @@ inline void give_memo(PreviousWalk* slot, int output, bool repeated, WalkMemo* m
 // finds that function's rule, not the next one's.
 HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lookup, uint64_t* frames,
                               size_t max_frames, size_t& first_marked, WalkMemo* memo) noexcept {
-  first_marked = kNoneMarked;
-  if (memo != nullptr) *memo = WalkMemo{};
+  first_marked = kNoneMarked;  // `memo`, if any, arrives cleared (fast_backtrace_from)
   if (!rule_cache_ready()) return -1;
   ThreadWalker* walker = thread_state.walker;
   if (__builtin_expect(walker == nullptr, 0)) {

@@ -124,8 +124,11 @@ HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void* allocate(size_t size, size_t alignment, Ap
 HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void release(void* pointer, Api api) noexcept {
   if (pointer == nullptr || real::is_bootstrap(pointer) || nested::release(pointer)) return;
   const auto address = reinterpret_cast<uint64_t>(pointer);
-  agent::index().prefetch(address);  // loads while the free stack is walked
-  const uint32_t free_stack = agent::options().free_stacks ? agent::capture_stack_id() : 0;
+  uint32_t free_stack = 0;
+  if (agent::options().free_stacks) {
+    agent::index().prefetch(address);  // loads while the free stack is walked
+    free_stack = agent::capture_stack_id();
+  }
   // Where an error was found: the free stack when there is one, else captured once, on demand.
   uint32_t detected_at = free_stack;
   auto detection_stack = [&detected_at]() noexcept {

@@ -343,6 +343,51 @@ TEST(PreloadE2E, ForkedChildAllocatingFromTheParentsCallSiteGetsItsOwnStacks) {
   }
 }
 
+// A thread's walker table is unmapped by the agent's end-of-thread hook; what the thread
+// allocates after that (a later key's destructor) is walked by libunwind, whole.
+TEST(PreloadE2E, AllocationAfterTheThreadEndHookStillHasItsWholeStack) {
+  const RunOutput run = run_heapscope({}, {program("thread_end_alloc")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto leaks = leaks_from(only_process(run), "/thread_end_alloc");
+  ASSERT_EQ(leaks.size(), 1u) << only_process(run)["leaks"].dump(1);
+  EXPECT_EQ(leaks[0]["bytes"], 99);
+  const json& stack = leaks[0]["stack"];
+  EXPECT_EQ(stack[0]["function"], "late_alloc") << stack.dump(1);
+  EXPECT_EQ(stack[0]["line"], line_of("thread_end_alloc.c", "kept = malloc(99)"));
+  EXPECT_NE(find_frame(stack, "on_late_key"), nullptr) << stack.dump(1);
+  EXPECT_GE(stack.size(), 4u) << stack.dump(1);  // on through glibc's thread exit
+}
+
+// One program run twice by a shell: two processes with the program and libc at their own
+// addresses (ASLR). The report opens each file once and must still name every frame right in
+// both.
+TEST(PreloadE2E, TheSameProgramInTwoProcessesIsSymbolizedInEach) {
+  const std::string leaky = program("leak_shapes");
+  const RunOutput run = run_heapscope({}, {"sh", "-c", leaky + "; " + leaky});
+  ASSERT_EQ(run.exit_code, 3) << run.err;
+  std::vector<std::string> addresses;
+  for (const json& process : run.report["processes"]) {
+    if (!process["command"][0].get<std::string>().ends_with("/leak_shapes")) continue;
+    SCOPED_TRACE(process["pid"].dump());
+    bool found = false;
+    for (const json& leak : process["leaks"]) {
+      if (leak["bytes"] != 24) continue;
+      const json& top = leak["stack"][0];
+      EXPECT_EQ(top["function"], "leak_one_block");
+      EXPECT_EQ(top["line"], line_of("leak_shapes.c", "keep[0] = malloc(24)"));
+      EXPECT_NE(find_frame(leak["stack"], "main"), nullptr);
+      EXPECT_NE(find_frame(leak["stack"], "__libc_start_call_main"), nullptr) << leak["stack"].dump(1);
+      addresses.push_back(top["address"]);
+      found = true;
+    }
+    EXPECT_TRUE(found) << process["leaks"].dump(1);
+  }
+  ASSERT_EQ(addresses.size(), 2u) << run.report.dump(1);
+  // With ASLR (the default) the two processes load the program at different addresses, which is
+  // what this test is about; without it the names are checked all the same.
+  if (addresses[0] == addresses[1]) std::cerr << "note: both processes at one address (ASLR off?)\n";
+}
+
 TEST(PreloadE2E, ExecReleasesTheOldImageAndTracesTheNewOne) {
   const RunOutput run = run_heapscope({}, {program("fork_exec"), "exec"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
