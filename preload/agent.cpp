@@ -14,6 +14,9 @@
 #include <cstring>
 
 #include "block_header.h"
+#include "build_mode.h"
+#include "attach_session.h"
+#include "got_patch.h"
 #include "leak_scan.h"
 #include "module_map.h"
 #include "raw_log.h"
@@ -29,7 +32,9 @@
 namespace heapscope::preload::agent {
 namespace {
 
-enum class State : int { kUninitialized, kInitializing, kReady, kDisabled };
+// kDetaching (attach agent only): the session is ending; frees of tracked blocks are still
+// recorded (the leak scan's verdicts must stay true of the live set) but allocations are not.
+enum class State : int { kUninitialized, kInitializing, kReady, kDisabled, kDetaching };
 
 struct Agent {
   Options options;
@@ -261,6 +266,8 @@ bool initialize() noexcept {
 }
 
 HEAPSCOPE_COLD bool slow_ready() noexcept {
+  // The attach agent records only between begin_attached and end_attached.
+  if (kAttachBuild) return false;
   State expected = State::kUninitialized;
   if (state.compare_exchange_strong(expected, State::kInitializing, std::memory_order_acq_rel)) {
     ReentrancyGuard guard;  // init's own allocations (dlsym, atfork, on_exit) pass through
@@ -325,12 +332,19 @@ void check_quarantine_at_exit() noexcept {
 
 // Init normally happens on the first allocation; this also covers programs that never allocate,
 // so every traced process appears in the report with its exit status.
-__attribute__((constructor)) void start_at_load() { ready(); }
+__attribute__((constructor)) void start_at_load() {
+  if (!kAttachBuild) ready();
+}
 
 // Runs from _dl_fini, after the program's atexit handlers and static destructors: the last
 // chance to sweep for damage the program did not trigger through a call of its own.
 __attribute__((destructor)) void finish_recording() {
   if (state.load(std::memory_order_acquire) != State::kReady || ReentrancyGuard::active()) return;
+  if (kAttachBuild) {
+    // The process is ending while attached: its session ends here.
+    attach_session::end_at_exit(__builtin_frame_address(0));
+    return;
+  }
   ReentrancyGuard guard;
   Agent& a = the_agent();
   const uint64_t quarantined = a.quarantine.held_bytes();  // before the check empties it
@@ -545,6 +559,170 @@ void emit_exec_failed() noexcept {
   if (!ready() || !is_ring_owner()) return;
   auto* header = the_agent().ring.reserve(sizeof(format::EventHeader));
   if (header != nullptr) RingWriter::commit(header, format::EventKind::kExecFailed);
+}
+
+namespace attach_gate {
+namespace {
+struct alignas(64) Stripe {
+  std::atomic<int64_t> inside{0};
+};
+constexpr size_t kStripes = 16;
+Stripe stripes[kStripes];
+Stripe& my_stripe() noexcept { return stripes[sys::thread_id() % kStripes]; }
+}  // namespace
+
+HEAPSCOPE_HOT bool enter() noexcept {
+  Stripe& stripe = my_stripe();
+  // Counted before the state is read (both sequentially consistent): detach flips the state,
+  // then waits for the counts; a call either sees the flip or is counted before it is read.
+  stripe.inside.fetch_add(1, std::memory_order_seq_cst);
+  if (__builtin_expect(state.load(std::memory_order_seq_cst) == State::kReady, 1)) return true;
+  stripe.inside.fetch_sub(1, std::memory_order_release);
+  return false;
+}
+
+HEAPSCOPE_HOT void leave() noexcept { my_stripe().inside.fetch_sub(1, std::memory_order_release); }
+
+// Enters for a release: still allowed while detaching (see State).
+bool enter_release() noexcept {
+  Stripe& stripe = my_stripe();
+  stripe.inside.fetch_add(1, std::memory_order_seq_cst);
+  const State now = state.load(std::memory_order_seq_cst);
+  if (now == State::kReady || now == State::kDetaching) return true;
+  stripe.inside.fetch_sub(1, std::memory_order_release);
+  return false;
+}
+
+// Waits until no tracked call is inside, up to `timeout_ns`. False on timeout.
+bool drain(uint64_t timeout_ns) noexcept {
+  const uint64_t deadline = sys::now_ns() + timeout_ns;
+  for (;;) {
+    int64_t inside = 0;
+    for (Stripe& stripe : stripes) inside += stripe.inside.load(std::memory_order_seq_cst);
+    if (inside == 0) return true;
+    if (sys::now_ns() > deadline) return false;
+    sys::sleep_ns(200 * 1000);
+  }
+}
+}  // namespace attach_gate
+
+namespace {
+char attached_session_dir[512];
+bool attach_hooks_installed = false;  // atfork and the clock, once per process
+}  // namespace
+
+bool allocations_tracked() noexcept { return state.load(std::memory_order_acquire) == State::kReady; }
+
+format::AttachStatus begin_attached(const char* session, int collector_pid, const char* options) noexcept {
+  State expected = State::kUninitialized;
+  if (!state.compare_exchange_strong(expected, State::kInitializing, std::memory_order_acq_rel))
+    return format::AttachStatus::kAlreadyAttached;
+  ReentrancyGuard guard;  // the agent's own allocations meanwhile (dlsym) take the nested path
+  Agent& a = the_agent();
+  auto fail = [&](format::AttachStatus status) {
+    a.ring.close();
+    a.index.release();
+    a.depot.release();
+    state.store(State::kUninitialized, std::memory_order_release);
+    return status;
+  };
+  const size_t length = sys::string_length(session);
+  if (length + 1 > sizeof(attached_session_dir)) return fail(format::AttachStatus::kNoRing);
+  memcpy(attached_session_dir, session, length + 1);  // the argument's memory is the attacher's
+  a.session = attached_session_dir;
+  a.collector_pid = collector_pid;
+  a.options = Options{};
+  parse_options(options, a.options);
+  // The program keeps the pointers the real allocator gave: no header, so no canaries; no
+  // quarantine (a block held back would have to be released by us after detach); forked
+  // children are not recorded (the collector watches this process only).
+  a.options.canaries = false;
+  a.options.quarantine_mib = 0;
+  a.options.follow_children = false;
+  // Our own entry points and the program's allocator, found before any slot is redirected.
+  if (!got::prepare(reinterpret_cast<const void*>(&begin_attached)) || !real::resolve_with(got::default_definition))
+    return fail(format::AttachStatus::kNoAllocator);
+  if (!attach_hooks_installed) {
+    block::set_secret(random_secret());
+    sys::init_clock();
+    init_stack_capture(a.options.fast_unwind);
+    init_leak_scan();
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    attach_hooks_installed = true;
+  }
+  init_sampler(a.options.sample_ms);
+  if (!a.index.init() || !a.depot.init() || !a.quarantine.init(0)) return fail(format::AttachStatus::kNoMemory);
+  unwind::forget_walk_memos();  // stack ids of an earlier session mean nothing in this ring
+  if (!start_recording(getppid())) return fail(format::AttachStatus::kNoRing);
+  state.store(State::kReady, std::memory_order_seq_cst);
+  return format::AttachStatus::kOk;
+}
+
+int attached_collector() noexcept { return the_agent().collector_pid; }
+
+bool detach_requested() noexcept {
+  Agent& a = the_agent();
+  if ((a.ring.state() & format::kRingDetachRequested) != 0) return true;
+  return a.collector_pid > 0 && !sys::process_alive(a.collector_pid);
+}
+
+void emit_redirect(const format::RedirectEvent& counts) noexcept {
+  auto* header = the_agent().ring.reserve(sizeof(format::RedirectEvent));
+  if (header == nullptr) return;
+  auto* record = reinterpret_cast<format::RedirectEvent*>(header);
+  record->slots = counts.slots;
+  record->modules = counts.modules;
+  record->program_slots = counts.program_slots;
+  record->skipped = counts.skipped;
+  RingWriter::commit(header, format::EventKind::kRedirect);
+}
+
+bool begin_detaching() noexcept {
+  State expected = State::kReady;
+  return state.compare_exchange_strong(expected, State::kDetaching, std::memory_order_seq_cst);
+}
+
+void scan_before_detach(const void* caller_frame) noexcept {
+  Agent& a = the_agent();
+  ReentrancyGuard guard;
+  if (a.options.leak_check) {
+    run_leak_scan({static_cast<uint16_t>(format::kScanAtExit | format::kScanAtDetach), caller_frame, nullptr});
+  } else {
+    format::LeakScanEndEvent disabled{};
+    disabled.status = static_cast<uint32_t>(format::ScanStatus::kDisabled);
+    emit_leak_scan_end(disabled, format::kScanAtExit | format::kScanAtDetach);
+  }
+}
+
+void end_attached(format::DetachReason reason, uint32_t restored_slots, bool process_exiting) noexcept {
+  Agent& a = the_agent();
+  ReentrancyGuard guard;
+  state.store(State::kUninitialized, std::memory_order_seq_cst);
+  // Calls already inside finish before the ring and the index go away; a call that entered
+  // before the redirections were undone can still be running (a thread descheduled in it).
+  const bool drained = process_exiting || attach_gate::drain(uint64_t{2} * 1000 * 1000 * 1000);
+  sample_now(a.ring);
+  auto* header = a.ring.reserve(sizeof(format::DetachEvent));
+  if (header != nullptr) {
+    auto* record = reinterpret_cast<format::DetachEvent*>(header);
+    record->reason = static_cast<uint32_t>(reason);
+    record->restored_slots = restored_slots;
+    record->reserved = 0;
+    RingWriter::commit(header, format::EventKind::kDetach);
+  }
+  header = a.ring.reserve(sizeof(format::AgentEndEvent));
+  if (header != nullptr) {
+    auto* record = reinterpret_cast<format::AgentEndEvent*>(header);
+    record->quarantine_bytes = 0;
+    record->overhead_bytes = 0;
+    record->ring_waits = a.ring.waits();
+    RingWriter::commit(header, format::EventKind::kAgentEnd);
+  }
+  a.ring.set_state(format::kRingFinished);
+  if (process_exiting || !drained) return;  // a late call may still write: leave them mapped
+  a.ring.close();
+  a.index.release();
+  a.depot.release();
 }
 
 }  // namespace heapscope::preload::agent

@@ -9,6 +9,7 @@
 #include <ucontext.h>
 
 #include "block_index.h"
+#include "heapscope/attach_protocol.h"
 #include "heapscope/event_format.h"
 #include "options.h"
 #include "quarantine.h"
@@ -61,4 +62,32 @@ void emit_thread(format::EventKind kind, uint32_t parent_thread_id) noexcept;
 void note_exit_point(const void* frame_top, const ucontext_t& registers) noexcept;
 void emit_exec_failed() noexcept;
 
+// The attach agent's gate (build_mode.h): every tracked call enters it before it touches the
+// agent's state and leaves it after, so that detach can wait until no call is inside before it
+// unmaps the ring and the index. Counts are striped by thread over cache lines: one
+// uncontended atomic add each way. enter() is false, and leaves nothing entered, when no
+// session is recording.
+namespace attach_gate {
+bool enter() noexcept;
+bool enter_release() noexcept;  // also while detaching: frees are still recorded then
+void leave() noexcept;
+}  // namespace attach_gate
+
+// An attached session (attach_session.cpp drives these; include/heapscope/attach_protocol.h).
+// Starts recording: options parsed over the attach defaults, tables set up afresh, the ring
+// opened in `session`, the process and its modules announced. Call before any redirection.
+format::AttachStatus begin_attached(const char* session, int collector_pid, const char* options) noexcept;
+// True while allocations are recorded (not while a session ends).
+bool allocations_tracked() noexcept;
+// True when the collector asked to end the session, or is gone.
+bool detach_requested() noexcept;
+int attached_collector() noexcept;
+void emit_redirect(const format::RedirectEvent& counts) noexcept;
+// Ending a session, in this order: begin_detaching (false if it is not recording, or another
+// thread is ending it), scan_before_detach (the leak scan: frees are still recorded, new
+// allocations no longer), undo the redirections, end_attached (final records; then, once no
+// tracked call is inside, the ring and the index are unmapped, unless the process is exiting).
+bool begin_detaching() noexcept;
+void scan_before_detach(const void* caller_frame) noexcept;
+void end_attached(format::DetachReason reason, uint32_t restored_slots, bool process_exiting) noexcept;
 }  // namespace heapscope::preload::agent

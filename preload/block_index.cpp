@@ -28,6 +28,15 @@ bool BlockIndex::init() noexcept {
   return true;
 }
 
+void BlockIndex::release() noexcept {
+  for (Shard& shard : shards_) {
+    if (shard.slots != nullptr) sys::unmap(shard.slots, shard.capacity * sizeof(BlockEntry));
+    shard.slots = nullptr;
+    shard.capacity = 0;
+    shard.used = 0;
+  }
+}
+
 BlockEntry* BlockIndex::lookup(Shard& shard, uint64_t address) noexcept {
   const size_t mask = shard.capacity - 1;
   for (size_t i = hash(address) & mask;; i = (i + 1) & mask) {

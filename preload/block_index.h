@@ -41,6 +41,8 @@ class BlockIndex {
  public:
   // Sets up the shards' first tables. Returns false if memory could not be mapped.
   bool init() noexcept;
+  // Unmaps every table (attach agent, at detach, once no thread can be using the index).
+  void release() noexcept;
 
   // Adds a live block. Returns false only if the table could not grow (block stays untracked).
   bool insert(const BlockEntry& entry) noexcept;

@@ -8,6 +8,7 @@
 #include "agent.h"
 #include "block_header.h"
 #include "block_index.h"
+#include "build_mode.h"
 #include "nested_arena.h"
 #include "real_alloc.h"
 #include "sys.h"
@@ -64,6 +65,61 @@ bool family_matches(Family family, Api api) noexcept {
   }
 }
 
+// --- The attach agent (build_mode.h): the program keeps exactly the pointer the real allocator
+// returned, so every block stays valid after detach, when the program frees it without us.
+// No header, no canaries, no quarantine; the index alone holds size, family and stacks, and
+// says which blocks are ours. A pointer it does not know is a block from before the attach:
+// it goes to the real allocator untouched, and its release is recorded as a free of an
+// address the ring never allocated (the report counts those).
+
+HEAPSCOPE_COLD void* allocate_in_place(size_t size, size_t alignment, Api api, Family family, bool zeroed) noexcept {
+  void* block = real_allocate(size, alignment, zeroed);
+  if (block == nullptr || !agent::allocations_tracked()) return block;  // the session is ending
+  const auto address = reinterpret_cast<uint64_t>(block);
+  agent::index().prefetch(address);
+  const uint32_t stack_id = agent::capture_stack_id();
+  const BlockEntry entry{address, size, stack_id, 0, 0, static_cast<uint8_t>(family), BlockState::kLive, 0, 0};
+  // An index that cannot grow leaves the block untracked, still the program's to use.
+  if (!agent::index().insert(entry)) return block;
+  agent::emit_alloc(address, size, stack_id, alignment > block::kDefaultAlignment ? static_cast<uint32_t>(alignment) : 0,
+                    api, family);
+  return block;
+}
+
+HEAPSCOPE_COLD void release_in_place(void* pointer, Api api) noexcept {
+  const auto address = reinterpret_cast<uint64_t>(pointer);
+  const uint32_t free_stack = agent::options().free_stacks ? agent::capture_stack_id() : 0;
+  BlockEntry entry{};
+  if (agent::index().take(address, free_stack, entry) == FreeCheck::kOk &&
+      !family_matches(static_cast<Family>(entry.family), api)) {
+    agent::report_error({ErrorKind::kMismatchedFree, address, entry.size, 0,
+                         free_stack != 0 ? free_stack : capture_detection_stack(), entry.alloc_stack_id, 0,
+                         entry.family, static_cast<uint8_t>(api), 0});
+  }
+  agent::emit_free(address, api);  // a block of ours, or one from before the attach
+  real::free(pointer);
+}
+
+HEAPSCOPE_COLD void* reallocate_in_place(void* pointer, size_t size, Api api) noexcept {
+  const auto address = reinterpret_cast<uint64_t>(pointer);
+  BlockEntry old{};
+  // Out of the index before the real realloc: the address may be handed out again at once.
+  const bool ours = agent::index().take(address, 0, old) == FreeCheck::kOk;
+  const bool tracking = agent::allocations_tracked();
+  const uint32_t stack_id = tracking ? agent::capture_stack_id() : 0;
+  void* fresh = real::realloc(pointer, size);
+  if (fresh == nullptr) {
+    if (ours) agent::index().insert(old);  // the old block stays valid, as realloc promises
+    return nullptr;
+  }
+  agent::emit_free(address, api);
+  if (!tracking) return fresh;
+  const auto fresh_address = reinterpret_cast<uint64_t>(fresh);
+  const BlockEntry entry{fresh_address, size, stack_id, 0, 0, static_cast<uint8_t>(Family::kMalloc), BlockState::kLive, 0, 0};
+  if (agent::index().insert(entry)) agent::emit_alloc(fresh_address, size, stack_id, 0, api, Family::kMalloc);
+  return fresh;
+}
+
 }  // namespace
 
 HEAPSCOPE_HOT void* passthrough_allocate(size_t size, size_t alignment, bool zeroed,
@@ -97,6 +153,7 @@ size_t passthrough_usable_size(void* pointer) noexcept {
 
 HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void* allocate(size_t size, size_t alignment, Api api, Family family,
                                                bool zeroed) noexcept {
+  if (kAttachBuild) return allocate_in_place(size, alignment, api, family, zeroed);
   size_t total = 0;
   if (!block::total_bytes(size, alignment, total)) return nullptr;
   void* real_block = real_allocate(total, alignment, zeroed);
@@ -123,6 +180,7 @@ HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void* allocate(size_t size, size_t alignment, Ap
 
 HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void release(void* pointer, Api api) noexcept {
   if (pointer == nullptr || real::is_bootstrap(pointer) || nested::release(pointer)) return;
+  if (kAttachBuild) return release_in_place(pointer, api);
   const auto address = reinterpret_cast<uint64_t>(pointer);
   uint32_t free_stack = 0;
   if (agent::options().free_stacks) {
@@ -209,6 +267,7 @@ HEAPSCOPE_HOT void* reallocate(void* pointer, size_t size, Api api) noexcept {
     nested::release(pointer);
     return fresh;
   }
+  if (kAttachBuild) return reallocate_in_place(pointer, size, api);
   if (!agent::index().find(address, entry) || entry.state != BlockState::kLive) {
     release(pointer, api);  // reports the invalid or double free
     return nullptr;
@@ -257,6 +316,9 @@ int verify_all() noexcept {
 
 size_t usable_size(void* pointer) noexcept {
   if (pointer == nullptr) return 0;
+  // The attach agent's blocks are the real allocator's, slack included: programs may use it
+  // (Redis sizes its strings by it).
+  if (kAttachBuild) return passthrough_usable_size(pointer);
   BlockEntry entry{};
   if (agent::index().find(reinterpret_cast<uint64_t>(pointer), entry) &&
       entry.state == BlockState::kLive)

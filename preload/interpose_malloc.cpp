@@ -15,6 +15,7 @@ using heapscope::preload::ReentrancyGuard;
 using heapscope::preload::Route;
 using heapscope::preload::TrackedCall;
 using heapscope::preload::route;
+using heapscope::preload::route_release;
 using heapscope::preload::routed_allocate;
 using heapscope::preload::routed_release;
 namespace heap = heapscope::preload::heap;
@@ -63,7 +64,7 @@ HEAPSCOPE_EXPORT void* calloc(size_t count, size_t size) noexcept {
 }
 
 HEAPSCOPE_EXPORT void* realloc(void* pointer, size_t size) noexcept {
-  switch (route()) {
+  switch (route_release()) {
     case Route::kNested: return heap::passthrough_reallocate(pointer, size, true);
     case Route::kRaw: return heap::passthrough_reallocate(pointer, size, false);
     case Route::kTracked: break;
@@ -83,7 +84,7 @@ HEAPSCOPE_EXPORT void* reallocarray(void* pointer, size_t count, size_t size) no
     errno = ENOMEM;
     return nullptr;
   }
-  if (route() != Route::kTracked) return realloc(pointer, total);
+  if (route_release() != Route::kTracked) return realloc(pointer, total);
   void* block = nullptr;
   {
     TrackedCall call;
@@ -137,7 +138,7 @@ HEAPSCOPE_EXPORT size_t malloc_usable_size(void* pointer) noexcept {
     case Route::kRaw: return heap::passthrough_usable_size(pointer);
     case Route::kTracked: break;
   }
-  ReentrancyGuard guard;
+  TrackedCall call;
   return heap::usable_size(pointer);
 }
 

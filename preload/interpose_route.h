@@ -7,6 +7,7 @@
 #include <cstddef>
 
 #include "agent.h"
+#include "build_mode.h"
 #include "heap_ops.h"
 #include "reentrancy_guard.h"
 #include "stack_capture.h"
@@ -16,8 +17,18 @@ namespace heapscope::preload {
 
 enum class Route { kNested, kRaw, kTracked };
 
+// Every kTracked answer must be followed by a TrackedCall (whose end leaves the attach gate).
 HEAPSCOPE_HOT inline Route route() noexcept {
   if (ReentrancyGuard::active()) return Route::kNested;
+  if (kAttachBuild) return agent::attach_gate::enter() ? Route::kTracked : Route::kRaw;
+  return agent::ready() ? Route::kTracked : Route::kRaw;
+}
+
+// route() for a call that releases (free, delete, realloc): the attach agent still records
+// frees while its session ends, so that the leak scan's verdicts stay true of the live set.
+HEAPSCOPE_HOT inline Route route_release() noexcept {
+  if (ReentrancyGuard::active()) return Route::kNested;
+  if (kAttachBuild) return agent::attach_gate::enter_release() ? Route::kTracked : Route::kRaw;
   return agent::ready() ? Route::kTracked : Route::kRaw;
 }
 
@@ -27,7 +38,10 @@ HEAPSCOPE_HOT inline Route route() noexcept {
 class TrackedCall {
  public:
   __attribute__((always_inline)) TrackedCall() noexcept { ProgramFrame::set_here(); }
-  ~TrackedCall() { ProgramFrame::clear(); }
+  ~TrackedCall() {
+    ProgramFrame::clear();
+    if (kAttachBuild) agent::attach_gate::leave();
+  }
   TrackedCall(const TrackedCall&) = delete;
   TrackedCall& operator=(const TrackedCall&) = delete;
 
@@ -54,7 +68,7 @@ HEAPSCOPE_HOT __attribute__((always_inline)) inline void* routed_allocate(size_t
 
 HEAPSCOPE_HOT __attribute__((always_inline)) inline void routed_release(void* pointer, format::Api api) noexcept {
   if (pointer == nullptr) return;
-  switch (route()) {
+  switch (route_release()) {
     case Route::kNested: return heap::passthrough_release(pointer, true);
     case Route::kRaw: return heap::passthrough_release(pointer, false);
     case Route::kTracked: break;

@@ -1,6 +1,8 @@
 // Whole-process leak scan (see leak_scan.h).
 #include "leak_scan.h"
 
+#include "build_mode.h"
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +17,7 @@
 #include "agent.h"
 #include "block_header.h"
 #include "reachability.h"
+#include "self_maps.h"
 #include "sys.h"
 #include "thread_stop.h"
 
@@ -59,6 +62,8 @@ struct Gathered {
 };
 
 Range real_range(uint64_t address, uint64_t size, uint64_t front) noexcept {
+  // The attach agent's blocks have no header or tail: the bytes after them may be another block's.
+  if (kAttachBuild) return {address, address + size};
   return {address - front, address + size + block::tail_bytes(size)};
 }
 
@@ -110,75 +115,6 @@ void exclude_agent_mapping(uint64_t begin, uint64_t end, void* context) noexcept
   static_cast<ExtraExclusions*>(context)->add({begin, end});
 }
 
-// One line of /proc/self/maps, parsed without allocating.
-struct Mapping {
-  uint64_t begin = 0;
-  uint64_t end = 0;
-  bool readable = false, writable = false, is_private = false;
-  bool file_backed = false;   // inode != 0
-  bool device = false;        // a /dev path other than /dev/zero: never read
-  bool brk_heap = false;      // [heap]: the program break, glibc's main arena
-};
-
-uint64_t parse_hex(const char*& p) noexcept {
-  uint64_t value = 0;
-  for (;; ++p) {
-    const char c = *p;
-    if (c >= '0' && c <= '9') value = value * 16 + static_cast<uint64_t>(c - '0');
-    else if (c >= 'a' && c <= 'f') value = value * 16 + static_cast<uint64_t>(c - 'a' + 10);
-    else return value;
-  }
-}
-
-bool parse_mapping(const char* line, const char* end, Mapping& out) noexcept {
-  const char* p = line;
-  out.begin = parse_hex(p);
-  if (*p++ != '-') return false;
-  out.end = parse_hex(p);
-  if (*p++ != ' ' || end - p < 4) return false;
-  out.readable = p[0] == 'r';
-  out.writable = p[1] == 'w';
-  out.is_private = p[3] == 'p';
-  p += 4;
-  // offset, device, inode
-  for (int field = 0; field < 3; ++field) {
-    while (p < end && *p == ' ') ++p;
-    const char* start = p;
-    while (p < end && *p != ' ') ++p;
-    if (field == 2) out.file_backed = !(p - start == 1 && *start == '0');
-  }
-  while (p < end && *p == ' ') ++p;
-  out.device = end - p >= 5 && sys::string_equal(p, "/dev/", 5) &&
-               !(end - p == 9 && sys::string_equal(p, "/dev/zero", 9));
-  out.brk_heap = end - p == 6 && sys::string_equal(p, "[heap]", 6);
-  return true;
-}
-
-// Calls visit(mapping) for each line of /proc/self/maps; false if it could not be read.
-template <typename Visit>
-bool for_each_mapping(char* buffer, size_t buffer_size, Visit visit) noexcept {
-  const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  size_t held = 0;
-  for (;;) {
-    const ssize_t got = read(fd, buffer + held, buffer_size - held);
-    if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) break;
-    held += static_cast<size_t>(got);
-    size_t consumed = 0;
-    for (size_t i = 0; i < held; ++i) {
-      if (buffer[i] != '\n') continue;
-      Mapping mapping;
-      if (parse_mapping(buffer + consumed, buffer + i, mapping)) visit(mapping);
-      consumed = i + 1;
-    }
-    for (size_t i = consumed; i < held; ++i) buffer[i - consumed] = buffer[i];
-    held -= consumed;
-    if (held == buffer_size) held = 0;  // a line longer than the buffer: drop it
-  }
-  close(fd);
-  return true;
-}
 
 // Reads root memory for the marker. Memory that may vanish or fault under us (file-backed
 // pages past the end of a file, mappings a thread we could not stop may unmap) is copied with
@@ -285,6 +221,21 @@ void scan_gaps(RootReader& reader, uint64_t begin, uint64_t end, bool copy, cons
     cursor = skip.end;
   }
   if (cursor < end) reader.scan(cursor, end, copy);
+}
+
+// Scans [begin, end) minus the tracked blocks (sorted, disjoint) and the excluded ranges: for
+// the attach agent, whose scan counts all memory it did not hand out as roots, the heap from
+// before the attach included (a block reachable from an old block is never lost).
+void scan_outside_blocks(RootReader& reader, uint64_t begin, uint64_t end, bool copy, const Range* tracked,
+                         size_t tracked_count, const Range* excluded, size_t excluded_count) noexcept {
+  const Range* block = std::lower_bound(tracked, tracked + tracked_count, begin,
+                                        [](const Range& r, uint64_t value) { return r.end <= value; });
+  uint64_t cursor = begin;
+  for (; block != tracked + tracked_count && block->begin < end && cursor < end; ++block) {
+    if (block->begin > cursor) scan_gaps(reader, cursor, block->begin, copy, excluded, excluded_count);
+    if (block->end > cursor) cursor = block->end;
+  }
+  if (cursor < end) scan_gaps(reader, cursor, end, copy, excluded, excluded_count);
 }
 
 constinit uint32_t scans_run = 0;
@@ -432,6 +383,7 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   };
   std::sort(extra.ranges, extra.ranges + extra.count,
             [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  const bool attach_roots = (request.flags & format::kScanAtDetach) != 0;
   const bool mapped = for_each_mapping(maps_buffer.data(), kMapsBuffer, [&](const Mapping& mapping) {
     if (mapping.readable && mapping.writable && mapping.is_private && !mapping.device) {
       const bool copy = mapping.file_backed || !all_stopped;
@@ -441,6 +393,11 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
       // would make lost blocks look reachable. Only what lies outside that span is scanned,
       // unless the whole mapping is known to be the allocator's: glibc's main arena ([heap])
       // and its thread arenas (mappings aligned to their 64 MiB reservation).
+      if (attach_roots) {
+        scan_outside_blocks(reader, from, mapping.end, copy, tracked.data(), tracked_count, extra.ranges, extra.count);
+        previous = mapping;
+        return;
+      }
       Range span = tracked_span(tracked.data(), tracked_count, mapping.begin, mapping.end);
       const bool glibc_arena = mapping.brk_heap || (mapping.begin & (kGlibcArenaBytes - 1)) == 0;
       if (span.end > span.begin && glibc_arena) span = {mapping.begin, mapping.end};

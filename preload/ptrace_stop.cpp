@@ -125,6 +125,33 @@ bool stop_thread(StoppedThread& slot) noexcept {
   return true;
 }
 
+// Lets a stopped thread go. epoll_wait and its kin are never restarted by the kernel: the
+// interrupt stop alone makes them return EINTR (research/attach.md E3), which an event loop may
+// treat as fatal. A thread stopped there is put back on its `syscall` instruction with the call
+// number in rax, as the kernel does for restartable calls, so it waits again. The attacher
+// does the same for the thread it borrows (attach/ptrace_session.cpp).
+void release_thread(uint32_t tid) noexcept {
+#if defined(__x86_64__)
+  user_regs_struct registers{};
+  iovec vector{&registers, sizeof(registers)};
+  if (trace(PTRACE_GETREGSET, tid, NT_PRSTATUS, reinterpret_cast<long>(&vector)) == 0) {
+    const long number = static_cast<long>(registers.orig_rax);
+    const bool never_restarted = number == SYS_epoll_wait || number == SYS_epoll_pwait || number == 441;
+    if (never_restarted && static_cast<long>(registers.rax) == -EINTR) {
+      // The raw system call stores the word at `data` (glibc's ptrace() wrapper hides that).
+      long text = 0;
+      const long peeked = trace(PTRACE_PEEKTEXT, tid, static_cast<long>(registers.rip - 2), reinterpret_cast<long>(&text));
+      if (peeked == 0 && (text & 0xffff) == 0x050f) {  // `syscall` (0f 05), little-endian
+        registers.rax = registers.orig_rax;
+        registers.rip -= 2;
+        trace(PTRACE_SETREGSET, tid, NT_PRSTATUS, reinterpret_cast<long>(&vector));
+      }
+    }
+  }
+#endif
+  trace(PTRACE_DETACH, tid, 0, 0);
+}
+
 int helper_main(void*) {
   wait_while(kStarting);
   Helper& h = helper;
@@ -142,14 +169,14 @@ int helper_main(void*) {
   if (refused) {
     // All or nothing: detach from any thread stopped before the refusal.
     for (size_t i = 0; i < h.result->slots_used; ++i)
-      if (h.slots[i].stopped.load(std::memory_order_relaxed) == kThreadStopped) trace(PTRACE_DETACH, h.slots[i].tid, 0, 0);
+      if (h.slots[i].stopped.load(std::memory_order_relaxed) == kThreadStopped) release_thread(h.slots[i].tid);
     set_phase(kRefused);
     return 0;
   }
   set_phase(kStopped);
   wait_while(kStopped);
   for (size_t i = 0; i < h.result->slots_used; ++i)
-    if (h.slots[i].stopped.load(std::memory_order_relaxed) == kThreadStopped) trace(PTRACE_DETACH, h.slots[i].tid, 0, 0);
+    if (h.slots[i].stopped.load(std::memory_order_relaxed) == kThreadStopped) release_thread(h.slots[i].tid);
   set_phase(kDone);
   return 0;
 }

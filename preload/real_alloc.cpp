@@ -43,19 +43,26 @@ bool is_bootstrap(const void* pointer) noexcept {
   return p >= bootstrap_buffer && p < bootstrap_buffer + sizeof(bootstrap_buffer);
 }
 
-bool resolve() noexcept {
-  if (real_malloc != nullptr && real_free != nullptr) return true;
+template <typename Lookup>
+static bool resolve_by(Lookup lookup) noexcept {
   resolving.store(true, std::memory_order_relaxed);
-  real_calloc = reinterpret_cast<CallocFn>(dlsym(RTLD_NEXT, "calloc"));
-  real_malloc = reinterpret_cast<MallocFn>(dlsym(RTLD_NEXT, "malloc"));
-  real_realloc = reinterpret_cast<ReallocFn>(dlsym(RTLD_NEXT, "realloc"));
-  real_posix_memalign = reinterpret_cast<PosixMemalignFn>(dlsym(RTLD_NEXT, "posix_memalign"));
-  real_usable_size = reinterpret_cast<UsableSizeFn>(dlsym(RTLD_NEXT, "malloc_usable_size"));
-  real_free = reinterpret_cast<FreeFn>(dlsym(RTLD_NEXT, "free"));
+  real_calloc = reinterpret_cast<CallocFn>(lookup("calloc"));
+  real_malloc = reinterpret_cast<MallocFn>(lookup("malloc"));
+  real_realloc = reinterpret_cast<ReallocFn>(lookup("realloc"));
+  real_posix_memalign = reinterpret_cast<PosixMemalignFn>(lookup("posix_memalign"));
+  real_usable_size = reinterpret_cast<UsableSizeFn>(lookup("malloc_usable_size"));
+  real_free = reinterpret_cast<FreeFn>(lookup("free"));
   resolving.store(false, std::memory_order_relaxed);
   return real_malloc != nullptr && real_free != nullptr && real_calloc != nullptr &&
          real_realloc != nullptr && real_posix_memalign != nullptr;
 }
+
+bool resolve() noexcept {
+  if (real_malloc != nullptr && real_free != nullptr) return true;
+  return resolve_by([](const char* name) { return dlsym(RTLD_NEXT, name); });
+}
+
+bool resolve_with(void* (*lookup)(const char* name)) noexcept { return resolve_by(lookup); }
 
 void* malloc(size_t size) noexcept {
   if (real_malloc == nullptr) return bootstrap_alloc(size);

@@ -8,6 +8,10 @@ namespace heapscope::preload::real {
 
 // Resolves every entry point. Safe to call repeatedly; returns false if malloc/free are missing.
 bool resolve() noexcept;
+// The attach agent's resolution: the definitions the program itself reaches, looked up by
+// `lookup` (got::default_definition) before any slot is redirected. RTLD_NEXT means nothing
+// for a library the program did not preload.
+bool resolve_with(void* (*lookup)(const char* name)) noexcept;
 
 void* malloc(size_t size) noexcept;
 void* calloc(size_t count, size_t size) noexcept;

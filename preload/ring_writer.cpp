@@ -25,6 +25,20 @@ char* put_number(char* out, uint64_t value) noexcept {
 
 }  // namespace
 
+void RingWriter::close() noexcept {
+  if (ring_ == nullptr) return;
+  format::RingHeader* ring = ring_;
+  ring_ = nullptr;
+  munmap(ring, sizeof(format::RingHeader) + ring->capacity);
+  data_ = nullptr;
+  collector_lost_ = false;
+  seen_read_pos_.store(0, std::memory_order_relaxed);
+}
+
+uint32_t RingWriter::state() const noexcept {
+  return ring_ == nullptr ? 0 : ring_->state.load(std::memory_order_acquire);
+}
+
 bool RingWriter::open(const char* session_dir, int collector_pid, size_t capacity_bytes) noexcept {
   char path[512];
   const size_t dir_length = sys::string_length(session_dir);
@@ -44,11 +58,11 @@ bool RingWriter::open(const char* session_dir, int collector_pid, size_t capacit
   if (fd < 0) return false;
   const size_t total = sizeof(format::RingHeader) + capacity_bytes;
   if (ftruncate(fd, static_cast<off_t>(total)) != 0) {
-    close(fd);
+    ::close(fd);
     return false;
   }
   void* mapping = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close(fd);
+  ::close(fd);
   if (mapping == MAP_FAILED) return false;
   auto* ring = static_cast<format::RingHeader*>(mapping);
   ring->version = format::kFormatVersion;

@@ -18,6 +18,10 @@ class RingWriter {
   bool is_open() const noexcept { return ring_ != nullptr; }
   // Forgets the mapping without touching it (fork child: the parent keeps writing to it).
   void abandon() noexcept { ring_ = nullptr; }
+  // Unmaps the ring (attach agent, at detach, once no thread can be writing to it).
+  void close() noexcept;
+  // The ring's state bits (RingState), as the collector may have set them; 0 when closed.
+  uint32_t state() const noexcept;
 
   // Reserves `size` bytes (multiple of 8) for one record; nullptr if recording has stopped.
   // The caller fills everything but header.kind, then calls commit().

@@ -2,6 +2,7 @@
 #define UNW_LOCAL_ONLY
 #include "stack_capture.h"
 
+#include "build_mode.h"
 #include "fast_unwind.h"
 #include "rule_cache.h"
 #include "sys.h"
@@ -36,7 +37,7 @@ int find_own_module(dl_phdr_info* info, size_t, void* base) {
 void init_stack_capture(bool fast_unwind) noexcept {
   fast_walker = fast_unwind && unwind::init_rule_cache();
   // Per-thread caching makes unw_backtrace's frame-info lookups lock-free after warm-up.
-  unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+  if (!kAttachBuild) unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   Dl_info self{};
   if (dladdr(reinterpret_cast<void*>(&init_stack_capture), &self) != 0)
     dl_iterate_phdr(find_own_module, self.dli_fbase);
@@ -80,6 +81,14 @@ HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames, unwind::
     }
   }
   if (memo != nullptr) *memo = unwind::WalkMemo{};
+  if (kAttachBuild) {
+    // The attach agent never calls libunwind: its memory validation keeps a pipe open on two
+    // of the program's descriptors, which would outlive the detach. A stack our walker declines
+    // (signal frames, code without unwind information) is cut to the program's call site.
+    if (program_frame == nullptr || max_frames == 0) return 0;
+    frames[0] = program_frame[1];
+    return 1;
+  }
   // From here: the agent's own frames come first.
   const size_t wanted = max_frames + kCaptureSlack;
   int got = fast_walker && program_frame == nullptr ? unwind::fast_backtrace(frames, wanted) : -1;

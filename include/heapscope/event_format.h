@@ -10,7 +10,7 @@
 namespace heapscope::format {
 
 inline constexpr uint32_t kRingMagic = 0x48534352;  // "HSCR"
-inline constexpr uint16_t kFormatVersion = 9;       // bump on ANY layout change below
+inline constexpr uint16_t kFormatVersion = 10;      // bump on ANY layout change below
 inline constexpr uint16_t kOldestTraceVersion = 8;  // trace files from here on are still read
 inline constexpr uint32_t kMaxFrames = 64;          // frames per captured stack, hard limit
 inline constexpr uint32_t kMaxPath = 1024;          // bytes of a module path or command line kept
@@ -43,6 +43,7 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free);
 enum RingState : uint32_t {
   kRingFinished = 1u << 0,    // agent wrote kAgentEnd; more records may still follow from racing threads
   kRingIncomplete = 1u << 1,  // the agent stopped recording (collector lost, depot full): trace is partial
+  kRingDetachRequested = 1u << 2,  // set by the collector: an attached agent ends its session (attach_protocol.h)
 };
 
 // --- Records ---------------------------------------------------------------------------------
@@ -71,6 +72,8 @@ enum class EventKind : uint16_t {  // 0 = slot not yet committed
   kThreadExit = 20,   // ThreadEvent: such a thread ends (returns or calls pthread_exit)
   kModuleUnload = 21, // ModuleUnloadEvent: a module sent before is no longer loaded (dlclose)
   kPacked = 22,       // PackedEvent + packed alloc/free events: trace files only (docs/trace-format.md)
+  kRedirect = 23,     // RedirectEvent: the attach agent redirected allocation slots (at attach, when modules load)
+  kDetach = 24,       // DetachEvent: the attach agent's session ended; written before kAgentEnd
 };
 
 struct EventHeader {
@@ -242,6 +245,33 @@ struct AgentEndEvent {
 };
 static_assert(sizeof(AgentEndEvent) == 40);
 
+// --- Attach sessions (include/heapscope/attach_protocol.h) ---------------------------------
+// A ring written by the attach agent starts with kProcess, kModule..., then kRedirect; its
+// blocks are those allocated since. Frees of blocks from before the attach come as kFree
+// records of addresses the ring never allocated.
+struct RedirectEvent {
+  EventHeader header;
+  uint32_t slots;          // slots redirected in this round
+  uint32_t modules;        // modules they are in
+  uint32_t program_slots;  // of the slots, in the main program
+  uint32_t skipped;        // slots naming an allocation function but bound elsewhere, left alone
+};
+static_assert(sizeof(RedirectEvent) == 32);
+
+enum class DetachReason : uint32_t {
+  kRequested = 1,       // the collector asked (--for elapsed, Ctrl-C, SIGTERM)
+  kCollectorGone = 2,   // the collector process ended without asking (killed)
+  kProcessExit = 3,     // the process is exiting while attached
+};
+
+struct DetachEvent {
+  EventHeader header;
+  uint32_t reason;          // DetachReason
+  uint32_t restored_slots;  // slots put back to what they held before the attach
+  uint64_t reserved;
+};
+static_assert(sizeof(DetachEvent) == 32);
+
 // --- Reachability scans (preload/leak_scan.h) -----------------------------------------------
 // A scan stops the process's other threads, reads every root (writable memory of modules,
 // stacks, registers, TLS) and the heap transitively, then sends kLeakKinds records naming each
@@ -284,6 +314,8 @@ enum LeakScanFlags : uint16_t {
   kScanAtExit = 1u << 0,     // the exit scan, after atexit handlers and static destructors
   kScanOnDemand = 1u << 1,   // heapscope_leak_check() from the program
   kScanStoppedBySignal = 1u << 2,  // ptrace was not allowed: threads were stopped with a signal
+  kScanAtDetach = 1u << 3,   // with kScanAtExit: the attach agent's scan as its session ends; memory
+                             // the agent did not hand out (the heap from before attach) counted as roots
 };
 
 // Why a scan could not classify (LeakScanEndEvent::status). 0 = classified.
