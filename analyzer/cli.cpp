@@ -90,20 +90,28 @@ void write_file(const std::string& path, const std::string& content, const char*
   if (!out) throw IoError(fmt::format("cannot write the {} to {}: {}", what, path, strerror(errno)));
 }
 
-std::string agent_path() {
-  if (const char* forced = getenv("HEAPSCOPE_AGENT"); forced != nullptr && *forced != '\0') return forced;
+}  // namespace
+
+std::string agent_library(const char* name) {
+  if (const char* forced = getenv("HEAPSCOPE_AGENT"); forced != nullptr && *forced != '\0') {
+    if (std::strcmp(name, "libheapscope.so") == 0) return forced;
+    const std::string directory(forced, std::string_view(forced).rfind('/') + 1);
+    return directory + name;
+  }
   char self[PATH_MAX];
   const ssize_t length = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (length <= 0) throw IoError("cannot find heapscope's own location in /proc/self/exe");
   std::string path(self, static_cast<size_t>(length));
   path = path.substr(0, path.rfind('/'));            // .../bin
-  path = path.substr(0, path.rfind('/')) + "/lib/libheapscope.so";
+  path = path.substr(0, path.rfind('/')) + "/lib/" + name;
   if (access(path.c_str(), R_OK) != 0)
     throw IoError(fmt::format("the agent library {} is missing (set HEAPSCOPE_AGENT to its path)", path));
   if (path.find(' ') != std::string::npos || path.find(':') != std::string::npos)
     throw IoError(fmt::format("the agent path {} contains a space or colon, which LD_PRELOAD cannot carry", path));
   return path;
 }
+
+namespace {
 
 // Handles an option common to run and report; false if `option` is not one of them.
 template <typename ValueFn>
@@ -148,6 +156,8 @@ bool parse_output_option(const std::string& option, bool has_inline, ValueFn val
   }
   return true;
 }
+
+}  // namespace
 
 // Before anything runs: output files writable, suppression files valid.
 Suppressions prepare_output(const OutputArguments& output) {
@@ -217,13 +227,15 @@ bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Sym
 
 int gate_status(const OutputArguments& output) { return output.error_exitcode.value_or(kExitGateDefault); }
 
+namespace {
+
 int run_command(const std::vector<std::string>& arguments) {
   const RunArguments run = parse_run_arguments(arguments);
   Suppressions suppressions = prepare_output(run.output);
 
   CollectOptions collect;
   collect.command = run.command;
-  collect.agent_path = agent_path();
+  collect.agent_path = agent_library("libheapscope.so");
   collect.agent_options = run.agent_options;
   if (run.output_dir) collect.output_dir = *run.output_dir;
   CollectResult result;
@@ -425,6 +437,45 @@ std::string usage_text() {
   return text;
 }
 
+namespace {
+
+// An agent option (`--max-frames 16`, `--free-stacks=no`) as HEAPSCOPE_OPTIONS's `key=value`.
+// Throws UsageError for an unknown option or a bad value.
+template <typename ValueFn>
+std::string agent_setting(const std::string& option, bool has_inline, const std::string& inline_value, ValueFn value_of) {
+  const AgentFlag* flag = nullptr;
+  for (const AgentFlag& candidate : kAgentFlags)
+    if (flag_name(candidate.name) == option) flag = &candidate;
+  if (flag == nullptr) throw UsageError(fmt::format("unknown option '{}' (see heapscope --help)", option));
+  std::string value;
+  if (std::strcmp(flag->type, "bool") == 0) {
+    value = has_inline ? inline_value : "yes";
+    if (value != "yes" && value != "no" && value != "true" && value != "false" && value != "1" && value != "0")
+      throw UsageError(fmt::format("{} takes yes or no, not '{}'", option, value));
+  } else {
+    value = value_of();
+    if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos || value.size() > 9)
+      throw UsageError(fmt::format("{} needs a whole number, not '{}'", option, value));
+  }
+  return fmt::format("{}={}", flag->name, value);
+}
+
+std::string joined_settings(const std::vector<std::string>& settings) {
+  std::string joined;
+  for (const std::string& setting : settings) joined += (joined.empty() ? "" : ":") + setting;
+  return joined;
+}
+
+double parse_seconds(const std::string& text, const std::string& option) {
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || !(value >= 0) || value > 1e7)
+    throw UsageError(fmt::format("{} needs a number of seconds like 30 or 0.5, not '{}'", option, text));
+  return value;
+}
+
+}  // namespace
+
 RunArguments parse_run_arguments(const std::vector<std::string>& arguments) {
   RunArguments run;
   std::vector<std::string> agent_settings;
@@ -454,29 +505,61 @@ RunArguments parse_run_arguments(const std::vector<std::string>& arguments) {
     } else if (option == "--no-follow-children" && !has_inline) {
       agent_settings.push_back("follow_children=no");
     } else {
-      const AgentFlag* flag = nullptr;
-      for (const AgentFlag& candidate : kAgentFlags)
-        if (flag_name(candidate.name) == option) flag = &candidate;
-      if (flag == nullptr)
-        throw UsageError(fmt::format("unknown option '{}' (see heapscope --help)", option));
-      std::string value;
-      if (std::strcmp(flag->type, "bool") == 0) {
-        value = has_inline ? inline_value : "yes";
-        if (value != "yes" && value != "no" && value != "true" && value != "false" && value != "1" && value != "0")
-          throw UsageError(fmt::format("{} takes yes or no, not '{}'", option, value));
-      } else {
-        value = value_of(option, inline_value, has_inline);
-        if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos || value.size() > 9)
-          throw UsageError(fmt::format("{} needs a whole number, not '{}'", option, value));
-      }
-      agent_settings.push_back(fmt::format("{}={}", flag->name, value));
+      agent_settings.push_back(
+          agent_setting(option, has_inline, inline_value, [&] { return value_of(option, inline_value, has_inline); }));
     }
   }
   run.command.assign(arguments.begin() + static_cast<std::ptrdiff_t>(std::min(i, arguments.size())), arguments.end());
   if (run.command.empty()) throw UsageError("no program given to run (usage: heapscope run [OPTIONS] -- PROGRAM [ARGS...])");
-  for (const std::string& setting : agent_settings)
-    run.agent_options += (run.agent_options.empty() ? "" : ":") + setting;
+  run.agent_options = joined_settings(agent_settings);
   return run;
+}
+
+AttachArguments parse_attach_arguments(const std::vector<std::string>& arguments) {
+  AttachArguments attach;
+  std::vector<std::string> agent_settings;
+  std::optional<std::string> pid_text;
+  for (size_t i = 0; i < arguments.size(); ++i) {
+    const std::string& argument = arguments[i];
+    if (!argument.starts_with("--")) {
+      if (pid_text) throw UsageError(fmt::format("attach takes one process id, not '{}' as well", argument));
+      pid_text = argument;
+      continue;
+    }
+    const size_t equals = argument.find('=');
+    const std::string option = argument.substr(0, equals);
+    const bool has_inline = equals != std::string::npos;
+    const std::string inline_value = has_inline ? argument.substr(equals + 1) : "";
+    auto value = [&]() -> std::string {
+      if (has_inline) return inline_value;
+      if (i + 1 >= arguments.size()) throw UsageError(fmt::format("{} needs a value", option));
+      return arguments[++i];
+    };
+    if (parse_output_option(option, has_inline, value, attach.output)) continue;
+    if (option == "--output") {
+      attach.output_dir = value();
+    } else if (option == "--for") {
+      attach.for_seconds = parse_seconds(value(), option);
+    } else if (option == "--min-age") {
+      attach.min_age_seconds = parse_seconds(value(), option);
+    } else if (option == "--canaries" || option == "--quarantine-mib" || option == "--follow-children" ||
+               option == "--no-follow-children") {
+      throw UsageError(fmt::format("{} does not apply to attach: an attached process keeps the pointers its own "
+                                   "allocator returned (no canaries, no quarantine), and its children are not followed",
+                                   option));
+    } else {
+      agent_settings.push_back(agent_setting(option, has_inline, inline_value, value));
+    }
+  }
+  if (!pid_text) throw UsageError("no process given (usage: heapscope attach [OPTIONS] PID)");
+  const std::string& text = *pid_text;
+  int pid = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), pid);
+  if (error != std::errc() || end != text.data() + text.size() || pid <= 0)
+    throw UsageError(fmt::format("'{}' is not a process id", text));
+  attach.pid = pid;
+  attach.agent_options = joined_settings(agent_settings);
+  return attach;
 }
 
 // `heapscope collect --session DIR --pid PID --trace FILE`: started by the agent when it is
@@ -524,6 +607,7 @@ int run_cli(int argc, char** argv) {
     if (command == "report") return report_command({arguments.begin() + 1, arguments.end()});
     if (command == "diff") return diff_command({arguments.begin() + 1, arguments.end()});
     if (command == "collect") return collect_command({arguments.begin() + 1, arguments.end()});
+    if (command == "attach") return attach_command({arguments.begin() + 1, arguments.end()});
     throw UsageError(fmt::format("unknown command '{}' (see heapscope --help)", command));
   } catch (const UsageError& error) {
     std::cerr << "heapscope: " << error.what() << "\n";

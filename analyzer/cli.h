@@ -2,6 +2,7 @@
 // main.cpp only calls run_cli() and returns its status. Exit statuses are documented in
 // docs/cli.md.
 #pragma once
+#include <iosfwd>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,15 @@ namespace heapscope::analyzer {
 
 inline constexpr int kExitToolFailure = 125;  // heapscope itself failed (usage, I/O, bad input)
 inline constexpr int kExitGateDefault = 23;    // a threshold tripped without --error-exitcode (as LSan)
+// `heapscope attach` (docs/cli.md): the process ended while attached (its report is written);
+// no such process; ptrace not permitted; a process that cannot be attached to (stopped, traced,
+// static, no allocator to redirect, attached already); the agent could not be loaded or
+// started (the process was left as it was).
+inline constexpr int kExitTargetEnded = 119;
+inline constexpr int kExitNoSuchProcess = 120;
+inline constexpr int kExitNotPermitted = 121;
+inline constexpr int kExitCannotAttach = 122;
+inline constexpr int kExitInjectionFailed = 123;
 
 // Options that shape the report, shared by `run` and `report`.
 struct OutputArguments {
@@ -38,6 +48,15 @@ struct RunArguments {
   std::optional<std::string> output_dir;  // --output: one trace file per process image
 };
 
+struct AttachArguments {
+  int pid = 0;
+  OutputArguments output;
+  std::string agent_options;              // "key=value:..." built from the agent option flags
+  std::optional<std::string> output_dir;  // --output: the process's trace
+  double for_seconds = 0;                 // --for; 0: until Ctrl-C, SIGINT or SIGTERM
+  double min_age_seconds = 0;             // --min-age: younger blocks are not leak suspects
+};
+
 struct ReportArguments {
   std::vector<std::string> traces;  // files, or directories whose *.trace.zst are read
   OutputArguments output;
@@ -49,6 +68,24 @@ ReportArguments parse_report_arguments(const std::vector<std::string>& arguments
 
 // Parses the arguments after `run`. Throws UsageError with a message naming the problem.
 RunArguments parse_run_arguments(const std::vector<std::string>& arguments);
+
+// Parses the arguments after `attach`. Throws UsageError.
+AttachArguments parse_attach_arguments(const std::vector<std::string>& arguments);
+
+// Shared by the commands (cli.cpp, attach_command.cpp).
+class Suppressions;
+// Checks before anything runs that every output file can be written, and loads suppressions.
+Suppressions prepare_output(const OutputArguments& output);
+// Applies suppressions, writes the reports, and returns whether the gate trips.
+bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Symbolizer& symbolizer,
+                   Suppressions& suppressions, const OutputArguments& output, std::ostream& text_stream,
+                   bool print_text);
+int gate_status(const OutputArguments& output);
+// The agent beside heapscope (../lib/NAME from its own binary), or HEAPSCOPE_AGENT's
+// directory's NAME when that is set. Throws IoError when it is missing.
+std::string agent_library(const char* name);
+// `heapscope attach` (attach_command.cpp).
+int attach_command(const std::vector<std::string>& arguments);
 
 // The whole program: dispatches the subcommand, prints errors, returns the exit status.
 int run_cli(int argc, char** argv);

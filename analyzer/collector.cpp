@@ -299,6 +299,23 @@ class Collector {
     return delivered;
   }
 
+  // Asks every open ring's agent to end its session (attach).
+  void request_detach() {
+    for (Ring& ring : rings_)
+      if (!ring.closed) ring.reader->set_state_bits(format::kRingDetachRequested);
+  }
+
+  // Closes the rings whose agent finished its session (attach: the agent unmaps its side).
+  void finish_detached() {
+    for (Ring& ring : rings_) {
+      if (ring.closed || (ring.reader->state() & format::kRingFinished) == 0) continue;
+      result_.processes[ring.process_index].still_running = true;  // detached from a live process
+      finish(ring, false);
+    }
+  }
+
+  bool any_ring() const { return !rings_.empty(); }
+
   bool all_closed() const {
     return std::all_of(rings_.begin(), rings_.end(), [](const Ring& ring) { return ring.closed; });
   }
@@ -460,6 +477,95 @@ CollectResult run_and_collect(const CollectOptions& options) {
   // The launched image that ran to the end carries the wait status.
   for (TracedProcess& process : result.processes) process.exit = exit_of(process, result.launched_exit);
   return result;
+}
+
+namespace {
+
+// SIGINT, SIGTERM and SIGHUP end an attach session cleanly instead of killing heapscope: the
+// target must never be left with its slots redirected to an agent nobody drains (memray #609).
+volatile sig_atomic_t stop_signal = 0;
+void note_stop_signal(int signal_number) { stop_signal = signal_number; }
+
+class StopSignals {
+ public:
+  StopSignals() {
+    stop_signal = 0;
+    struct sigaction note {};
+    note.sa_handler = note_stop_signal;
+    sigemptyset(&note.sa_mask);
+    for (size_t i = 0; i < 3; ++i) sigaction(kSignals[i], &note, &saved_[i]);
+  }
+  ~StopSignals() {
+    for (size_t i = 0; i < 3; ++i) sigaction(kSignals[i], &saved_[i], nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  bool stopped() const { return stop_signal != 0; }
+
+ private:
+  static constexpr int kSignals[3] = {SIGINT, SIGTERM, SIGHUP};
+  struct sigaction saved_[3] {};
+};
+
+}  // namespace
+
+AttachCollectResult attach_and_collect(const AttachCollectOptions& options,
+                                       const std::function<void(const std::string& session_dir)>& inject) {
+  if (!options.output_dir.empty() && access(options.output_dir.c_str(), W_OK | X_OK) != 0)
+    throw IoError(fmt::format("cannot write traces to {}: {}", options.output_dir, strerror(errno)));
+  SessionDirectory session;
+  StopSignals signals;
+  AttachCollectResult attached;
+  CollectResult& result = attached.collected;
+  result.launched_pid = options.pid;
+  Collector collector(session.path(), options.output_dir, result);
+  collector.watch_not_a_child(options.pid, "");
+  inject(session.path());
+  collector.discover(options.pid);
+  if (!collector.any_ring()) throw IoError("the agent started but its ring did not appear");
+
+  const Clock::time_point started = Clock::now();
+  auto idle = std::chrono::microseconds(100);
+  bool process_ended = false;
+  for (;;) {
+    const bool progress = collector.drain(true) > 0;
+    if (collector.all_closed()) {  // the process ended while attached
+      process_ended = true;
+      break;
+    }
+    if (signals.stopped()) {
+      attached.interrupted = true;
+      break;
+    }
+    if (options.duration.count() > 0 && Clock::now() - started >= options.duration) break;
+    if (progress) {
+      idle = std::chrono::microseconds(100);
+    } else {
+      std::this_thread::sleep_for(idle);
+      idle = std::min(idle * 2, std::chrono::microseconds(5000));
+    }
+  }
+  if (process_ended) {
+    attached.end = AttachEnd::kProcessEnded;
+  } else {
+    collector.request_detach();
+    const Clock::time_point asked = Clock::now();
+    for (;;) {
+      collector.drain(true);
+      collector.finish_detached();
+      if (collector.all_closed()) break;
+      if (Clock::now() - asked > options.detach_timeout) {
+        attached.end = AttachEnd::kDetachTimedOut;
+        collector.give_up_waiting();
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    for (TracedProcess& process : result.processes)
+      if (!process.still_running) attached.end = AttachEnd::kProcessEnded;  // it ended while detaching
+  }
+  for (TracedProcess& process : result.processes) process.exit = exit_of(process, result.launched_exit);
+  return attached;
 }
 
 CollectResult collect_existing(const std::string& session, int pid, const std::string& trace_path) {

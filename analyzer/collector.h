@@ -4,6 +4,7 @@
 // once the program and its traced descendants have ended.
 #pragma once
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,33 @@ CollectResult run_and_collect(const CollectOptions& options);
 // (forked children's beside it, named as usual) and removes the session directory. Throws
 // IoError, FormatError.
 CollectResult collect_existing(const std::string& session, int pid, const std::string& trace_path);
+
+// `heapscope attach`: the process is already running and is not our child.
+struct AttachCollectOptions {
+  int pid = 0;
+  std::chrono::milliseconds duration{0};  // 0: until SIGINT, SIGTERM or SIGHUP
+  std::string output_dir;                 // as CollectOptions::output_dir
+  // How long the agent may take to scan and detach once asked (a big heap takes longer).
+  std::chrono::milliseconds detach_timeout{30000};
+};
+
+// How an attach session ended, for the exit status and the report.
+enum class AttachEnd { kDetached, kProcessEnded, kDetachTimedOut };
+
+struct AttachCollectResult {
+  CollectResult collected;
+  AttachEnd end = AttachEnd::kDetached;
+  bool interrupted = false;  // a signal, not --for, ended it
+};
+
+// Makes a private session directory, calls `inject(session_dir)` (which must return once the
+// agent records into a ring there), then drains that ring until `duration` passes, a SIGINT,
+// SIGTERM or SIGHUP arrives (they are held meanwhile, injection included, and never kill
+// heapscope half-way), or the process ends; then asks the agent to detach and collects until
+// it has finished. Whatever `inject` throws passes through, the directory removed. Throws
+// IoError, FormatError.
+AttachCollectResult attach_and_collect(const AttachCollectOptions& options,
+                                       const std::function<void(const std::string& session_dir)>& inject);
 
 // How an image ended, from what the collector saw and what its agent recorded.
 ExitInfo exit_of(const TracedProcess& process, const ExitInfo& launched_exit);

@@ -34,6 +34,8 @@ size_t fixed_size(EventKind kind) {
     case EventKind::kThreadExit: return sizeof(format::ThreadEvent);
     case EventKind::kModuleUnload: return sizeof(format::ModuleUnloadEvent);
     case EventKind::kPacked: return sizeof(format::PackedEvent);
+    case EventKind::kRedirect: return sizeof(format::RedirectEvent);
+    case EventKind::kDetach: return sizeof(format::DetachEvent);
   }
   return 0;
 }
@@ -87,6 +89,8 @@ const char* kind_name(format::EventKind kind) noexcept {
     case EventKind::kThreadExit: return "thread-exit";
     case EventKind::kModuleUnload: return "module-unload";
     case EventKind::kPacked: return "packed";
+    case EventKind::kRedirect: return "redirect";
+    case EventKind::kDetach: return "detach";
   }
   return "unknown";
 }

@@ -66,6 +66,27 @@ void ProcessModel::apply(const RecordView& record) {
       }
       return;
     }
+    case EventKind::kRedirect: {
+      const auto& event = record.as<format::RedirectEvent>();
+      if (!attach_) {
+        attach_.emplace();
+        attach_->start_ns = event.header.time_ns;
+      }
+      attach_->slots += event.slots;
+      attach_->modules += event.modules;
+      attach_->program_slots += event.program_slots;
+      attach_->skipped += event.skipped;
+      ++attach_->redirect_rounds;
+      return;
+    }
+    case EventKind::kDetach: {
+      const auto& event = record.as<format::DetachEvent>();
+      if (!attach_) attach_.emplace();
+      attach_->end_ns = event.header.time_ns;
+      attach_->restored_slots = event.restored_slots;
+      attach_->reason = event.reason;
+      return;
+    }
     case EventKind::kThreadStart: {
       const auto& event = record.as<format::ThreadEvent>();
       running_thread_[event.thread_id] = threads_.size();
@@ -211,6 +232,7 @@ void ProcessModel::on_alloc(const format::AllocEvent& event) {
   block.family = static_cast<format::Family>(event.family);
   block.api = static_cast<format::Api>(event.api);
   block.tally = &tally;
+  block.time_ns = event.header.time_ns;
   ++tally.costs.allocations;
   tally.costs.allocated_bytes += event.size;
   tally.costs.live_bytes += event.size;
@@ -343,10 +365,12 @@ uint64_t ProcessModel::ignored_bytes() const noexcept {
   return bytes;
 }
 
-std::vector<LeakGroup> ProcessModel::leak_groups() const {
+std::vector<LeakGroup> ProcessModel::leak_groups(uint64_t min_age_ns, uint64_t now_ns) const {
   std::unordered_map<uint64_t, LeakGroup> groups;  // by stack and kind
   live_.for_each([&](uint64_t address, const LiveBlock& block) {
     if (ignored_.contains(address)) return;
+    if (min_age_ns > 0 && now_ns > block.time_ns && now_ns - block.time_ns < min_age_ns) return;
+    if (min_age_ns > 0 && now_ns <= block.time_ns) return;
     const uint32_t stack_id = canonical(block.stack_id);
     LeakGroup& group = groups[(uint64_t{stack_id} << 8) | block.leak_kind];
     group.stack_id = stack_id;
@@ -354,6 +378,8 @@ std::vector<LeakGroup> ProcessModel::leak_groups() const {
     group.family = block.family;
     ++group.blocks;
     group.bytes += block.size;
+    group.oldest_ns = std::min(group.oldest_ns, block.time_ns);
+    group.youngest_ns = std::max(group.youngest_ns, block.time_ns);
   });
   std::vector<LeakGroup> sorted;
   sorted.reserve(groups.size());

@@ -55,6 +55,7 @@ struct LiveBlock {
   uint8_t leak_kind = 0;        // format::LeakKind from the exit scan; 0 = unclassified
   bool reported_by_check = false;  // an on-demand leak check listed it already
   StackTally* tally = nullptr;  // its stack's bookkeeping (a stable address): no lookup at free
+  uint64_t time_ns = 0;         // when it was allocated (the age of a block still live at detach)
 };
 
 struct HeapError {
@@ -128,6 +129,21 @@ struct LeakGroup {
   uint64_t bytes = 0;
   format::Family family = format::Family::kMalloc;
   uint8_t kind = 0;  // format::LeakKind; 0 = unclassified
+  uint64_t oldest_ns = UINT64_MAX;  // allocation time of its oldest and youngest block
+  uint64_t youngest_ns = 0;
+};
+
+// A session of `heapscope attach` as its agent recorded it (kRedirect, kDetach).
+struct AttachSession {
+  uint64_t start_ns = 0;       // the first redirection: recording began
+  uint64_t end_ns = 0;         // the detach record (0: none came, the process ended first)
+  uint32_t slots = 0;          // slots redirected, over all rounds
+  uint32_t modules = 0;
+  uint32_t program_slots = 0;
+  uint32_t skipped = 0;
+  uint32_t restored_slots = 0;
+  uint32_t redirect_rounds = 0;  // 1 at attach, +1 per round for modules loaded later
+  uint32_t reason = 0;           // format::DetachReason; 0 while none
 };
 
 // How a reachability scan went (format::LeakScanEndEvent).
@@ -184,8 +200,11 @@ class ProcessModel {
   uint64_t ignored_blocks() const noexcept { return ignored_.size(); }
   uint64_t ignored_bytes() const noexcept;
 
-  // Live blocks grouped by allocation stack and kind, largest total first.
-  std::vector<LeakGroup> leak_groups() const;
+  // Live blocks grouped by allocation stack and kind, largest total first. With `min_age_ns`,
+  // blocks younger than that at `now_ns` are left out (attach --min-age).
+  std::vector<LeakGroup> leak_groups(uint64_t min_age_ns = 0, uint64_t now_ns = 0) const;
+  // Set when the ring came from `heapscope attach`.
+  const std::optional<AttachSession>& attach_session() const noexcept { return attach_; }
   // The exit scan, when one ran (its status says whether it classified).
   const std::optional<LeakScanInfo>& exit_scan() const noexcept { return exit_scan_; }
   const std::vector<LeakCheck>& leak_checks() const noexcept { return leak_checks_; }
@@ -252,6 +271,7 @@ class ProcessModel {
   size_t last_thread_index_ = SIZE_MAX;  // its index in threads_, SIZE_MAX if not running
   ThreadLife* running_thread(uint32_t thread_id);
   std::vector<LeakCheck> leak_checks_;
+  std::optional<AttachSession> attach_;
 };
 
 }  // namespace heapscope::analyzer

@@ -100,7 +100,32 @@ std::string missing_scan_reason(const TracedProcess& traced) {
   return "the process ended without running its exit handlers (_exit(), or its trace was cut), so no exit scan ran";
 }
 
-ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer) {
+const char* detach_reason_name(uint32_t reason) {
+  switch (static_cast<format::DetachReason>(reason)) {
+    case format::DetachReason::kRequested: return "detach";
+    case format::DetachReason::kCollectorGone: return "heapscope gone";
+    case format::DetachReason::kProcessExit: return "process exit";
+  }
+  return "process ended";
+}
+
+AttachRecord attach_record(const TracedProcess& traced, const AttachSession& session, uint64_t end_ns,
+                           const ReportOptions& options) {
+  AttachRecord record;
+  record.duration_seconds = end_ns > session.start_ns ? static_cast<double>(end_ns - session.start_ns) / 1e9 : 0;
+  record.ended_by = detach_reason_name(session.reason);
+  record.slots = session.slots;
+  record.modules = session.modules;
+  record.program_slots = session.program_slots;
+  record.skipped = session.skipped;
+  record.restored_slots = session.restored_slots;
+  record.redirect_rounds = session.redirect_rounds;
+  record.frees_of_older_blocks = traced.model.counters().unknown_frees;
+  record.min_age_seconds = static_cast<double>(options.min_age_ns) / 1e9;
+  return record;
+}
+
+ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer, const ReportOptions& options) {
   const ProcessModel& model = traced.model;
   ProcessReport report;
   report.pid = model.pid();
@@ -130,10 +155,26 @@ ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer)
   report.ignored_blocks = model.ignored_blocks();
   report.ignored_bytes = model.ignored_bytes();
 
-  // exec releases the whole heap and a running process has not leaked yet.
-  if (!report.ended_by_exec && !report.still_running) {
-    for (const LeakGroup& group : model.leak_groups())
-      report.leaks.push_back(leak_record(model, group, symbolizer));
+  // When attached: the session's end is "now" for ages and growth.
+  const std::optional<AttachSession>& session = model.attach_session();
+  uint64_t session_end = 0;
+  if (session) {
+    session_end = session->end_ns != 0 ? session->end_ns : std::max(counters.last_event_ns, session->start_ns);
+    report.attach = attach_record(traced, *session, session_end, options);
+  }
+  // exec releases the whole heap and a running process has not leaked yet, unless we attached
+  // to it: then what it allocated meanwhile and kept is the point.
+  if (!report.ended_by_exec && (!report.still_running || session)) {
+    for (const LeakGroup& group : model.leak_groups(session ? options.min_age_ns : 0, session_end)) {
+      LeakRecord leak = leak_record(model, group, symbolizer);
+      if (session && group.blocks > 0) {
+        leak.oldest_age_seconds = static_cast<double>(session_end - std::min(session_end, group.oldest_ns)) / 1e9;
+        leak.youngest_age_seconds = static_cast<double>(session_end - std::min(session_end, group.youngest_ns)) / 1e9;
+        const double window = report.attach->duration_seconds;
+        leak.bytes_per_second = window > 0 ? static_cast<double>(group.bytes) / window : 0;
+      }
+      report.leaks.push_back(std::move(leak));
+    }
     if (model.exit_scan()) {
       report.leak_scan = scan_record(*model.exit_scan());
     } else {
@@ -229,7 +270,7 @@ FrameList symbolize_stack(const ProcessModel& model, uint32_t stack_id, Symboliz
 }
 
 
-Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbolizer) {
+Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbolizer, const ReportOptions& options) {
   Report report;
   std::vector<const TracedProcess*> order;
   for (const TracedProcess& process : traced) {
@@ -245,7 +286,7 @@ Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbol
     return a->model.pid() < b->model.pid();
   });
   for (const TracedProcess* process : order) {
-    report.processes.push_back(build_process(*process, symbolizer));
+    report.processes.push_back(build_process(*process, symbolizer, options));
     report.processes.back().traced_index = static_cast<size_t>(process - traced.data());
   }
   return report;

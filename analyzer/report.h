@@ -36,6 +36,11 @@ struct LeakRecord {
   std::string allocator;  // "malloc", "new" or "new[]"
   uint32_t stack_id = 0;
   FrameList stack;
+  // Attach only: the ages of its oldest and youngest block when the session ended, and what
+  // the site gained per second of the session (its bytes over the session's length).
+  std::optional<double> oldest_age_seconds;
+  std::optional<double> youngest_age_seconds;
+  std::optional<double> bytes_per_second;
 };
 
 // Blocks and bytes of one leak kind.
@@ -113,6 +118,20 @@ struct Statistics {
 
 inline constexpr size_t kTimelinePoints = 500;
 
+// A `heapscope attach` session, for the report.
+struct AttachRecord {
+  double duration_seconds = 0;      // from the first redirection to the detach (or the last event)
+  std::string ended_by;             // "detach", "heapscope gone", "process exit", "process ended"
+  uint32_t slots = 0;               // allocation slots redirected
+  uint32_t modules = 0;             // in this many modules
+  uint32_t program_slots = 0;       // of the slots, in the main program
+  uint32_t skipped = 0;             // bound to another allocator or namespace: left alone
+  uint32_t restored_slots = 0;      // put back at detach
+  uint32_t redirect_rounds = 0;     // 1 + rounds for modules loaded while attached
+  uint64_t frees_of_older_blocks = 0;  // blocks from before the attach released while attached
+  double min_age_seconds = 0;       // --min-age: younger blocks are not in the leak records
+};
+
 struct ProcessReport {
   int pid = 0;
   size_t traced_index = 0;  // the TracedProcess it was built from
@@ -139,6 +158,7 @@ struct ProcessReport {
   LeakScanRecord leak_scan;
   std::vector<LeakCheckRecord> leak_checks;
   std::vector<ErrorRecord> errors;
+  std::optional<AttachRecord> attach;  // the process was attached to, not started
 };
 
 struct SuppressionUse {
@@ -175,9 +195,14 @@ class LeakKindSet {
 // "leaked" means in totals.
 bool is_lost(const ProcessReport& process, const LeakRecord& leak);
 
+struct ReportOptions {
+  uint64_t min_age_ns = 0;  // attach --min-age: blocks younger than this at detach are not suspects
+};
+
 // Builds the report; the launched process comes first. Images that ended by exec with nothing
 // to report are left out (their heap was released by exec).
-Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbolizer);
+Report build_report(const std::vector<TracedProcess>& traced, Symbolizer& symbolizer,
+                    const ReportOptions& options = {});
 
 // A stack's frames, innermost first, inlined calls expanded (empty if the id is unknown).
 FrameList symbolize_stack(const ProcessModel& model, uint32_t stack_id, Symbolizer& symbolizer);

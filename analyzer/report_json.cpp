@@ -106,8 +106,14 @@ json threads_json(const ProcessReport& process) {
 json leaks_json(const std::vector<LeakRecord>& records) {
   json leaks = json::array();
   for (const LeakRecord& leak : records) {
-    leaks.push_back({{"kind", leak.kind}, {"blocks", leak.blocks}, {"bytes", leak.bytes},
-                     {"allocator", leak.allocator}, {"stack", stack_json(leak.stack)}});
+    json record = {{"kind", leak.kind}, {"blocks", leak.blocks}, {"bytes", leak.bytes},
+                   {"allocator", leak.allocator}, {"stack", stack_json(leak.stack)}};
+    // Attach only: ages at detach and growth over the session.
+    if (leak.oldest_age_seconds && leak.youngest_age_seconds) {
+      record["age_seconds"] = {{"oldest", *leak.oldest_age_seconds}, {"youngest", *leak.youngest_age_seconds}};
+    }
+    if (leak.bytes_per_second) record["bytes_per_second"] = *leak.bytes_per_second;
+    leaks.push_back(std::move(record));
   }
   return leaks;
 }
@@ -148,6 +154,20 @@ json leak_checks_json(const ProcessReport& process) {
   return out;
 }
 
+json attach_json(const std::optional<AttachRecord>& attach) {
+  if (!attach) return nullptr;
+  return {{"duration_seconds", attach->duration_seconds},
+          {"ended_by", attach->ended_by},
+          {"redirected_slots", attach->slots},
+          {"redirected_modules", attach->modules},
+          {"program_slots", attach->program_slots},
+          {"skipped_slots", attach->skipped},
+          {"restored_slots", attach->restored_slots},
+          {"redirect_rounds", attach->redirect_rounds},
+          {"frees_of_older_blocks", attach->frees_of_older_blocks},
+          {"min_age_seconds", attach->min_age_seconds}};
+}
+
 json process_json(const ProcessReport& process) {
   const ProcessSummary& s = process.summary;
   json leaks = leaks_json(process.leaks);
@@ -185,6 +205,7 @@ json process_json(const ProcessReport& process) {
           {"exit", exit_json(process.exit)},
           {"ended_by_exec", process.ended_by_exec},
           {"still_running", process.still_running},
+          {"attach", attach_json(process.attach)},
           {"complete", process.complete},
           {"ring_waits", process.ring_waits},
           {"summary",

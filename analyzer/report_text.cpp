@@ -48,6 +48,8 @@ std::string command_line(const ProcessReport& process) {
 }
 
 std::string exit_text(const ProcessReport& process) {
+  if (process.attach && process.still_running)
+    return fmt::format("attached for {:.1f} s, detached; it runs on", process.attach->duration_seconds);
   if (process.still_running) return "still running";
   if (process.ended_by_exec) return "replaced by exec";
   if (process.exit.signal) return fmt::format("killed by signal {}", *process.exit.signal);
@@ -137,9 +139,13 @@ void append_leak_records(std::string& out, const std::vector<LeakRecord>& leaks,
       continue;
     }
     ++shown;
-    out += fmt::format("\n   {}: {} in {} allocated by {} ({})\n", style.yellow(fmt::format("{} {}", label, shown)),
+    std::string age;
+    if (leak.oldest_age_seconds && leak.youngest_age_seconds && leak.bytes_per_second)
+      age = fmt::format(", aged {:.2f} to {:.2f} s, +{}/s", *leak.youngest_age_seconds, *leak.oldest_age_seconds,
+                        plural(static_cast<uint64_t>(*leak.bytes_per_second), "byte", "bytes"));
+    out += fmt::format("\n   {}: {} in {} allocated by {} ({}{})\n", style.yellow(fmt::format("{} {}", label, shown)),
                        plural(leak.bytes, "byte", "bytes"), plural(leak.blocks, "block", "blocks"),
-                       leak.allocator, leak.kind);
+                       leak.allocator, leak.kind, age);
     append_stack(out, leak.stack, style);
   }
   if (over_limit > 0)
@@ -165,7 +171,20 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
     live_blocks += leak.blocks;
     stacks.insert(leak.stack_id);
   }
-  if (process.still_running) {
+  if (process.attach) {
+    const AttachRecord& a = *process.attach;
+    out += fmt::format("   attach: {} redirected in {} ({} in the program), {} left to another allocator; "
+                       "{} from before the attach released meanwhile\n",
+                       plural(a.slots, "allocation slot", "allocation slots"), plural(a.modules, "module", "modules"),
+                       a.program_slots, a.skipped, plural(a.frees_of_older_blocks, "block", "blocks"));
+    out += fmt::format("   live at {}, allocated since the attach{}: {} in {} from {}; {}\n",
+                       process.still_running ? "detach" : "the end",
+                       a.min_age_seconds > 0 ? fmt::format(" and older than {} s", a.min_age_seconds) : "",
+                       plural(live_bytes, "byte", "bytes"), plural(live_blocks, "block", "blocks"),
+                       plural(stacks.size(), "allocation stack", "allocation stacks"),
+                       plural(s.error_count, "heap error", "heap errors"));
+    append_leak_summary(out, process, style);
+  } else if (process.still_running) {
     out += fmt::format("   {} in {} live when heapscope stopped waiting\n",
                        plural(s.live_bytes, "byte", "bytes"), plural(s.live_blocks, "block", "blocks"));
   } else {

@@ -56,6 +56,10 @@ int RingReader::pid() const noexcept { return ring_ == nullptr ? 0 : ring_->pid;
 uint32_t RingReader::state() const noexcept {
   return ring_ == nullptr ? 0 : ring_->state.load(std::memory_order_acquire);
 }
+void RingReader::set_state_bits(uint32_t bits) noexcept {
+  if (ring_ != nullptr) ring_->state.fetch_or(bits, std::memory_order_acq_rel);
+}
+
 uint64_t RingReader::waits() const noexcept {
   return ring_ == nullptr ? 0 : ring_->waits.load(std::memory_order_relaxed);
 }

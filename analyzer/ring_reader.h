@@ -25,6 +25,8 @@ class RingReader {
   int pid() const noexcept;
   uint32_t state() const noexcept;
   uint64_t waits() const noexcept;
+  // Sets state bits the agent reads (kRingDetachRequested).
+  void set_state_bits(uint32_t bits) noexcept;
   const std::string& path() const noexcept { return path_; }
 
   // Delivers every committed record (padding skipped). Stops at the first uncommitted slot.

@@ -112,6 +112,19 @@ RunOutput run_heapscope(const std::vector<std::string>& options, const std::vect
   return output;
 }
 
+RunOutput run_attach(const std::vector<std::string>& options, int pid) {
+  const std::string dir = temp_directory();
+  const std::string json_path = dir + "/report.json";
+  std::vector<std::string> argv = {heapscope_binary(), "attach", "--json", json_path};
+  argv.insert(argv.end(), options.begin(), options.end());
+  argv.push_back(std::to_string(pid));
+  RunOutput output = run_process(argv, {}, std::chrono::seconds(120));
+  const std::string json_text = read_file(json_path);
+  if (!json_text.empty()) output.report = nlohmann::json::parse(json_text);
+  std::filesystem::remove_all(dir);
+  return output;
+}
+
 RunOutput run_native(const std::vector<std::string>& command) { return run_process(command, {}); }
 
 int line_of(const std::string& source, const std::string& marker) {

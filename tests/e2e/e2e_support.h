@@ -19,6 +19,9 @@ struct RunOutput {
 RunOutput run_heapscope(const std::vector<std::string>& options, const std::vector<std::string>& command,
                         const std::vector<std::string>& environment = {});
 
+// Runs `heapscope attach --json F [options] PID` and loads the report.
+RunOutput run_attach(const std::vector<std::string>& options, int pid);
+
 // Runs a command directly (no heapscope) for comparison.
 RunOutput run_native(const std::vector<std::string>& command);
 

@@ -1,0 +1,431 @@
+// End-to-end tests of `heapscope attach PID` on real processes: our own hardened daemon
+// (attach_daemon.c: threads churning, leaking, keeping blocks, waiting in read() and
+// epoll_wait), python3, and every refusal. Every test checks that the process it attached to
+// carried on unharmed: its own integrity checks, no EINTR, its exit status.
+// When the kernel refuses ptrace here (Yama, no CAP_SYS_PTRACE), the tests skip and say why.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "e2e_support.h"
+
+namespace heapscope::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr int kExitTargetEnded = 119;
+constexpr int kExitNoSuchProcess = 120;
+constexpr int kExitNotPermitted = 121;
+constexpr int kExitCannotAttach = 122;
+constexpr int kExitUsage = 125;
+
+// A child process with a pipe to its stdin and one from its stdout.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& argv) {
+    int in[2], out[2];
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      std::vector<char*> args;
+      for (const std::string& argument : argv) args.push_back(const_cast<char*>(argument.c_str()));
+      args.push_back(nullptr);
+      execvp(args[0], args.data());
+      _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    to_child_ = in[1];
+    from_child_ = out[0];
+  }
+  ~Child() {
+    if (to_child_ >= 0) close(to_child_);
+    if (from_child_ >= 0) close(from_child_);
+    if (pid_ > 0 && !reaped_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  int pid() const { return pid_; }
+
+  // Reads stdout until a line equal to `wanted` arrives (true) or `timeout` passes.
+  bool wait_line(const std::string& wanted, std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const size_t end = buffer_.find('\n');
+      if (end != std::string::npos) {
+        const std::string line = buffer_.substr(0, end);
+        buffer_.erase(0, end + 1);
+        output_ += line + "\n";
+        if (line == wanted) return true;
+        continue;
+      }
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      fd_set readable;
+      FD_ZERO(&readable);
+      FD_SET(from_child_, &readable);
+      timeval tick{0, 20000};
+      if (select(from_child_ + 1, &readable, nullptr, nullptr, &tick) <= 0) continue;
+      char chunk[4096];
+      const ssize_t got = read(from_child_, chunk, sizeof(chunk));
+      if (got <= 0) return false;
+      buffer_.append(chunk, static_cast<size_t>(got));
+    }
+  }
+  // Sends a command line and waits for the daemon's "ok COMMAND".
+  bool command(const std::string& line) {
+    const std::string text = line + "\n";
+    if (write(to_child_, text.data(), text.size()) != static_cast<ssize_t>(text.size())) return false;
+    return wait_line("ok " + line);
+  }
+  // Sends `quit` and returns the exit status (128 + signal when killed).
+  int quit(std::chrono::milliseconds timeout = 20s) {
+    (void)!write(to_child_, "quit\n", 5);
+    wait_line("clean", timeout);
+    return wait_exit(timeout);
+  }
+  int wait_exit(std::chrono::milliseconds timeout = 20s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    while (waitpid(pid_, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) return -1;
+      std::this_thread::sleep_for(5ms);
+    }
+    reaped_ = true;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  const std::string& output() const { return output_; }
+
+ private:
+  pid_t pid_ = -1;
+  int to_child_ = -1;
+  int from_child_ = -1;
+  bool reaped_ = false;
+  std::string buffer_;
+  std::string output_;
+};
+
+// Skips the test when this machine forbids attaching (the reason is heapscope's own message).
+#define SKIP_IF_NOT_PERMITTED(run)                                                              \
+  if ((run).exit_code == kExitNotPermitted) GTEST_SKIP() << "ptrace is not permitted here: " << (run).err
+
+const nlohmann::json* leak_at(const nlohmann::json& process, const std::string& function) {
+  for (const auto& leak : process["leaks"])
+    if (!leak["stack"].empty() && function_is(leak["stack"][0], function)) return &leak;
+  return nullptr;
+}
+
+std::vector<std::string> thread_names_and_fds(int pid) {
+  std::vector<std::string> seen;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task"))
+    seen.push_back("task " + entry.path().filename().string());
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
+    seen.push_back("fd " + entry.path().filename().string());
+  std::sort(seen.begin(), seen.end());
+  return seen;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(AttachE2E, FindsWhatTheDaemonLeaksWhileAttachedAndLeavesItRunning) {
+  Child daemon({program("attach_daemon")});
+  ASSERT_TRUE(daemon.wait_line("ready"));
+  auto attached = std::async(std::launch::async, [&] { return run_attach({"--for", "2.5"}, daemon.pid()); });
+  std::this_thread::sleep_for(800ms);  // attached by now (the attach takes milliseconds)
+  // Plugins load through the daemon's own RUNPATH ($ORIGIN): dlopen still works while attached.
+  ASSERT_TRUE(daemon.command("dlopen plugin.so")) << daemon.output();
+  ASSERT_TRUE(daemon.command("old"));
+  ASSERT_TRUE(daemon.command("hold"));
+  std::this_thread::sleep_for(200ms);  // the agent redirects the plugin's slots within 20 ms
+  ASSERT_TRUE(daemon.command("plugin"));
+  const RunOutput run = attached.get();
+  SKIP_IF_NOT_PERMITTED(run);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.err.find("attached to process " + std::to_string(daemon.pid())), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("detached from process"), std::string::npos) << run.err;
+
+  ASSERT_EQ(run.report["processes"].size(), 1u);
+  const auto& process = run.report["processes"][0];
+  EXPECT_EQ(process["pid"], daemon.pid());
+  EXPECT_TRUE(process["still_running"].get<bool>());
+  const auto& attach = process["attach"];
+  ASSERT_TRUE(attach.is_object()) << process.dump(1).substr(0, 2000);
+  EXPECT_EQ(attach["ended_by"], "detach");
+  EXPECT_GE(attach["duration_seconds"].get<double>(), 2.0);
+  EXPECT_GT(attach["program_slots"].get<int>(), 0);  // full RELRO, -fno-plt: GLOB_DAT slots
+  EXPECT_EQ(attach["restored_slots"], attach["redirected_slots"]);
+  EXPECT_GE(attach["redirect_rounds"].get<int>(), 2);  // the plugin's own round
+  // `old` frees 1,000 blocks from before the attach and reallocates 500 more.
+  EXPECT_GE(attach["frees_of_older_blocks"].get<int>(), 1500);
+  EXPECT_TRUE(process["errors"].empty()) << process["errors"].dump(1);
+
+  // The periodic leak: lost, aged over the session, growing.
+  const nlohmann::json* leaked = leak_at(process, "leak_periodically");
+  ASSERT_NE(leaked, nullptr) << process["leaks"].dump(1).substr(0, 3000);
+  EXPECT_EQ((*leaked)["kind"], "definite");
+  EXPECT_EQ((*leaked)["bytes"].get<int>(), 100 * (*leaked)["blocks"].get<int>());
+  EXPECT_GE((*leaked)["blocks"].get<int>(), 100);  // one every 5 ms for 2.5 s, on a busy machine
+  EXPECT_GT((*leaked)["age_seconds"]["oldest"].get<double>(), 1.5);
+  EXPECT_LT((*leaked)["age_seconds"]["youngest"].get<double>(), 0.5);
+  EXPECT_GT((*leaked)["bytes_per_second"].get<double>(), 1000.0);
+  // Kept in a global list: reachable. Blocks from before the attach are roots, and the list's
+  // head node may be one of them: none of the kept blocks may be called lost.
+  for (const auto& leak : process["leaks"])
+    if (function_is(leak["stack"][0], "keep_in_list")) {
+      EXPECT_EQ(leak["kind"], "reachable") << leak.dump();
+    }
+  // Made after the attach by the plugin loaded after the attach, kept in its global.
+  const nlohmann::json* plugin = leak_at(process, "plugin_leak");
+  ASSERT_NE(plugin, nullptr) << process["leaks"].dump(1).substr(0, 3000);
+  EXPECT_EQ((*plugin)["bytes"], 555);
+  // Every API `hold` used, each block the daemon's to free after the detach.
+  for (const char* marker : {"held[0] = malloc(300)", "held[1] = calloc(10, 30)", "held[2] = aligned_alloc(64, 640)",
+                             "posix_memalign(&held[3], 128, 1280)", "held[4] = realloc(malloc(10), 5000)"}) {
+    const int line = line_of("attach_daemon.c", marker);
+    bool found = false;
+    for (const auto& leak : process["leaks"])
+      if (const auto* frame = find_frame(leak["stack"], "hold_command"); frame != nullptr && (*frame)["line"] == line)
+        found = true;
+    EXPECT_TRUE(found) << "no record for attach_daemon.c:" << line;
+  }
+  // Blocks allocated before the attach are never reported.
+  for (const auto& leak : process["leaks"]) EXPECT_FALSE(function_is(leak["stack"][0], "main")) << leak.dump();
+
+  // The daemon: no EINTR in read() or epoll_wait, every block intact, the blocks made while
+  // attached freed by the real allocator after the detach.
+  EXPECT_EQ(daemon.quit(), 0) << daemon.output();
+}
+
+TEST(AttachE2E, ReportValidatesAgainstTheSchema) {
+  Child daemon({program("attach_daemon")});
+  ASSERT_TRUE(daemon.wait_line("ready"));
+  std::string dir = testing::TempDir() + "/heapscope-attach-schema-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const RunOutput run = run_native({heapscope_binary(), "attach", "--for", "0.5", "--json", dir + "/a.json",
+                                    "--min-age", "0.2", std::to_string(daemon.pid())});
+  SKIP_IF_NOT_PERMITTED(run);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const RunOutput valid = run_native({"/usr/bin/python3", E2E_SOURCE_DIR "/validate_report.py",
+                                      PROJECT_SOURCE_DIR "/docs/report.schema.json", dir + "/a.json"});
+  EXPECT_EQ(valid.exit_code, 0) << valid.err;
+  EXPECT_EQ(daemon.quit(), 0) << daemon.output();
+}
+
+TEST(AttachE2E, MinAgeLeavesOutBlocksYoungerThanIt) {
+  Child daemon({program("attach_daemon")});
+  ASSERT_TRUE(daemon.wait_line("ready"));
+  const RunOutput run = run_attach({"--for", "1.5", "--min-age", "1"}, daemon.pid());
+  SKIP_IF_NOT_PERMITTED(run);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto& process = run.report["processes"][0];
+  EXPECT_EQ(process["attach"]["min_age_seconds"], 1.0);
+  const nlohmann::json* leaked = leak_at(process, "leak_periodically");
+  ASSERT_NE(leaked, nullptr);
+  EXPECT_GE((*leaked)["age_seconds"]["youngest"].get<double>(), 1.0);
+  EXPECT_LT((*leaked)["blocks"].get<int>(), 110);  // about 0.5 s of its 1.5 s
+  EXPECT_EQ(daemon.quit(), 0) << daemon.output();
+}
+
+TEST(AttachE2E, TwentyAttachesInARowLeaveOneAgentAndNothingRunning) {
+  Child daemon({program("attach_daemon")});
+  ASSERT_TRUE(daemon.wait_line("ready"));
+  const std::vector<std::string> before = thread_names_and_fds(daemon.pid());
+  for (int round = 0; round < 20; ++round) {
+    const RunOutput run = run_attach({"--for", "0.05", "--quiet"}, daemon.pid());
+    SKIP_IF_NOT_PERMITTED(run);
+    ASSERT_EQ(run.exit_code, 0) << "round " << round << ": " << run.err;
+    ASSERT_TRUE(run.report["processes"][0]["attach"].is_object());
+  }
+  std::this_thread::sleep_for(100ms);  // the agent's thread ends within one 20 ms round
+  EXPECT_EQ(thread_names_and_fds(daemon.pid()), before);
+  std::ifstream maps("/proc/" + std::to_string(daemon.pid()) + "/maps");
+  size_t agent_code = 0;
+  for (std::string line; std::getline(maps, line);) {
+    if (line.find("libheapscope-attach.so") != std::string::npos && line.find(" r-xp ") != std::string::npos)
+      ++agent_code;
+    EXPECT_EQ(line.find(".ring"), std::string::npos) << "a ring left mapped: " << line;
+  }
+  EXPECT_EQ(agent_code, 1u) << "the agent is loaded once, however many sessions";
+  EXPECT_EQ(daemon.quit(), 0) << daemon.output();
+}
+
+TEST(AttachE2E, AProcessThatEndsWhileAttachedGivesWhatWasSeen) {
+  Child daemon({program("attach_daemon")});
+  ASSERT_TRUE(daemon.wait_line("ready"));
+  auto attached = std::async(std::launch::async, [&] { return run_attach({"--for", "30"}, daemon.pid()); });
+  std::this_thread::sleep_for(1000ms);
+  kill(daemon.pid(), SIGKILL);
+  const RunOutput run = attached.get();
+  SKIP_IF_NOT_PERMITTED(run);
+  EXPECT_EQ(run.exit_code, kExitTargetEnded) << run.err;
+  EXPECT_NE(run.err.find("ended while attached"), std::string::npos) << run.err;
+  const auto& process = run.report["processes"][0];
+  EXPECT_EQ(process["attach"]["ended_by"], "process ended");
+  EXPECT_NE(leak_at(process, "leak_periodically"), nullptr);
+}
+
+TEST(AttachE2E, SigtermEndsTheSessionCleanly) {
+  Child daemon({program("attach_daemon")});
+  ASSERT_TRUE(daemon.wait_line("ready"));
+  std::string dir = testing::TempDir() + "/heapscope-attach-term-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const pid_t attacher = fork();
+  if (attacher == 0) {
+    const int null = open("/dev/null", O_WRONLY);
+    dup2(null, 2);
+    execl(heapscope_binary().c_str(), "heapscope", "attach", "--json", (dir + "/t.json").c_str(),
+          std::to_string(daemon.pid()).c_str(), nullptr);
+    _exit(127);
+  }
+  std::this_thread::sleep_for(1000ms);
+  kill(attacher, SIGTERM);
+  int status = 0;
+  waitpid(attacher, &status, 0);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kExitNotPermitted) GTEST_SKIP() << "ptrace is not permitted here";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  const nlohmann::json report = nlohmann::json::parse(read_text(dir + "/t.json"));
+  EXPECT_EQ(report["processes"][0]["attach"]["ended_by"], "detach");
+  EXPECT_EQ(daemon.quit(), 0) << daemon.output();
+}
+
+TEST(AttachE2E, KillingHeapscopeLeavesTheProcessToDetachOnItsOwn) {
+  Child daemon({program("attach_daemon")});
+  ASSERT_TRUE(daemon.wait_line("ready"));
+  const pid_t attacher = fork();
+  if (attacher == 0) {
+    const int null = open("/dev/null", O_WRONLY);
+    dup2(null, 2);
+    execl(heapscope_binary().c_str(), "heapscope", "attach", std::to_string(daemon.pid()).c_str(), nullptr);
+    _exit(127);
+  }
+  std::this_thread::sleep_for(1000ms);
+  kill(attacher, SIGKILL);
+  int status = 0;
+  waitpid(attacher, &status, 0);
+  std::this_thread::sleep_for(300ms);  // the agent sees its collector gone within 20 ms, then detaches
+  // Detached: a new session can start.
+  const RunOutput again = run_attach({"--for", "0.3"}, daemon.pid());
+  SKIP_IF_NOT_PERMITTED(again);
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(daemon.quit(), 0) << daemon.output();
+}
+
+TEST(AttachE2E, RefusesWhatItCannotAttachToWithoutTouchingIt) {
+  // No such process.
+  const RunOutput none = run_attach({"--for", "1"}, 999999999);
+  EXPECT_EQ(none.exit_code, kExitNoSuchProcess) << none.err;
+  EXPECT_NE(none.err.find("no such process: 999999999"), std::string::npos) << none.err;
+
+  // A stopped process stays stopped. (Not the daemon: a stop and a SIGCONT alone make its
+  // epoll_wait return EINTR, as signal(7) says.)
+  Child stopped({"sleep", "60"});
+  std::this_thread::sleep_for(100ms);
+  kill(stopped.pid(), SIGSTOP);
+  std::this_thread::sleep_for(100ms);
+  const RunOutput refused = run_attach({"--for", "1"}, stopped.pid());
+  EXPECT_EQ(refused.exit_code, kExitCannotAttach) << refused.err;
+  EXPECT_NE(refused.err.find("is stopped; resume it first (kill -CONT"), std::string::npos) << refused.err;
+  EXPECT_NE(read_text("/proc/" + std::to_string(stopped.pid()) + "/stat").find(") T "), std::string::npos);
+
+  // A process someone else traces: named, left traced.
+  Child traced({program("attach_daemon")});
+  ASSERT_TRUE(traced.wait_line("ready"));
+  if (ptrace(PTRACE_SEIZE, traced.pid(), nullptr, nullptr) == 0) {
+    const RunOutput busy = run_attach({"--for", "1"}, traced.pid());
+    EXPECT_EQ(busy.exit_code, kExitCannotAttach) << busy.err;
+    EXPECT_NE(busy.err.find("is already traced by process " + std::to_string(getpid())), std::string::npos) << busy.err;
+    ptrace(PTRACE_DETACH, traced.pid(), nullptr, nullptr);
+  }
+  EXPECT_EQ(traced.quit(), 0) << traced.output();
+
+  // A statically linked program: nothing to redirect.
+  Child static_program({program("static_sleeper")});
+  ASSERT_TRUE(static_program.wait_line("ready"));
+  const RunOutput static_run = run_attach({"--for", "1"}, static_program.pid());
+  EXPECT_EQ(static_run.exit_code, kExitCannotAttach) << static_run.err;
+  EXPECT_NE(static_run.err.find("is statically linked"), std::string::npos) << static_run.err;
+
+  // A process already running under `heapscope run`.
+  Child preloaded({heapscope_binary(), "run", "--quiet", "--", program("attach_daemon")});
+  ASSERT_TRUE(preloaded.wait_line("ready"));
+  int daemon_pid = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string stat = read_text(entry.path() / "stat");
+    if (stat.find("(attach_daemon)") != std::string::npos &&
+        stat.find(" " + std::to_string(preloaded.pid()) + " ") != std::string::npos)
+      daemon_pid = std::stoi(name);
+  }
+  ASSERT_GT(daemon_pid, 0);
+  const RunOutput twice = run_attach({"--for", "1"}, daemon_pid);
+  EXPECT_EQ(twice.exit_code, kExitCannotAttach) << twice.err;
+  EXPECT_NE(twice.err.find("already runs under heapscope"), std::string::npos) << twice.err;
+  EXPECT_EQ(preloaded.quit(), 0) << preloaded.output();
+}
+
+TEST(AttachE2E, UsageErrorsNameTheProblem) {
+  const RunOutput no_pid = run_native({heapscope_binary(), "attach", "--for", "1"});
+  EXPECT_EQ(no_pid.exit_code, kExitUsage);
+  EXPECT_NE(no_pid.err.find("no process given"), std::string::npos) << no_pid.err;
+  const RunOutput bad_pid = run_native({heapscope_binary(), "attach", "abc"});
+  EXPECT_EQ(bad_pid.exit_code, kExitUsage);
+  EXPECT_NE(bad_pid.err.find("'abc' is not a process id"), std::string::npos) << bad_pid.err;
+  const RunOutput canaries = run_native({heapscope_binary(), "attach", "--canaries", "1"});
+  EXPECT_EQ(canaries.exit_code, kExitUsage);
+  EXPECT_NE(canaries.err.find("--canaries does not apply to attach"), std::string::npos) << canaries.err;
+  const RunOutput seconds = run_native({heapscope_binary(), "attach", "--for", "soon", "1"});
+  EXPECT_EQ(seconds.exit_code, kExitUsage);
+  EXPECT_NE(seconds.err.find("--for needs a number of seconds"), std::string::npos) << seconds.err;
+}
+
+TEST(AttachE2E, Python3RunningAScriptCarriesOnAndIsReported) {
+  if (!program_exists("/usr/bin/python3")) GTEST_SKIP() << "/usr/bin/python3 is not installed";
+  // A script that builds and drops dicts for a while, keeping some, then prints a checksum.
+  const std::string script =
+      "import sys, time\n"
+      "kept = []\n"
+      "print('ready', flush=True)\n"
+      "end = time.time() + 3\n"
+      "n = 0\n"
+      "while time.time() < end:\n"
+      "    d = {str(i): [i] * 8 for i in range(200)}\n"
+      "    n += len(d)\n"
+      "    if n % 20000 == 0: kept.append(d)\n"
+      "print('total', n, len(kept) > 0, flush=True)\n"
+      "print('clean', flush=True)\n";
+  Child python({"/usr/bin/python3", "-c", script});
+  ASSERT_TRUE(python.wait_line("ready"));
+  const RunOutput run = run_attach({"--for", "1"}, python.pid());
+  SKIP_IF_NOT_PERMITTED(run);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto& process = run.report["processes"][0];
+  EXPECT_GT(process["summary"]["allocations"].get<int>(), 1000);
+  EXPECT_GT(process["attach"]["redirected_slots"].get<int>(), 0);
+  EXPECT_TRUE(process["errors"].empty());
+  EXPECT_TRUE(python.wait_line("clean", 20s)) << python.output();
+  EXPECT_NE(python.output().find("total"), std::string::npos);
+  EXPECT_EQ(python.wait_exit(), 0);
+}
+
+}  // namespace
+}  // namespace heapscope::test
