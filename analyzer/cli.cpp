@@ -398,10 +398,14 @@ ReportArguments parse_report_arguments(const std::vector<std::string>& arguments
 std::string usage_text() {
   std::string text =
       "usage: heapscope run [OPTIONS] [--] PROGRAM [ARGS...]\n"
+      "       heapscope attach [OPTIONS] PID\n"
       "       heapscope report [REPORT OPTIONS] [--text] TRACE|DIR...\n"
       "       heapscope diff [--json FILE] [--peak-tolerance PERCENT] BASE.json NEW.json\n"
       "       heapscope --help | --version\n\n"
       "run: runs PROGRAM with the heapscope agent, then reports heap errors and leaks.\n"
+      "attach: records the running process PID (no restart, no gdb) until --for SECONDS have\n"
+      "  passed or heapscope gets Ctrl-C, SIGINT or SIGTERM; then detaches, leaving it as it was,\n"
+      "  and reports the blocks it allocated meanwhile and still holds, classified by reachability.\n"
       "report: rebuilds the reports from trace files written by run --output.\n"
       "diff: lists new and grown leak sites, new heap errors and peak growth; exit 1 on a regression.\n\n"
       "Report options:\n"
@@ -422,6 +426,8 @@ std::string usage_text() {
       "  --cost KIND            what --collapsed weighs: leaked, peak (default), allocated, count\n"
       "  --output DIR           (run) write one trace per process to DIR (heapscope.PROG.PID.trace.zst)\n"
       "  --text                 (report) print the text report on stdout even with --json\n"
+      "  --for SECONDS          (attach) detach after SECONDS (default: at Ctrl-C, SIGINT, SIGTERM)\n"
+      "  --min-age SECONDS      (attach) only blocks older than SECONDS at detach are leak suspects\n"
       "  --no-follow-children   trace only the launched program (same as --follow-children=no)\n\n"
       "Agent options (also settable as HEAPSCOPE_OPTIONS=key=value:...):\n";
   for (const AgentFlag& flag : kAgentFlags) {
@@ -430,10 +436,15 @@ std::string usage_text() {
                         flag.default_value);
   }
   text +=
+      "  (attach takes --max-frames, --fast-unwind, --free-stacks, --abort-on-error, --ring-mib,\n"
+      "   --sample-ms and --leak-check; an attached process keeps its allocator's own pointers)\n"
       "\nExit status: the program's own; 128+N if it was killed by signal N; N of\n"
       "--error-exitcode when something was found (23 when only a threshold was given);\n"
       "126 if PROGRAM cannot be executed,\n"
-      "127 if it is not found; 125 if heapscope itself failed.\n";
+      "127 if it is not found; 125 if heapscope itself failed.\n"
+      "attach: 0, or the gate's status; 119 the process ended while attached (its report is\n"
+      "written); 120 no such process; 121 ptrace not permitted; 122 a process heapscope cannot\n"
+      "attach to (stopped, traced, static, attached already); 123 the agent could not be loaded.\n";
   return text;
 }
 
