@@ -427,5 +427,59 @@ TEST(AttachE2E, Python3RunningAScriptCarriesOnAndIsReported) {
   EXPECT_EQ(python.wait_exit(), 0);
 }
 
+TEST(AttachE2E, RedisUnderRedisBenchmarkSurvivesAHundredAttaches) {
+  for (const char* tool : {"/usr/bin/redis-server", "/usr/bin/redis-cli", "/usr/bin/redis-benchmark"})
+    if (!program_exists(tool)) GTEST_SKIP() << tool << " is not installed";
+  std::string dir = testing::TempDir() + "/heapscope-attach-redis-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string port = std::to_string(20000 + getpid() % 20000);
+  Child redis({"/usr/bin/redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--logfile", dir + "/redis.log", "--dir", dir});
+  auto cli = [&](std::vector<std::string> words) {
+    std::vector<std::string> argv = {"/usr/bin/redis-cli", "-p", port};
+    argv.insert(argv.end(), words.begin(), words.end());
+    return run_native(argv);
+  };
+  for (int i = 0; i < 200 && cli({"ping"}).out != "PONG\n"; ++i) std::this_thread::sleep_for(20ms);
+  ASSERT_EQ(cli({"ping"}).out, "PONG\n");
+  std::vector<std::string> keys = {"mset"};
+  for (int i = 0; i < 100; ++i) {
+    keys.push_back("heapscope:key:" + std::to_string(i));
+    keys.push_back("value-" + std::to_string(i * 7));
+  }
+  ASSERT_EQ(cli(keys).out, "OK\n");
+
+  auto benchmark = std::async(std::launch::async, [&] {
+    return run_native({"/usr/bin/redis-benchmark", "-p", port, "-n", "400000", "-c", "20", "-P", "8", "-t",
+                       "set,get,incr,lpush,lpop", "-q"});
+  });
+  int attached = 0;
+  for (int round = 0; round < 100; ++round) {
+    const RunOutput run = run_attach({"--for", "0.05", "--quiet"}, redis.pid());
+    SKIP_IF_NOT_PERMITTED(run);
+    ASSERT_EQ(run.exit_code, 0) << "round " << round << ": " << run.err;
+    ASSERT_TRUE(run.report["processes"][0]["attach"].is_object());
+    EXPECT_TRUE(run.report["processes"][0]["errors"].empty()) << run.report["processes"][0]["errors"].dump(1);
+    if (run.report["processes"][0]["summary"]["allocations"].get<int>() > 0) ++attached;
+  }
+  const RunOutput bench = benchmark.get();
+  EXPECT_EQ(bench.exit_code, 0) << bench.err;
+  EXPECT_EQ(bench.err.find("rror"), std::string::npos) << bench.err;
+  EXPECT_NE(bench.out.find("requests per second"), std::string::npos) << bench.out;
+  EXPECT_GT(attached, 10) << "the sessions that overlapped the benchmark recorded its allocations";
+  // Every key and value is still there; redis answers, logged no crash, and shuts down cleanly.
+  std::vector<std::string> get = {"mget"};
+  for (int i = 0; i < 100; ++i) get.push_back("heapscope:key:" + std::to_string(i));
+  const std::string values = cli(get).out;
+  for (int i = 0; i < 100; ++i)
+    EXPECT_NE(values.find("value-" + std::to_string(i * 7) + "\n"), std::string::npos) << i;
+  EXPECT_NE(cli({"info", "memory"}).out.find("used_memory:"), std::string::npos);
+  cli({"shutdown", "nosave"});
+  EXPECT_EQ(redis.wait_exit(), 0);
+  const std::string log = read_text(dir + "/redis.log");
+  EXPECT_EQ(log.find("crashed"), std::string::npos) << log;
+  EXPECT_EQ(log.find("Segmentation"), std::string::npos) << log;
+}
+
 }  // namespace
 }  // namespace heapscope::test
