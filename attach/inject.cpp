@@ -94,7 +94,7 @@ Target inspect(int pid, const std::string& agent_path) {
   } catch (const std::system_error& error) {
     if (error.code().value() == ENOENT || error.code().value() == ESRCH)
       throw AttachError(Refusal::kNoSuchProcess, fmt::format("no such process: {}", pid));
-    throw AttachError(Refusal::kNotPermitted, fmt::format("cannot read /proc/{}: {}", pid, error.code().message()));
+    throw AttachError(Refusal::kNotPermitted, permission_message(pid, error.code().value()));
   }
   if (status.state == 'Z' || status.state == 'X')
     throw AttachError(Refusal::kUnsuitable, fmt::format("process {} ({}) has ended (a zombie)", pid, status.name));

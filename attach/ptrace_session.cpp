@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "attach_error.h"
+#include "proc_target.h"
 
 namespace heapscope::attach {
 namespace {
@@ -41,18 +42,27 @@ std::string yama_hint() {
   }
 }
 
+}  // namespace
+
 std::string permission_message(int pid, int error) {
   std::string text = "not permitted to attach to process " + std::to_string(pid) + ": " + strerror(error);
   const std::string hint = yama_hint();
   if (!hint.empty()) return text + hint;
+  int owner = -1;
+  try {
+    owner = read_status(pid).uid;
+  } catch (const std::exception&) {
+  }
+  if (geteuid() != 0 && owner >= 0 && static_cast<uid_t>(owner) != geteuid())
+    return text + " (it belongs to user " + std::to_string(owner) + " and heapscope runs as user " +
+           std::to_string(geteuid()) + ": run heapscope as that user or as root)";
   if (geteuid() != 0)
-    return text + " (it may belong to another user: run heapscope as that user or as root; in a container, "
-                  "the container needs CAP_SYS_PTRACE)";
+    return text + " (run heapscope as root or give it CAP_SYS_PTRACE; in a container, the container needs "
+                  "CAP_SYS_PTRACE)";
   return text + " (a security module or the container's seccomp profile refuses ptrace; in a container, "
                 "add CAP_SYS_PTRACE)";
 }
 
-}  // namespace
 
 PtraceSession::PtraceSession(int pid, int tid, std::chrono::milliseconds timeout) : pid_(pid), tid_(tid) {
   if (ptrace(PTRACE_SEIZE, tid, nullptr, nullptr) != 0) {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "regs_x86_64.h"
@@ -28,6 +29,10 @@ struct ThreadStop {
   int signal = 0;       // the signal of a signal-delivery stop; 0 for other stops
   uint64_t pc = 0;
 };
+
+// The one-line refusal for a process we may not trace, naming the rule that refuses (Yama's
+// ptrace_scope, another user, a security module or container) and what to do about it.
+std::string permission_message(int pid, int error);
 
 class PtraceSession {
  public:

@@ -357,6 +357,33 @@ TEST(AttachE2E, RefusesWhatItCannotAttachToWithoutTouchingIt) {
   }
   EXPECT_EQ(traced.quit(), 0) << traced.output();
 
+  // Another user's process, for an unprivileged heapscope (possible to arrange only as root).
+  if (geteuid() == 0 && program_exists("/usr/bin/setpriv")) {
+    Child sleeper({"sleep", "60"});
+    const RunOutput other = run_native({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                        heapscope_binary(), "attach", "--for", "1", std::to_string(sleeper.pid())});
+    EXPECT_EQ(other.exit_code, kExitNotPermitted) << other.err;
+    EXPECT_NE(other.err.find("not permitted to attach to process " + std::to_string(sleeper.pid())), std::string::npos)
+        << other.err;
+    EXPECT_NE(other.err.find("it belongs to user 0 and heapscope runs as user 65534"), std::string::npos) << other.err;
+  }
+
+  // Two heapscopes on one process: the second is refused, the first goes on.
+  {
+    Child busy({program("attach_daemon")});
+    ASSERT_TRUE(busy.wait_line("ready"));
+    auto first = std::async(std::launch::async, [&] { return run_attach({"--for", "2"}, busy.pid()); });
+    std::this_thread::sleep_for(700ms);
+    const RunOutput second = run_attach({"--for", "1"}, busy.pid());
+    const RunOutput first_run = first.get();
+    SKIP_IF_NOT_PERMITTED(first_run);
+    EXPECT_EQ(second.exit_code, kExitCannotAttach) << second.err;
+    EXPECT_NE(second.err.find("another heapscope is attached to process"), std::string::npos) << second.err;
+    EXPECT_EQ(first_run.exit_code, 0) << first_run.err;
+    EXPECT_NE(leak_at(first_run.report["processes"][0], "leak_periodically"), nullptr);
+    EXPECT_EQ(busy.quit(), 0) << busy.output();
+  }
+
   // A statically linked program: nothing to redirect.
   Child static_program({program("static_sleeper")});
   ASSERT_TRUE(static_program.wait_line("ready"));
