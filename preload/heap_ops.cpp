@@ -72,7 +72,7 @@ bool family_matches(Family family, Api api) noexcept {
 // it goes to the real allocator untouched, and its release is recorded as a free of an
 // address the ring never allocated (the report counts those).
 
-HEAPSCOPE_COLD void* allocate_in_place(size_t size, size_t alignment, Api api, Family family, bool zeroed) noexcept {
+HEAPSCOPE_HOT inline void* allocate_in_place(size_t size, size_t alignment, Api api, Family family, bool zeroed) noexcept {
   void* block = real_allocate(size, alignment, zeroed);
   if (block == nullptr || !agent::allocations_tracked()) return block;  // the session is ending
   const auto address = reinterpret_cast<uint64_t>(block);
@@ -86,7 +86,7 @@ HEAPSCOPE_COLD void* allocate_in_place(size_t size, size_t alignment, Api api, F
   return block;
 }
 
-HEAPSCOPE_COLD void release_in_place(void* pointer, Api api) noexcept {
+HEAPSCOPE_HOT inline void release_in_place(void* pointer, Api api) noexcept {
   const auto address = reinterpret_cast<uint64_t>(pointer);
   const uint32_t free_stack = agent::options().free_stacks ? agent::capture_stack_id() : 0;
   BlockEntry entry{};
@@ -100,7 +100,7 @@ HEAPSCOPE_COLD void release_in_place(void* pointer, Api api) noexcept {
   real::free(pointer);
 }
 
-HEAPSCOPE_COLD void* reallocate_in_place(void* pointer, size_t size, Api api) noexcept {
+inline void* reallocate_in_place(void* pointer, size_t size, Api api) noexcept {
   const auto address = reinterpret_cast<uint64_t>(pointer);
   BlockEntry old{};
   // Out of the index before the real realloc: the address may be handed out again at once.
