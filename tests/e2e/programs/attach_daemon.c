@@ -89,7 +89,12 @@ static void* churn(void* argument) {
 }
 
 static void* last_leak;
-__attribute__((noinline)) static void leak_periodically(void) { last_leak = malloc(100); }
+/* Zeroed: a block whose first word still held its allocator's free-list link to the next
+ * leaked block would chain them all to last_leak (tcmalloc and mimalloc keep such links). */
+__attribute__((noinline)) static void leak_periodically(void) {
+  last_leak = malloc(100);
+  memset(last_leak, 0, 100);
+}
 
 static void* leaker(void* unused) {
   (void)unused;
