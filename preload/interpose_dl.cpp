@@ -1,5 +1,8 @@
-// dlopen and dlclose, interposed so the trace says when modules come and go (kModule at load,
-// kModuleUnload at unload), not only when a stack first needs a module.
+// dlclose, interposed so the trace says when modules go (kModuleUnload) and cached unwind rules
+// for their code are dropped. dlopen is not interposed: glibc's dlopen searches its caller's
+// RUNPATH and expands $ORIGIN for its caller, found by return address, so an interposer would
+// become that caller and the program's own plugins would not load (issue 15). A module loaded
+// is announced when a stack first reaches it (agent.cpp, on_new_stack), or at the next dlclose.
 #include <dlfcn.h>
 
 #include "agent.h"
@@ -11,21 +14,10 @@ namespace agent = heapscope::preload::agent;
 using heapscope::preload::ReentrancyGuard;
 
 namespace {
-using OpenFn = void* (*)(const char*, int);
 using CloseFn = int (*)(void*);
 }  // namespace
 
 extern "C" {
-
-HEAPSCOPE_EXPORT void* dlopen(const char* file, int mode) {
-  static const auto real = reinterpret_cast<OpenFn>(dlsym(RTLD_NEXT, "dlopen"));
-  void* handle = real(file, mode);
-  if (handle != nullptr && !ReentrancyGuard::active()) {
-    ReentrancyGuard guard;
-    agent::modules_changed();
-  }
-  return handle;
-}
 
 HEAPSCOPE_EXPORT int dlclose(void* handle) {
   static const auto real = reinterpret_cast<CloseFn>(dlsym(RTLD_NEXT, "dlclose"));

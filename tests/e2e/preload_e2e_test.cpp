@@ -431,6 +431,19 @@ TEST(PreloadE2E, ForkWhileOtherThreadsAllocateDoesNotDeadlock) {
   }
 }
 
+// issue 15: the agent's dlopen made itself glibc's caller, so the program's RUNPATH and
+// $ORIGIN were replaced by the agent's and both loads failed.
+TEST(PreloadE2E, DlopenSearchesTheProgramsOwnRunpathAndOrigin) {
+  const RunOutput native = run_native({program("origin_host")});
+  ASSERT_EQ(native.exit_code, 0) << native.out;
+  const RunOutput run = run_heapscope({}, {program("origin_host")});
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_EQ(run.out, native.out);
+  const auto from_plugin = leaks_from(only_process(run), "/plugins/libplugin.so");
+  ASSERT_EQ(from_plugin.size(), 1u) << only_process(run)["leaks"].dump(1);
+  EXPECT_EQ(from_plugin[0]["stack"][0]["function"], "plugin_leak");
+}
+
 TEST(PreloadE2E, LeakInADlclosedLibraryIsSymbolizedInThatLibrary) {
   const RunOutput run = run_heapscope({}, {program("dlopen_host"), program("plugin.so")});
   ASSERT_EQ(run.exit_code, 0) << run.err;
