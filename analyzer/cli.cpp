@@ -198,7 +198,7 @@ bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Sym
   } else if (print_text) {
     text_stream << text << std::flush;
   }
-  if (output.json_path) write_file(*output.json_path, to_json(report).dump(2) + "\n", "JSON report");
+  if (output.json_path) write_file(*output.json_path, json_text(to_json(report), 2) + "\n", "JSON report");
   if (output.html_path) write_file(*output.html_path, render_html(report, traced, symbolizer), "HTML report");
 
   // The gate: errors always count; leaks of the --errors-for-leak-kinds kinds (definite and
@@ -365,7 +365,7 @@ int diff_command(const std::vector<std::string>& arguments) {
   if (json_path) check_writable(*json_path, "diff");
   const DiffResult diff = diff_reports(load_json(files[0]), load_json(files[1]), options);
   std::cout << render_diff_text(diff) << std::flush;
-  if (json_path) write_file(*json_path, diff_to_json(diff).dump(2) + "\n", "diff");
+  if (json_path) write_file(*json_path, json_text(diff_to_json(diff), 2) + "\n", "diff");
   return diff.regressed() ? 1 : 0;
 }
 

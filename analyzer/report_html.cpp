@@ -77,16 +77,23 @@ void cap(json& object, const char* field) {
   records.erase(records.begin() + static_cast<std::ptrdiff_t>(kMaxRecords), records.end());
 }
 
-// The payload sits in a <script> element: "</" inside a string must not close it.
+// The payload sits in a <script> element. "</script>" inside a string would close it, and
+// "<!--<script>" would put the parser in a state where the real "</script>" no longer closes it
+// (the page renders blank), so every <, > and & is written as a JSON escape; so are U+2028 and
+// U+2029, which end a line in older JavaScript. Outside strings JSON has none of them.
 std::string script_safe(const std::string& text) {
   std::string out;
   out.reserve(text.size());
   for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '<' && i + 1 < text.size() && text[i + 1] == '/') {
-      out += "<\\/";
-      ++i;
+    const char c = text[i];
+    if (c == '<') out += "\\u003c";
+    else if (c == '>') out += "\\u003e";
+    else if (c == '&') out += "\\u0026";
+    else if (c == '\xe2' && i + 2 < text.size() && text[i + 1] == '\x80' && (text[i + 2] == '\xa8' || text[i + 2] == '\xa9')) {
+      out += text[i + 2] == '\xa8' ? "\\u2028" : "\\u2029";
+      i += 2;
     } else {
-      out += text[i];
+      out += c;
     }
   }
   return out;
@@ -106,7 +113,7 @@ std::string render_html(const Report& report, const std::vector<TracedProcess>& 
     process["flame"] = flame_of(traced[report.processes[i].traced_index].model, symbolizer);
   }
   std::string page = kHtmlPageHead;
-  page += script_safe(payload.dump());
+  page += script_safe(json_text(payload));
   page += kHtmlPageTail;
   return page;
 }

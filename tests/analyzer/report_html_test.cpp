@@ -34,9 +34,8 @@ TEST(ReportHtml, ANameThatClosesAScriptCannotBreakOutOfThePayload) {
   EXPECT_EQ(count(page, "</script>"), 2u);
   const size_t begin = page.find(kHtmlPageHead) + std::string(kHtmlPageHead).size();
   const size_t end = page.find("</script>", begin);
-  std::string payload = page.substr(begin, end - begin);
-  for (size_t at = payload.find("<\\/"); at != std::string::npos; at = payload.find("<\\/", at))
-    payload.replace(at, 3, "</");
+  const std::string payload = page.substr(begin, end - begin);
+  EXPECT_EQ(payload.find_first_of("<>&"), std::string::npos);  // all written as \u escapes
   const auto data = nlohmann::json::parse(payload);
   EXPECT_EQ(data["processes"][0]["leaks"][0]["stack"][0]["function"], hostile);
   EXPECT_TRUE(data["processes"][0]["flame"].is_array());  // [name, costs, children]

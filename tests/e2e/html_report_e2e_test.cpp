@@ -108,6 +108,28 @@ TEST_F(HtmlReportE2E, PageRendersEveryPartWithoutAScriptError) {
   EXPECT_EQ(png.substr(1, 3), "PNG");
 }
 
+// issue 15: non-UTF-8 bytes in argv made --json and --html fail ("internal error", empty files,
+// status 125), and "<!--<script>" in any string left the page blank.
+TEST_F(HtmlReportE2E, HostileStringsCannotBreakTheReports) {
+  const std::string html = scratch("hostile.html");
+  const std::string json_path = scratch("hostile.json");
+  const RunOutput run = run_native({heapscope_binary(), "run", "--html", html, "--json", json_path, "--",
+                                    program("leak_shapes"), "\xff\xfe bytes", "<!--<script>", "</script>&\xe2\x80\xa8"});
+  EXPECT_EQ(run.exit_code, 3) << run.err;  // leak_shapes' own status
+  EXPECT_EQ(run.err.find("internal error"), std::string::npos) << run.err;
+  const nlohmann::json report = nlohmann::json::parse(read_file(json_path));
+  const auto& command = report["processes"][0]["command"];
+  ASSERT_EQ(command.size(), 4u);
+  EXPECT_EQ(command[1], "\xef\xbf\xbd\xef\xbf\xbd bytes");  // each bad byte is U+FFFD
+  EXPECT_EQ(command[2], "<!--<script>");
+  const std::string page = read_file(html);
+  EXPECT_EQ(page.find("<!--<script>"), std::string::npos) << "payload strings must not contain markup";
+  const std::string dom = rendered_dom(html);
+  EXPECT_NE(dom.find("data-js-errors=\"0\""), std::string::npos) << dom.substr(0, 2000);
+  EXPECT_NE(dom.find("data-rendered=\"1\""), std::string::npos);
+  EXPECT_NE(dom.find("&lt;!--&lt;script&gt;"), std::string::npos) << "the command line shown as text";
+}
+
 TEST_F(HtmlReportE2E, FlameGraphSwitchesCostSearchesAndZooms) {
   const std::string html = testing::TempDir() + "/heapscope-flame.html";
   const RunOutput run = run_heapscope({"--html", html}, {program("leak_kinds")});
