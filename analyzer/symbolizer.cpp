@@ -1,6 +1,10 @@
 // libdw-based symbolization (see symbolizer.h).
 #include "symbolizer.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cxxabi.h>
 #include <dwarf.h>
 #include <elfutils/libdw.h>
@@ -126,12 +130,25 @@ Symbolizer::OpenModule* Symbolizer::open(const Module& module) {
   if (found != modules_.end()) return found->second.get();
   auto opened = std::make_unique<OpenModule>();
   opened->path = module.path;
+  // A trace names its modules: only a regular file is read, opened without blocking (a FIFO or
+  // a terminal in a trace would otherwise hold `heapscope report` in open() or read() forever).
+  int fd = -1;
   if (!module.path.empty() && module.path[0] == '/') {
+    fd = ::open(module.path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    struct stat status {};
+    if (fd >= 0 && (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode))) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  if (fd >= 0) {
     opened->dwfl = dwfl_begin(&kOfflineCallbacks);
+    if (opened->dwfl == nullptr) ::close(fd);
     if (opened->dwfl != nullptr) {
       dwfl_report_begin(opened->dwfl);
-      // At bias 0: lookups use addresses within the file, the same in every process.
-      opened->module = dwfl_report_elf(opened->dwfl, module.path.c_str(), module.path.c_str(), -1, 0, false);
+      // At bias 0: lookups use addresses within the file, the same in every process. libdwfl
+      // owns the descriptor from here (closed by dwfl_end, or at once if it fails).
+      opened->module = dwfl_report_elf(opened->dwfl, module.path.c_str(), module.path.c_str(), fd, 0, false);
       dwfl_report_end(opened->dwfl, nullptr, nullptr);
       // A rebuilt or replaced binary would give confidently wrong names: require the same id.
       opened->trusted = opened->module != nullptr &&

@@ -6,7 +6,13 @@
 #include <gtest/gtest.h>
 #include <link.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <future>
 #include <random>
 #include <string>
 #include <vector>
@@ -144,6 +150,29 @@ TEST(Symbolizer, RefusesAModuleWhoseBuildIdChanged) {
   ASSERT_EQ(frames.size(), 1u);
   EXPECT_TRUE(frames[0].function.empty());  // no confidently wrong names
   EXPECT_EQ(frames[0].module, module.path);
+}
+
+// issue 15: a trace naming a FIFO (or /dev/tty) as a module made `heapscope report` block in
+// open() forever. Only regular files are opened, without blocking.
+TEST(Symbolizer, NeverOpensAnythingButARegularFile) {
+  const std::string fifo = testing::TempDir() + "/symbolizer-fifo-" + std::to_string(getpid());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  Module module = main_module();
+  module.path = fifo;
+  module.build_id.clear();
+  auto answer = std::async(std::launch::async, [&] {
+    Symbolizer symbolizer;
+    return symbolizer.symbolize(&module, module.start + 16);
+  });
+  if (answer.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    ADD_FAILURE() << "symbolize blocked on a FIFO";
+    close(open(fifo.c_str(), O_RDWR));  // let the blocked open finish
+  }
+  const auto frames = answer.get();
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_TRUE(frames[0].function.empty());
+  EXPECT_EQ(frames[0].module, fifo);
+  unlink(fifo.c_str());
 }
 
 TEST(Symbolizer, DemanglesCxxNames) {
