@@ -136,6 +136,14 @@ int spawn_collector() noexcept {
     const long collector = syscall(SYS_clone, 0, nullptr, nullptr, nullptr, 0);
     if (collector == 0) {
       setsid();  // out of the program's terminal group: its Ctrl-C is not ours
+      // None of the program's descriptors: a pipe it was started on (a shell's $(...)) would
+      // stay open in us until we end, and the reader would wait for us. The collector writes
+      // nothing the program's streams should carry: /dev/null takes 0, 1 and 2.
+      const int null_device = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDWR));
+      for (int stream = 0; stream < 3 && null_device >= 0; ++stream) syscall(SYS_dup2, null_device, stream);
+      if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
+        for (int fd = 3; fd < 65536; ++fd) syscall(SYS_close, fd);  // kernels before 5.9
+      }
       // The system call itself: our own execve wrapper would wait for the agent's init, which
       // this copy of the process is in the middle of.
       syscall(SYS_execve, argv[0], argv, environment);

@@ -1081,6 +1081,25 @@ TEST(StandaloneE2E, PreloadedAloneItWritesATraceAndPrintsASummary) {
   EXPECT_EQ(process["leak_scan"]["classified"], true);
 }
 
+// issue 15: the collector the agent starts inherited the program's descriptors, so a shell's
+// $(...) around a program that leaves a daemon behind waited for the collector (2 s of grace
+// for descendants) instead of returning when the program ended.
+TEST(StandaloneE2E, TheCollectorHoldsNoneOfTheProgramsDescriptors) {
+  std::string dir = testing::TempDir() + "/heapscope-alone-fds-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const RunOutput run = run_native(
+      {"bash", "-c", "cd " + dir + " && start=$(date +%s%N) && out=$(LD_PRELOAD=" + std::string(AGENT_LIBRARY) +
+                         " sh -c 'echo hello; sleep 3 > /dev/null 2>&1 &') && echo \"$out\" "
+                         "$(( ($(date +%s%N) - start) / 1000000 ))"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::istringstream fields(run.out);
+  std::string word;
+  int elapsed_ms = -1;
+  fields >> word >> elapsed_ms;
+  EXPECT_EQ(word, "hello");
+  EXPECT_LT(elapsed_ms, 1000) << "$(...) waited for the collector";
+}
+
 TEST(StandaloneE2E, WithoutHeapscopeBesideTheLibraryTheProgramRunsUntraced) {
   // A copy of the agent with no ../bin/heapscope next to it: nothing can collect.
   const std::string dir = testing::TempDir() + "/heapscope-standalone-alone";
