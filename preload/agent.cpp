@@ -648,6 +648,9 @@ format::AttachStatus begin_attached(const char* session, int collector_pid, cons
     init_stack_capture(a.options.fast_unwind);
     init_leak_scan();
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    // The exit status, if the process exits while attached (nobody else can tell us: it is
+    // not heapscope's child). Registered once, inert while no session records.
+    on_exit(on_program_exit, nullptr);
     attach_hooks_installed = true;
   }
   init_sampler(a.options.sample_ms);

@@ -284,6 +284,34 @@ TEST(AttachE2E, AProcessThatEndsWhileAttachedGivesWhatWasSeen) {
   EXPECT_NE(leak_at(process, "leak_periodically"), nullptr);
 }
 
+TEST(AttachE2E, AProcessThatExitsWhileAttachedKeepsItsStatusAndIsReported) {
+  Child daemon({program("attach_daemon")});
+  ASSERT_TRUE(daemon.wait_line("ready"));
+  std::string dir = testing::TempDir() + "/heapscope-attach-exit-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  auto attached = std::async(std::launch::async, [&] {
+    return run_attach({"--for", "30", "--collapsed", dir + "/stacks.txt", "--cost", "leaked"}, daemon.pid());
+  });
+  std::this_thread::sleep_for(800ms);
+  ASSERT_TRUE(daemon.command("hold"));
+  // It exits while attached: its exit handlers run the agent's end of session.
+  EXPECT_EQ(daemon.quit(), 0) << daemon.output();
+  const RunOutput run = attached.get();
+  SKIP_IF_NOT_PERMITTED(run);
+  EXPECT_EQ(run.exit_code, kExitTargetEnded) << run.err;
+  const auto& process = run.report["processes"][0];
+  EXPECT_EQ(process["attach"]["ended_by"], "process exit");
+  EXPECT_EQ(process["exit"]["code"], 0);
+  EXPECT_TRUE(process["leak_scan"]["classified"].get<bool>()) << process["leak_scan"].dump();
+  const nlohmann::json* leaked = leak_at(process, "leak_periodically");
+  ASSERT_NE(leaked, nullptr);
+  EXPECT_EQ((*leaked)["kind"], "definite");
+  // What `hold` kept was freed before exit: no record of it.
+  for (const auto& leak : process["leaks"]) EXPECT_EQ(find_frame(leak["stack"], "hold_command"), nullptr) << leak.dump();
+  const std::string stacks = read_text(dir + "/stacks.txt");
+  EXPECT_NE(stacks.find("leak_periodically"), std::string::npos) << stacks.substr(0, 1000);
+}
+
 TEST(AttachE2E, SigtermEndsTheSessionCleanly) {
   Child daemon({program("attach_daemon")});
   ASSERT_TRUE(daemon.wait_line("ready"));
