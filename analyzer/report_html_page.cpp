@@ -126,6 +126,7 @@ function stackList(stack) {
   return el("ol", {class: "stack", start: "0"}, ...stack.map((f) => el("li", {text: frameText(f)})));
 }
 function exitText(p) {
+  if (p.attach && p.still_running) return "attached " + seconds(p.attach.duration_seconds) + ", detached";
   if (p.still_running) return "still running";
   if (p.ended_by_exec) return "replaced by exec";
   if (p.exit.signal !== null) return "killed by signal " + p.exit.signal;
@@ -170,7 +171,17 @@ function cards(p) {
     card("peak heap", bytes(p.summary.peak_live_bytes), "live at once"),
     card("allocations", num(p.summary.allocations), num(p.summary.frees) + " frees, " + bytes(p.summary.bytes_allocated)),
     card("run time", seconds(stats.duration_seconds), stats.allocations_per_second ? num(Math.round(stats.allocations_per_second)) + " allocations/s" : null),
-    card("exit", exitText(p), p.complete ? null : "recording incomplete"));
+    card("exit", exitText(p), p.complete ? null : "recording incomplete"),
+    p.attach ? attachCard(p.attach) : null);
+}
+
+// heapscope attach: the session (the leaks are what the process allocated during it and kept).
+function attachCard(a) {
+  const box = card("attached", seconds(a.duration_seconds),
+                   num(a.redirected_slots) + " slots in " + num(a.redirected_modules) + " modules redirected; " +
+                   num(a.frees_of_older_blocks) + " older blocks freed; ended by " + a.ended_by);
+  box.setAttribute("data-role", "attach-card");
+  return box;
 }
 
 function timeline(p) {
@@ -429,7 +440,7 @@ function render() {
     const title = `${p.command.join(" ") || p.exe} — pid ${p.pid}, ${exitText(p)}`;
     if (i === 0) {
       report.append(el("section", {class: "process", id: "process-0"}, el("h2", {text: title}),
-                       el("p", {class: "sub", text: p.launched ? "the launched program" : "a traced process"}), ...processBody(p, true)));
+                       el("p", {class: "sub", text: p.attach ? "attached to while it ran (heapscope attach)" : p.launched ? "the launched program" : "a traced process"}), ...processBody(p, true)));
     } else {
       // Later processes open on demand: a build traces thousands.
       const details = el("details", {class: "process", id: "process-" + i}, el("summary", {text: title}));

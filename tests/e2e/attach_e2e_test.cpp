@@ -231,6 +231,24 @@ TEST(AttachE2E, ReportValidatesAgainstTheSchema) {
   EXPECT_EQ(daemon.quit(), 0) << daemon.output();
 }
 
+TEST(AttachE2E, HtmlReportShowsTheSessionAndRendersInChromium) {
+  if (!program_exists("chromium")) GTEST_SKIP() << "chromium is not installed (scripts/install-deps.sh installs it)";
+  Child daemon({program("attach_daemon")});
+  ASSERT_TRUE(daemon.wait_line("ready"));
+  std::string dir = testing::TempDir() + "/heapscope-attach-html-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const RunOutput run = run_attach({"--for", "0.5", "--html", dir + "/a.html"}, daemon.pid());
+  SKIP_IF_NOT_PERMITTED(run);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const RunOutput dom = run_native({"timeout", "120", "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                                    "--user-data-dir=" + dir + "/profile", "--dump-dom", "file://" + dir + "/a.html"});
+  EXPECT_NE(dom.out.find("data-js-errors=\"0\""), std::string::npos) << dom.out.substr(0, 2000);
+  EXPECT_NE(dom.out.find("data-role=\"attach-card\""), std::string::npos);
+  EXPECT_NE(dom.out.find("ended by detach"), std::string::npos);
+  EXPECT_NE(dom.out.find("leak_periodically"), std::string::npos);
+  EXPECT_EQ(daemon.quit(), 0) << daemon.output();
+}
+
 TEST(AttachE2E, MinAgeLeavesOutBlocksYoungerThanIt) {
   Child daemon({program("attach_daemon")});
   ASSERT_TRUE(daemon.wait_line("ready"));
