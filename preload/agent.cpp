@@ -726,6 +726,7 @@ void end_attached(format::DetachReason reason, uint32_t restored_slots, bool pro
   a.ring.close();
   a.index.release();
   a.depot.release();
+  unwind::reap_thread_walks(true);  // every thread's walk tables: no thread is walking now
 }
 
 }  // namespace heapscope::preload::agent

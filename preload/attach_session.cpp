@@ -10,6 +10,7 @@
 #include "agent.h"
 #include "got_patch.h"
 #include "reentrancy_guard.h"
+#include "fast_unwind.h"
 #include "rule_cache.h"
 #include "sys.h"
 
@@ -40,8 +41,9 @@ void end_session(format::DetachReason reason, const void* caller_frame, bool pro
 void* run(void*) {
   // Whatever this thread allocates (nothing on purpose) is the agent's, never the program's.
   ReentrancyGuard guard;
-  for (;;) {
+  for (uint64_t round = 1;; ++round) {
     sys::sleep_ns(kPollNs);
+    if (round % 25 == 0) unwind::reap_thread_walks(false);  // every 0.5 s: tables of ended threads
     if (!agent::allocations_tracked()) break;  // the process's exit ended the session
     if (agent::detach_requested()) {
       const bool asked = agent::attached_collector() <= 0 || sys::process_alive(agent::attached_collector());

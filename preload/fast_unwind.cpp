@@ -1,8 +1,14 @@
 // The cached stack walker (see fast_unwind.h).
 #include "fast_unwind.h"
 
+#include <errno.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <atomic>
 
+#include "build_mode.h"
 #include "heapscope/event_format.h"
 #include "rule_cache.h"
 #include "sys.h"  // HEAPSCOPE_HOT
@@ -147,7 +153,32 @@ struct ThreadWalker {
 struct ThreadState {
   ThreadWalker* walker;  // nullptr until the first walk
   bool unavailable;      // mapping failed, or the thread is ending
+  uint32_t session;      // attach agent: walker_session when `walker` was mapped (same 16 bytes)
 };
+
+// The attach agent keeps every thread's table in a registry: it sees no thread end (nothing of
+// the program's is interposed but the allocation API), so its own thread unmaps the tables of
+// threads that are gone (reap_thread_walks), and at detach all of them. A thread's table from
+// an earlier session is then stale: walker_session tells it to map a new one.
+struct RegisteredWalker {
+  std::atomic<ThreadWalker*> walker;
+  std::atomic<uint32_t> tid;
+};
+constexpr size_t kRegisteredWalkers = 4096;
+RegisteredWalker registered_walkers[kRegisteredWalkers];
+std::atomic<uint32_t> walker_session{1};
+
+// Registers a fresh table; false when the registry is full (the thread is then walked as one
+// without a table).
+bool register_walker(ThreadWalker* walker) noexcept {
+  for (RegisteredWalker& entry : registered_walkers) {
+    ThreadWalker* empty = nullptr;
+    if (entry.walker.load(std::memory_order_relaxed) != nullptr) continue;
+    entry.tid.store(static_cast<uint32_t>(syscall(SYS_gettid)), std::memory_order_relaxed);
+    if (entry.walker.compare_exchange_strong(empty, walker, std::memory_order_acq_rel)) return true;
+  }
+  return false;
+}
 
 // Counts one remembering walk; after a window that reused too little, pauses remembering.
 // Walks remembered before the pause stay: a later reuse checks every frame it takes anyway.
@@ -165,9 +196,23 @@ inline void account(ThreadWalker& mine, size_t walked, size_t reused) noexcept {
 // The thread's walker, mapped (zeroed: empty caches, no walk remembered) at its first walk.
 HEAPSCOPE_COLD ThreadWalker* map_walker() noexcept {
   ThreadState& state = thread_state;
+  if (kAttachBuild) {
+    const uint32_t session = walker_session.load(std::memory_order_acquire);
+    if (state.session != session) {  // a table of an earlier session: released at its detach
+      state.session = session;
+      state.walker = nullptr;
+      state.unavailable = false;
+    }
+    if (state.walker != nullptr) return state.walker;
+  }
   if (state.unavailable) return nullptr;
   state.walker = static_cast<ThreadWalker*>(sys::map_anonymous(sizeof(ThreadWalker)));
   if (state.walker == nullptr) state.unavailable = true;
+  if (kAttachBuild && state.walker != nullptr && !register_walker(state.walker)) {
+    sys::unmap(state.walker, sizeof(ThreadWalker));
+    state.walker = nullptr;
+    state.unavailable = true;
+  }
   return state.walker;
 }
 
@@ -321,7 +366,8 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
   first_marked = kNoneMarked;  // `memo`, if any, arrives cleared (fast_backtrace_from)
   if (!rule_cache_ready()) return -1;
   ThreadWalker* walker = thread_state.walker;
-  if (__builtin_expect(walker == nullptr, 0)) {
+  if (__builtin_expect(walker == nullptr || (kAttachBuild && thread_state.session !=
+                                                                 walker_session.load(std::memory_order_relaxed)), 0)) {
     walker = map_walker();
     if (walker == nullptr) return -1;  // libunwind walks it
   }
@@ -459,6 +505,23 @@ void release_thread_walks() noexcept {
   state.walker = nullptr;  // before the unmap: a signal handler's walk must not see it half gone
   __atomic_signal_fence(__ATOMIC_SEQ_CST);
   sys::unmap(walker, sizeof(ThreadWalker));
+}
+
+size_t reap_thread_walks(bool everything) noexcept {
+  if (everything) walker_session.fetch_add(1, std::memory_order_acq_rel);
+  const int pid = getpid();
+  size_t reaped = 0;
+  for (RegisteredWalker& entry : registered_walkers) {
+    ThreadWalker* walker = entry.walker.load(std::memory_order_acquire);
+    if (walker == nullptr) continue;
+    const uint32_t tid = entry.tid.load(std::memory_order_relaxed);
+    // tgkill with signal 0 only asks whether the thread exists in this process.
+    if (!everything && !(syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH)) continue;
+    entry.walker.store(nullptr, std::memory_order_release);
+    sys::unmap(walker, sizeof(ThreadWalker));
+    ++reaped;
+  }
+  return reaped;
 }
 
 void mark_code(uint64_t begin, uint64_t end) noexcept {

@@ -44,6 +44,12 @@ void forget_walk_memos() noexcept;
 // declined (-1), so its callers use libunwind.
 void release_thread_walks() noexcept;
 
+// The attach agent's tables (it sees no thread end): unmaps those of threads that have ended,
+// or, with `everything`, all of them, and makes every thread map a new one at its next walk
+// (only when no thread can be walking: at detach, once the agent's gate is drained). Returns
+// how many it unmapped.
+size_t reap_thread_walks(bool everything) noexcept;
+
 // The code whose frames fast_backtrace_from reports in `first_marked`: the agent's own, which
 // its callers drop (main's wrapper ends every complete stack). Set once, at init.
 void mark_code(uint64_t begin, uint64_t end) noexcept;

@@ -7,6 +7,7 @@
  *   hold     allocate blocks of every API and keep them (to free after a detach)
  *   dlopen P load the shared library P (found through the daemon's RUNPATH if P has no '/')
  *   plugin   call plugin_leak() of the library loaded last
+ *   threads  start 300 short-lived threads one after another, each allocating and freeing
  *   quit     stop, free what `hold` kept, check every block, exit 0 (1 if a check failed)
  * It prints "ready" once set up and "ok CMD" after each command. */
 #define _GNU_SOURCE
@@ -166,6 +167,23 @@ static void hold_command(void) {
   }
 }
 
+static void* short_lived(void* unused) {
+  (void)unused;
+  for (int i = 0; i < 10; i++) free(malloc(64 + (size_t)i));
+  return NULL;
+}
+
+static void threads_command(void) {
+  for (int i = 0; i < 300; i++) {
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, short_lived, NULL) != 0) {
+      fail("pthread_create");
+      return;
+    }
+    pthread_join(thread, NULL);
+  }
+}
+
 static void* library;
 static void dlopen_command(const char* path) {
   library = dlopen(path, RTLD_NOW);
@@ -213,6 +231,7 @@ int main(void) {
       else if (strcmp(line, "hold") == 0) hold_command();
       else if (strncmp(line, "dlopen ", 7) == 0) dlopen_command(line + 7);
       else if (strcmp(line, "plugin") == 0) plugin_command();
+      else if (strcmp(line, "threads") == 0) threads_command();
       else if (strcmp(line, "quit") == 0) goto quit;
       say("ok ");
       say(line);
