@@ -97,7 +97,8 @@ std::string missing_scan_reason(const TracedProcess& traced) {
   if (traced.exit.signal)
     return fmt::format("the process was killed by signal {} before its exit scan could run", *traced.exit.signal);
   if (traced.incomplete) return "the agent stopped recording before the process ended";
-  return "the process ended without running its exit handlers (_exit(), or its trace was cut), so no exit scan ran";
+  return "the process ended before its exit scan could run (_exit() from a signal handler that interrupted "
+         "heapscope's agent, a raw exit system call, or its trace was cut)";
 }
 
 const char* detach_reason_name(uint32_t reason) {

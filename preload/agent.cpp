@@ -336,15 +336,15 @@ __attribute__((constructor)) void start_at_load() {
   if (!kAttachBuild) ready();
 }
 
-// Runs from _dl_fini, after the program's atexit handlers and static destructors: the last
-// chance to sweep for damage the program did not trigger through a call of its own.
-__attribute__((destructor)) void finish_recording() {
-  if (state.load(std::memory_order_acquire) != State::kReady || ReentrancyGuard::active()) return;
-  if (kAttachBuild) {
-    // The process is ending while attached: its session ends here.
-    attach_session::end_at_exit(__builtin_frame_address(0));
-    return;
-  }
+// The last sweeps and records of a process image: quarantine and canary checks, the exit leak
+// scan, kAgentEnd. Once per image: from the destructor after exit(), or from _exit() (which
+// runs no destructor); a later call does nothing. `caller_frame` and `caller_state` are the
+// calling entry point's (the program's frames lie above the frame); where the program called
+// exit() or returned from main on this thread, interpose_exit.cpp marked a better place.
+std::atomic<bool> image_finished{false};
+
+void finish_image(const void* caller_frame, const ucontext_t* caller_state) noexcept {
+  if (image_finished.exchange(true, std::memory_order_acq_rel)) return;
   ReentrancyGuard guard;
   Agent& a = the_agent();
   const uint64_t quarantined = a.quarantine.held_bytes();  // before the check empties it
@@ -353,15 +353,12 @@ __attribute__((destructor)) void finish_recording() {
   a.index.for_each(check_live_block, &sweep);
   LeakScanOutcome scan;
   if (a.options.leak_check) {
-    // The registers the program left here (callee-saved ones may hold its pointers), and the
-    // frame above which the stack is the program's: below it, ours. Better, where the program
-    // called exit() or returned from main on this thread (interpose_exit.cpp).
-    ucontext_t state;
-    getcontext(&state);
+    // The registers the program left (callee-saved ones may hold its pointers), and the frame
+    // above which the stack is the program's: below it, ours.
     if (exit_point.thread_id.load(std::memory_order_acquire) == sys::thread_id()) {
       scan = run_leak_scan({format::kScanAtExit, exit_point.frame_top, &exit_point.registers});
     } else {
-      scan = run_leak_scan({format::kScanAtExit, program_frames_from(__builtin_frame_address(0)), &state});
+      scan = run_leak_scan({format::kScanAtExit, caller_frame, caller_state});
     }
   } else {
     format::LeakScanEndEvent disabled{};
@@ -386,6 +383,20 @@ __attribute__((destructor)) void finish_recording() {
                                               scan.bytes_by_kind[static_cast<int>(LeakKind::kPossible)],
                                               scan.classified, a.errors_reported.load(std::memory_order_relaxed)});
   }
+}
+
+// Runs from _dl_fini, after the program's atexit handlers and static destructors: the last
+// chance to sweep for damage the program did not trigger through a call of its own.
+__attribute__((destructor)) void finish_recording() {
+  if (state.load(std::memory_order_acquire) != State::kReady || ReentrancyGuard::active()) return;
+  if (kAttachBuild) {
+    // The process is ending while attached: its session ends here.
+    attach_session::end_at_exit(__builtin_frame_address(0));
+    return;
+  }
+  ucontext_t registers;
+  getcontext(&registers);
+  finish_image(program_frames_from(__builtin_frame_address(0)), &registers);
 }
 
 }  // namespace
@@ -727,6 +738,16 @@ void end_attached(format::DetachReason reason, uint32_t restored_slots, bool pro
   a.index.release();
   a.depot.release();
   unwind::reap_thread_walks(true);  // every thread's walk tables: no thread is walking now
+}
+
+void finish_before_immediate_exit(int status, const void* caller_frame, const ucontext_t& caller_state) noexcept {
+  // Not from a signal handler that interrupted the agent (its locks may be held by the frame it
+  // interrupted), not in a vfork child (the parent's memory and ring), nothing if not recording.
+  if (kAttachBuild || state.load(std::memory_order_acquire) != State::kReady || ReentrancyGuard::active() ||
+      !is_ring_owner() || !the_agent().ring.is_open())
+    return;
+  on_program_exit(status, nullptr);
+  finish_image(caller_frame, &caller_state);
 }
 
 }  // namespace heapscope::preload::agent

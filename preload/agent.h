@@ -61,6 +61,11 @@ void emit_thread(format::EventKind kind, uint32_t parent_thread_id) noexcept;
 // above, and `registers` are its registers there. The exit leak scan starts there.
 void note_exit_point(const void* frame_top, const ucontext_t& registers) noexcept;
 void emit_exec_failed() noexcept;
+// The process is about to end by _exit() or _Exit(), which run no exit handler and no
+// destructor: records the status and runs what the destructor would (the final sweeps, the exit
+// leak scan) from the caller's frame. Does nothing in a vfork child, from a signal handler that
+// interrupted the agent, or once done.
+void finish_before_immediate_exit(int status, const void* caller_frame, const ucontext_t& caller_state) noexcept;
 
 // The attach agent's gate (build_mode.h): every tracked call enters it before it touches the
 // agent's state and leaves it after, so that detach can wait until no call is inside before it

@@ -4,7 +4,9 @@
 // unused slots still hold what the program's last calls (the agent's malloc among them) left
 // there, stale pointers that would make lost blocks look reachable.
 #include <dlfcn.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "leak_scan.h"
@@ -41,6 +43,20 @@ HEAPSCOPE_EXPORT __attribute__((noreturn)) void exit(int status) {
   real(status);
   __builtin_unreachable();
 }
+
+// _exit and _Exit end the process at once: no atexit handler, no destructor, so no exit leak
+// scan unless it runs here (every `sh -c` ends this way: dash calls _exit). The real _exit is
+// the exit_group system call.
+[[noreturn]] void exit_now(int status) noexcept {
+  ucontext_t registers;
+  getcontext(&registers);
+  agent::finish_before_immediate_exit(status, heapscope::preload::program_frames_from(__builtin_frame_address(0)),
+                                      registers);
+  for (;;) syscall(SYS_exit_group, status);
+}
+
+HEAPSCOPE_EXPORT __attribute__((noreturn)) void _exit(int status) { exit_now(status); }
+HEAPSCOPE_EXPORT __attribute__((noreturn)) void _Exit(int status) { exit_now(status); }
 
 HEAPSCOPE_EXPORT int __libc_start_main(MainFn main, int argc, char** argv, void (*init)(), void (*fini)(),
                                        void (*rtld_fini)(), void* stack_end) {

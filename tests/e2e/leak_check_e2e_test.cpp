@@ -214,5 +214,34 @@ TEST(LeakCheckE2E, TracesReproduceTheClassification) {
   EXPECT_EQ(again["processes"][0]["leak_checks"], run.report["processes"][0]["leak_checks"]);
 }
 
+// issue 12: a process ending with _exit() or _Exit() ran no exit scan: every live block stayed
+// "unclassified" and counted as leaked, so every `sh -c` (dash ends with _exit) tripped the gate
+// where valgrind calls the same blocks still reachable.
+TEST(LeakCheckE2E, AProcessEndingWithUnderscoreExitIsScanned) {
+  for (const char* how : {"_exit", "_Exit"}) {
+    const RunOutput run = run_heapscope({"--error-exitcode", "9"}, {program("quick_exit"), how});
+    const json& process = run.report["processes"][0];
+    EXPECT_EQ(run.exit_code, 9) << how << ": the lost block trips the gate";
+    EXPECT_EQ(process["exit"]["code"], 7) << how;
+    EXPECT_TRUE(process["leak_scan"]["classified"].get<bool>()) << how << process["leak_scan"].dump();
+    const auto leaks = leaks_from(process, "/quick_exit");
+    ASSERT_EQ(leaks.size(), 2u) << process["leaks"].dump(1);
+    for (const json& leak : leaks) {
+      if (leak["bytes"] == 48) EXPECT_EQ(leak["kind"], "definite") << how;
+      else EXPECT_EQ(leak["kind"], "reachable") << how;
+    }
+  }
+}
+
+TEST(LeakCheckE2E, AShellCommandPassesTheGateAsUnderValgrind) {
+  const RunOutput run = run_heapscope({"--error-exitcode", "9"}, {"sh", "-c", "echo hi"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "hi\n");
+  const json& process = run.report["processes"][0];
+  EXPECT_TRUE(process["leak_scan"]["classified"].get<bool>());
+  EXPECT_EQ(process["summary"]["leaks"]["unclassified"]["blocks"], 0);
+  EXPECT_GT(process["summary"]["leaks"]["reachable"]["blocks"].get<int>(), 0);
+}
+
 }  // namespace
 }  // namespace heapscope::test
