@@ -44,11 +44,7 @@ class Child {
       dup2(in[0], 0);
       dup2(out[1], 1);
       for (const std::string& entry : environment) putenv(const_cast<char*>(entry.c_str()));
-      std::vector<char*> args;
-      for (const std::string& argument : argv) args.push_back(const_cast<char*>(argument.c_str()));
-      args.push_back(nullptr);
-      execvp(args[0], args.data());
-      _exit(127);
+      exec_or_exit(argv);
     }
     close(in[0]);
     close(out[1]);

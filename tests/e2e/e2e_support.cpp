@@ -68,11 +68,7 @@ RunOutput run_process(const std::vector<std::string>& argv, const std::vector<st
     dup2(out, 1);
     dup2(err, 2);
     for (const std::string& entry : environment) putenv(const_cast<char*>(entry.c_str()));
-    std::vector<char*> args;
-    for (const std::string& argument : argv) args.push_back(const_cast<char*>(argument.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
+    exec_or_exit(argv);
   }
   int status = 0;
   const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -93,6 +89,14 @@ RunOutput run_process(const std::vector<std::string>& argv, const std::vector<st
 }
 
 }  // namespace
+
+void exec_or_exit(const std::vector<std::string>& argv) {
+  std::vector<char*> args;
+  for (const std::string& argument : argv) args.push_back(const_cast<char*>(argument.c_str()));
+  args.push_back(nullptr);
+  execvp(args[0], args.data());
+  _exit(127);
+}
 
 std::string heapscope_binary() { return HEAPSCOPE_BIN; }
 std::string program(const std::string& name) { return std::string(E2E_PROGRAMS_DIR) + "/" + name; }

@@ -19,6 +19,9 @@ struct RunOutput {
 RunOutput run_heapscope(const std::vector<std::string>& options, const std::vector<std::string>& command,
                         const std::vector<std::string>& environment = {});
 
+// In a forked child: executes argv (PATH searched), or exits 127.
+[[noreturn]] void exec_or_exit(const std::vector<std::string>& argv);
+
 // Runs `heapscope attach --json F [options] PID` and loads the report.
 RunOutput run_attach(const std::vector<std::string>& options, int pid);
 
