@@ -126,6 +126,11 @@ bool parse_output_option(const std::string& option, bool has_inline, ValueFn val
     output.error_exitcode = parse_int(value(), option);
   } else if (option == "--suppressions") {
     output.suppression_files.push_back(value());
+  } else if (option == "--default-suppressions") {
+    const std::string answer = has_inline ? value() : "yes";
+    if (answer != "yes" && answer != "no")
+      throw UsageError(fmt::format("--default-suppressions takes yes or no, not '{}'", answer));
+    output.default_suppressions = answer == "yes";
   } else if (option == "--gen-suppressions" && !has_inline) {
     output.gen_suppressions = true;
   } else if (option == "--fail-on-leak-bytes") {
@@ -166,6 +171,7 @@ Suppressions prepare_output(const OutputArguments& output) {
   if (output.html_path) check_writable(*output.html_path, "HTML report");
   if (output.collapsed_path) check_writable(*output.collapsed_path, "collapsed stacks");
   Suppressions suppressions;
+  if (output.default_suppressions) suppressions.add_defaults();
   for (const std::string& file : output.suppression_files) suppressions.load(file);
   return suppressions;
 }
@@ -401,6 +407,7 @@ std::string usage_text() {
       "       heapscope attach [OPTIONS] PID\n"
       "       heapscope report [REPORT OPTIONS] [--text] TRACE|DIR...\n"
       "       heapscope diff [--json FILE] [--peak-tolerance PERCENT] BASE.json NEW.json\n"
+      "       heapscope default-suppressions\n"
       "       heapscope --help | --version\n\n"
       "run: runs PROGRAM with the heapscope agent, then reports heap errors and leaks.\n"
       "attach: records the running process PID (no restart, no gdb) until --for SECONDS have\n"
@@ -418,6 +425,8 @@ std::string usage_text() {
       "  --errors-for-leak-kinds K  leaks that count for the exit status (default definite,possible)\n"
       "  --suppressions FILE    LSan-style 'leak:PATTERN' lines hiding matching leaks (repeatable)\n"
       "  --gen-suppressions     print a ready-to-paste suppression for each leak\n"
+      "  --default-suppressions[=yes|no]  hide the C library's own blocks (default yes; the list:\n"
+      "                         heapscope default-suppressions)\n"
       "  --fail-on-leak-bytes N counted leaks trip the exit status only above N bytes in all (64K, 2M...)\n"
       "  --max-peak BYTES       fail when a process's peak heap exceeds BYTES\n"
       "  --color[=WHEN]         colors: always, never, auto (default: on a terminal, unless NO_COLOR)\n"
@@ -618,6 +627,10 @@ int run_cli(int argc, char** argv) {
     if (command == "report") return report_command({arguments.begin() + 1, arguments.end()});
     if (command == "diff") return diff_command({arguments.begin() + 1, arguments.end()});
     if (command == "collect") return collect_command({arguments.begin() + 1, arguments.end()});
+    if (command == "default-suppressions") {
+      std::cout << default_suppressions_text();
+      return 0;
+    }
     if (command == "attach") return attach_command({arguments.begin() + 1, arguments.end()});
     throw UsageError(fmt::format("unknown command '{}' (see heapscope --help)", command));
   } catch (const UsageError& error) {

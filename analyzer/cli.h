@@ -30,6 +30,7 @@ struct OutputArguments {
   std::optional<std::string> html_path;         // --html: the self-contained HTML report
   std::optional<int> error_exitcode;
   std::vector<std::string> suppression_files;  // --suppressions, repeatable
+  bool default_suppressions = true;            // --default-suppressions=no: without the built-in list
   bool gen_suppressions = false;               // print a suppression for each leak record
   std::optional<uint64_t> fail_on_leak_bytes;  // leaks count only above this many bytes in all
   std::optional<uint64_t> max_peak;            // any process's peak above this trips the gate

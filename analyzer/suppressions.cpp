@@ -50,6 +50,17 @@ bool pattern_matches(const std::string& pattern, const std::string& text) {
   return false;
 }
 
+void Suppressions::add_defaults() {
+  for (const DefaultSuppression& entry : kDefaultSuppressions) add(entry.pattern, "built-in");
+}
+
+std::string default_suppressions_text() {
+  std::string text = "# heapscope's built-in suppressions (off with --default-suppressions=no)\n";
+  for (const DefaultSuppression& entry : kDefaultSuppressions)
+    text += std::string("# ") + entry.why + "\nleak:" + entry.pattern + "\n";
+  return text;
+}
+
 void Suppressions::add(const std::string& pattern, const std::string& origin) {
   entries_.push_back(Suppression{pattern, origin});
 }

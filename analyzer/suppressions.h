@@ -25,6 +25,8 @@ class Suppressions {
   // `leak:PATTERN`, a comment or blank (naming file and line).
   void load(const std::string& path);
   void add(const std::string& pattern, const std::string& origin);
+  // The built-in list (kDefaultSuppressions), applied unless --default-suppressions=no.
+  void add_defaults();
 
   // Removes suppressed leak records from every process, counting them per suppression and in
   // each process's `suppressed` totals.
@@ -35,6 +37,22 @@ class Suppressions {
  private:
   std::vector<Suppression> entries_;
 };
+
+// Blocks the C library and its loader keep for the life of the process and that a scan cannot
+// tell from leaks: memcheck hides the same ones with its default suppressions (glibc-2.X.supp)
+// and freeres. Each with why. `heapscope default-suppressions` prints them as a file.
+struct DefaultSuppression {
+  const char* pattern;
+  const char* why;
+};
+inline constexpr DefaultSuppression kDefaultSuppressions[] = {
+    {"_dl_find_object_update",
+     "glibc >= 2.35: the loader's table for _dl_find_object, allocated at the first dlopen and kept; it is "
+     "referred to by an interior pointer only, so it looks possibly lost in every process that calls dlopen"},
+};
+
+// The built-in list in suppression-file form, each entry after a comment saying why.
+std::string default_suppressions_text();
 
 // LSan's matcher (see above). Exposed for tests.
 bool pattern_matches(const std::string& pattern, const std::string& text);

