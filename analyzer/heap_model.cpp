@@ -11,6 +11,7 @@ namespace heapscope::analyzer {
 using format::EventKind;
 
 void ProcessModel::apply(const RecordView& record) {
+  if (realloc_pending_ && record.kind != EventKind::kAlloc && record.kind != EventKind::kFree) check_peak();
   switch (record.kind) {
     case EventKind::kProcess: return on_process(record);
     case EventKind::kModule: return on_module(record);
@@ -207,6 +208,7 @@ void ProcessModel::note_time(uint64_t time_ns) noexcept {
 }
 
 void ProcessModel::on_alloc(const format::AllocEvent& event) {
+  if (realloc_pending_) check_peak();
   ++counters_.allocations;
   counters_.bytes_allocated += event.size;
   note_time(event.header.time_ns);
@@ -237,6 +239,19 @@ void ProcessModel::on_alloc(const format::AllocEvent& event) {
   tally.costs.allocated_bytes += event.size;
   tally.costs.live_bytes += event.size;
   counters_.live_bytes += event.size;
+  // A moved realloc records its new block, then the old one's release: the program never holds
+  // both, so the peak is checked once the old one is gone (massif and heaptrack count it so).
+  if (static_cast<format::Api>(event.api) == format::Api::kRealloc ||
+      static_cast<format::Api>(event.api) == format::Api::kReallocArray) {
+    realloc_pending_thread_ = event.thread_id;
+    realloc_pending_ = true;
+    return;
+  }
+  check_peak();
+}
+
+void ProcessModel::check_peak() noexcept {
+  realloc_pending_ = false;
   if (counters_.live_bytes > counters_.peak_live_bytes) {
     counters_.peak_live_bytes = counters_.live_bytes;
     peak_event_ = event_number_;  // every stack's current value is now its value at the peak
@@ -255,8 +270,15 @@ ThreadLife* ProcessModel::running_thread(uint32_t thread_id) {
 }
 
 void ProcessModel::on_free(const format::FreeEvent& event) {
+  // The release that completes a moved realloc comes right after its new block, on its thread;
+  // anything else first settles the peak as it stood.
+  const bool completes_realloc = realloc_pending_ && event.thread_id == realloc_pending_thread_ &&
+                                 (static_cast<format::Api>(event.api) == format::Api::kRealloc ||
+                                  static_cast<format::Api>(event.api) == format::Api::kReallocArray);
+  if (realloc_pending_ && !completes_realloc) check_peak();
   LiveBlock* block = live_.find(event.address);
   if (block == nullptr) {
+    if (completes_realloc) check_peak();
     ++counters_.unknown_frees;
     return;
   }
@@ -273,6 +295,7 @@ void ProcessModel::on_free(const format::FreeEvent& event) {
   counters_.live_bytes -= block->size;
   touch(*block->tally).costs.live_bytes -= block->size;
   live_.erase(event.address);
+  if (completes_realloc) check_peak();
 }
 
 void ProcessModel::on_corruption(const format::CorruptionEvent& event) {

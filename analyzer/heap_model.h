@@ -182,6 +182,8 @@ class ProcessModel {
   // True when the image ended by a successful exec (its heap was released by the kernel).
   bool ended_by_exec() const noexcept { return exec_pending_; }
 
+  // The peak is settled when each record is applied, except right after a realloc's new block
+  // (its old block's release follows, or came just before): a model read at that point lacks it.
   const HeapCounters& counters() const noexcept { return counters_; }
   const SizeHistogram& size_histogram() const noexcept { return histogram_; }
   const AddressMap<LiveBlock>& live() const noexcept { return live_; }
@@ -253,6 +255,9 @@ class ProcessModel {
   uint32_t cached_stack_id_ = 0;
   StackTally* cached_tally_ = nullptr;
   void note_time(uint64_t time_ns) noexcept;
+  void check_peak() noexcept;
+  bool realloc_pending_ = false;        // a realloc's new block came; the old one's release is next
+  uint32_t realloc_pending_thread_ = 0;
   uint64_t event_number_ = 0;
   uint64_t peak_event_ = 0;
   std::vector<HeapError> errors_;

@@ -21,18 +21,19 @@ class RecordBuilder {
   }
 
   analyzer::RecordView alloc(uint64_t address, uint64_t size, uint32_t stack,
-                             format::Family family = format::Family::kMalloc) {
+                             format::Family family = format::Family::kMalloc, format::Api api = format::Api::kMalloc) {
     format::AllocEvent event{};
     event.address = address;
     event.size = size;
     event.stack_id = stack;
     event.family = static_cast<uint8_t>(family);
-    event.api = static_cast<uint8_t>(format::Api::kMalloc);
+    event.api = static_cast<uint8_t>(api);
     return add(format::EventKind::kAlloc, event);
   }
-  analyzer::RecordView free(uint64_t address) {
+  analyzer::RecordView free(uint64_t address, format::Api api = format::Api::kFree) {
     format::FreeEvent event{};
     event.address = address;
+    event.api = static_cast<uint8_t>(api);
     return add(format::EventKind::kFree, event);
   }
   analyzer::RecordView stack(uint32_t id, const std::vector<uint64_t>& frames) {

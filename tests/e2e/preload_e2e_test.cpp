@@ -431,6 +431,15 @@ TEST(PreloadE2E, ForkWhileOtherThreadsAllocateDoesNotDeadlock) {
   }
 }
 
+// issue 12: the peak counted a moved realloc's old and new blocks at once (384 KiB here).
+TEST(PreloadE2E, APeakNeverCountsBothBlocksOfARealloc) {
+  const RunOutput run = run_heapscope({}, {program("realloc_peak")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& summary = only_process(run)["summary"];
+  EXPECT_EQ(summary["allocations"], 2);
+  EXPECT_EQ(summary["peak_live_bytes"], 256 << 10);
+}
+
 // issue 15: the agent's dlopen made itself glibc's caller, so the program's RUNPATH and
 // $ORIGIN were replaced by the agent's and both loads failed.
 TEST(PreloadE2E, DlopenSearchesTheProgramsOwnRunpathAndOrigin) {
