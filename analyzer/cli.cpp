@@ -254,6 +254,7 @@ int run_command(const std::vector<std::string>& arguments) {
 
   Symbolizer symbolizer;
   Report report = build_report(result.processes, symbolizer);
+  report.untraced = result.untraced;
   const bool gate = finish_report(report, result.processes, symbolizer, suppressions, run.output, std::cerr, true);
   for (const std::string& trace : result.trace_paths) std::cerr << "heapscope: trace written to " << trace << "\n";
 

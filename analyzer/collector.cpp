@@ -2,6 +2,7 @@
 #include "collector.h"
 
 #include <dirent.h>
+#include <elf.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -463,6 +464,77 @@ void collect_until_done(Collector& collector, pid_t launched, std::chrono::milli
 
 }  // namespace
 
+std::string untraced_reason(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  bool dynamic = true;
+  bool elf = false;
+  if (fd >= 0) {
+    Elf64_Ehdr header{};
+    if (pread(fd, &header, sizeof(header), 0) == sizeof(header) && std::memcmp(header.e_ident, ELFMAG, SELFMAG) == 0 &&
+        header.e_ident[EI_CLASS] == ELFCLASS64) {
+      elf = true;
+      dynamic = false;
+      for (int i = 0; i < header.e_phnum && i < 4096; ++i) {
+        Elf64_Phdr program{};
+        if (pread(fd, &program, sizeof(program), static_cast<off_t>(header.e_phoff + i * sizeof(program))) !=
+            sizeof(program))
+          break;
+        if (program.p_type == PT_INTERP) dynamic = true;
+      }
+    }
+    close(fd);
+  }
+  if (elf && !dynamic) return "it is statically linked: LD_PRELOAD cannot load heapscope's agent into it";
+  return "heapscope's agent did not start in it (not a dynamically linked program, or LD_PRELOAD was removed "
+         "from its environment)";
+}
+
+namespace {
+
+// Images no agent started in: the launched program when no ring of its pid appeared, and an
+// exec'd program when the image that exec'd it has no successor of the same pid.
+void find_untraced(CollectResult& result, const std::string& launched_program) {
+  bool launched_seen = false;
+  for (const TracedProcess& process : result.processes) launched_seen = launched_seen || process.launched;
+  if (!launched_seen && result.launched_pid > 0)
+    result.untraced.push_back({result.launched_pid, launched_program, untraced_reason(launched_program)});
+  for (size_t i = 0; i < result.processes.size(); ++i) {
+    const ProcessModel& model = result.processes[i].model;
+    if (!model.ended_by_exec() || model.exec_path().empty()) continue;
+    bool successor = false;
+    for (size_t j = i + 1; j < result.processes.size(); ++j) successor = successor || result.processes[j].model.pid() == model.pid();
+    if (!successor) result.untraced.push_back({model.pid(), model.exec_path(), untraced_reason(model.exec_path())});
+  }
+  // A vfork child's exec may also fail (the child then _exits): only a program that cannot be
+  // traced is named, when no ring of the child's pid appeared.
+  for (const TracedProcess& parent : result.processes) {
+    for (const auto& [pid, path] : parent.model.child_execs()) {
+      bool traced = false;
+      for (const TracedProcess& process : result.processes) traced = traced || process.model.pid() == pid;
+      const std::string reason = untraced_reason(path);
+      if (!traced && reason.find("statically linked") != std::string::npos) result.untraced.push_back({pid, path, reason});
+    }
+  }
+}
+
+// The program execvp would run: the first executable PROGRAM on PATH (as given if it has a '/').
+std::string resolve_program(const std::string& program) {
+  if (program.find('/') != std::string::npos) return program;
+  const char* path = getenv("PATH");
+  std::string directories = path != nullptr ? path : "/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= directories.size()) {
+    size_t end = directories.find(':', start);
+    if (end == std::string::npos) end = directories.size();
+    const std::string candidate = (end > start ? directories.substr(start, end - start) : ".") + "/" + program;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return program;
+}
+
+}  // namespace
+
 CollectResult run_and_collect(const CollectOptions& options) {
   if (options.command.empty()) throw UsageError("no program given to run");
   SessionDirectory session;
@@ -476,6 +548,7 @@ CollectResult run_and_collect(const CollectOptions& options) {
   collect_until_done(collector, child, options.grace);
   // The launched image that ran to the end carries the wait status.
   for (TracedProcess& process : result.processes) process.exit = exit_of(process, result.launched_exit);
+  find_untraced(result, resolve_program(options.command[0]));
   return result;
 }
 

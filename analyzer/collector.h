@@ -25,6 +25,7 @@ struct CollectOptions {
 
 struct CollectResult {
   std::vector<TracedProcess> processes;  // in the order their rings appeared
+  std::vector<UntracedProcess> untraced;  // images no agent started in (a static program...)
   std::vector<std::string> trace_paths;  // written with output_dir
   ExitInfo launched_exit;
   int launched_pid = 0;
@@ -80,6 +81,10 @@ struct AttachCollectResult {
 // IoError, FormatError.
 AttachCollectResult attach_and_collect(const AttachCollectOptions& options,
                                        const std::function<void(const std::string& session_dir)>& inject);
+
+// Why the agent could not have started in the program at `path`: "statically linked ..." when
+// it has no ELF interpreter, else a general reason.
+std::string untraced_reason(const std::string& path);
 
 // How an image ended, from what the collector saw and what its agent recorded.
 ExitInfo exit_of(const TracedProcess& process, const ExitInfo& launched_exit);

@@ -20,7 +20,17 @@ void ProcessModel::apply(const RecordView& record) {
     case EventKind::kFree: return on_free(record.as<format::FreeEvent>());
     case EventKind::kCorruption: return on_corruption(record.as<format::CorruptionEvent>());
     case EventKind::kExit: exit_status_ = record.as<format::ExitEvent>().status; return;
-    case EventKind::kExec: exec_pending_ = true; return;
+    case EventKind::kExec: {
+      const auto& event = record.as<format::ExecEvent>();
+      std::string path(payload_text(record.payload<format::ExecEvent>(), 0, event.path_bytes));
+      if (event.vfork_child_pid != 0) {
+        child_execs_.emplace_back(static_cast<int>(event.vfork_child_pid), std::move(path));
+        return;
+      }
+      exec_pending_ = true;
+      exec_path_ = std::move(path);
+      return;
+    }
     case EventKind::kExecFailed: exec_pending_ = false; return;
     case EventKind::kAgentEnd: {
       const auto& event = record.as<format::AgentEndEvent>();

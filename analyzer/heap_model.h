@@ -181,6 +181,10 @@ class ProcessModel {
   std::optional<int> fatal_signal() const noexcept { return fatal_signal_; }
   // True when the image ended by a successful exec (its heap was released by the kernel).
   bool ended_by_exec() const noexcept { return exec_pending_; }
+  // The program the image exec'd into (from its last exec record).
+  const std::string& exec_path() const noexcept { return exec_path_; }
+  // Programs vfork children of this image exec'd: (child pid, path).
+  const std::vector<std::pair<int, std::string>>& child_execs() const noexcept { return child_execs_; }
 
   // The peak is settled when each record is applied, except right after a realloc's new block
   // (its old block's release follows, or came just before): a model read at that point lacks it.
@@ -235,6 +239,8 @@ class ProcessModel {
   std::optional<int> exit_status_;
   std::optional<int> fatal_signal_;
   bool exec_pending_ = false;
+  std::string exec_path_;
+  std::vector<std::pair<int, std::string>> child_execs_;
   HeapCounters counters_;
   AddressMap<LiveBlock> live_;
   std::vector<Module> modules_;

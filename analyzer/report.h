@@ -169,8 +169,16 @@ struct SuppressionUse {
   uint64_t bytes = 0;
 };
 
+// A process heapscope could not trace (the agent never started in it), and why.
+struct UntracedProcess {
+  int pid = 0;
+  std::string exe;
+  std::string reason;
+};
+
 struct Report {
   std::vector<ProcessReport> processes;
+  std::vector<UntracedProcess> untraced;  // the launched program, or an image a traced one exec'd
   std::vector<SuppressionUse> suppressions;  // every suppression given, with what it hid
 };
 

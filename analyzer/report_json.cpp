@@ -238,9 +238,13 @@ nlohmann::json to_json(const Report& report) {
     suppressions.push_back({{"pattern", use.pattern}, {"origin", use.origin}, {"hits", use.hits},
                             {"blocks", use.blocks}, {"bytes", use.bytes}});
   }
+  json untraced = json::array();
+  for (const UntracedProcess& process : report.untraced)
+    untraced.push_back({{"pid", process.pid}, {"exe", process.exe}, {"reason", process.reason}});
   return {{"schema", "heapscope.report"},
           {"schema_version", kJsonSchemaVersion},
           {"processes", std::move(processes)},
+          {"untraced_processes", std::move(untraced)},
           {"suppressions", std::move(suppressions)}};
 }
 

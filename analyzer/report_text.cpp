@@ -279,6 +279,8 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
 
 std::string render_text(const Report& report, const TextOptions& options) {
   std::string out;
+  for (const UntracedProcess& untraced : report.untraced)
+    out += fmt::format("== heapscope: pid {}: {} was not traced: {}\n", untraced.pid, untraced.exe, untraced.reason);
   if (report.processes.empty()) out += "== heapscope: no traced process recorded anything\n";
   // A section for the launched program and for every process with something to report; the
   // rest (a shell's many helpers) in one line, unless --verbose.

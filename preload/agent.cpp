@@ -527,14 +527,17 @@ void emit_ignore(uint64_t address) noexcept {
 }
 
 void emit_exec(const char* path) noexcept {
-  if (!ready() || !is_ring_owner()) return;
+  if (!ready()) return;
+  // A vfork child's exec does not end our image: it is recorded as the child's, so that the
+  // report can name a program that will not be traced (a static one has no agent).
+  const bool owner = is_ring_owner();
   const size_t length = path == nullptr ? 0 : sys::string_length(path);
   const size_t kept = length > format::kMaxPath ? format::kMaxPath : length;
   auto* header = the_agent().ring.reserve(format::record_size(sizeof(format::ExecEvent) + kept));
   if (header == nullptr) return;
   auto* record = reinterpret_cast<format::ExecEvent*>(header);
   record->path_bytes = static_cast<uint32_t>(kept);
-  record->reserved = 0;
+  record->vfork_child_pid = owner ? 0 : static_cast<uint32_t>(getpid());
   memcpy(reinterpret_cast<char*>(record + 1), path, kept);
   RingWriter::commit(header, format::EventKind::kExec);
 }

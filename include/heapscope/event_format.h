@@ -232,7 +232,8 @@ static_assert(sizeof(SampleEvent) == 80);
 struct ExecEvent {
   EventHeader header;
   uint32_t path_bytes;
-  uint32_t reserved;
+  uint32_t vfork_child_pid;  // 0: this image execs (it ends here). Else a vfork child of this process
+                             // execs `path` (this image goes on); 0 in traces before format 10
   // followed by char path[path_bytes], padding to a multiple of 8
 };
 static_assert(sizeof(ExecEvent) == 24);

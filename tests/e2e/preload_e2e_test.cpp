@@ -431,6 +431,23 @@ TEST(PreloadE2E, ForkWhileOtherThreadsAllocateDoesNotDeadlock) {
   }
 }
 
+// issue 12: a statically linked program ran untraced without a word ("0 processes traced").
+TEST(PreloadE2E, AStaticallyLinkedProgramIsNamedAsNotTraced) {
+  const RunOutput run = run_heapscope({}, {program("static_sleeper")});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  ASSERT_EQ(run.report["untraced_processes"].size(), 1u) << run.report.dump(1).substr(0, 1000);
+  EXPECT_EQ(run.report["untraced_processes"][0]["exe"], program("static_sleeper"));
+  EXPECT_NE(run.report["untraced_processes"][0]["reason"].get<std::string>().find("statically linked"),
+            std::string::npos);
+  EXPECT_NE(run.err.find("static_sleeper was not traced: it is statically linked"), std::string::npos) << run.err;
+  // Started by a traced process: the shell's image that exec'd it names it.
+  const RunOutput child = run_heapscope({}, {"sh", "-c", program("static_sleeper") + "; true"});
+  EXPECT_EQ(child.exit_code, 0) << child.err;
+  ASSERT_EQ(child.report["untraced_processes"].size(), 1u) << child.report.dump(1).substr(0, 1000);
+  EXPECT_EQ(child.report["untraced_processes"][0]["exe"], program("static_sleeper"));
+  EXPECT_TRUE(run_heapscope({}, {program("leak_shapes")}).report["untraced_processes"].empty());
+}
+
 // issue 12: the peak counted a moved realloc's old and new blocks at once (384 KiB here).
 TEST(PreloadE2E, APeakNeverCountsBothBlocksOfARealloc) {
   const RunOutput run = run_heapscope({}, {program("realloc_peak")});
