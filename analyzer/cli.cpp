@@ -199,13 +199,24 @@ bool finish_report(Report& report, const std::vector<TracedProcess>& traced, Sym
         if (counted.counts(process, leak))
           if (const std::string entry = suggested_suppression(leak); !entry.empty()) text += entry + "\n";
   }
+  // A report file that cannot be written (a full disk, /dev/full) must not cost the run its
+  // report or the program its exit status: say so, and put the text on stderr instead.
+  auto write_or_warn = [](const std::string& path, const std::string& content, const char* what) {
+    try {
+      write_file(path, content, what);
+      return true;
+    } catch (const IoError& error) {
+      std::cerr << "heapscope: " << error.what() << "\n";
+      return false;
+    }
+  };
   if (output.log_path) {
-    write_file(*output.log_path, text, "text report");
+    if (!write_or_warn(*output.log_path, text, "text report")) std::cerr << "heapscope: the text report follows\n" << text;
   } else if (print_text) {
     text_stream << text << std::flush;
   }
-  if (output.json_path) write_file(*output.json_path, json_text(to_json(report), 2) + "\n", "JSON report");
-  if (output.html_path) write_file(*output.html_path, render_html(report, traced, symbolizer), "HTML report");
+  if (output.json_path) write_or_warn(*output.json_path, json_text(to_json(report), 2) + "\n", "JSON report");
+  if (output.html_path) write_or_warn(*output.html_path, render_html(report, traced, symbolizer), "HTML report");
 
   // The gate: errors always count; leaks of the --errors-for-leak-kinds kinds (definite and
   // possible by default, and unclassified ones where no scan ran) above --fail-on-leak-bytes

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -464,6 +465,20 @@ void collect_until_done(Collector& collector, pid_t launched, std::chrono::milli
 
 }  // namespace
 
+void prepare_output_dir(const std::string& directory) {
+  if (directory.empty()) return;
+  struct stat status {};
+  if (stat(directory.c_str(), &status) != 0) {
+    // A missing directory is made (its parent must exist), owner-only like the traces.
+    if (errno != ENOENT || mkdir(directory.c_str(), 0700) != 0)
+      throw IoError(fmt::format("cannot write traces to {}: {}", directory, strerror(errno)));
+  } else if (!S_ISDIR(status.st_mode)) {
+    throw IoError(fmt::format("cannot write traces to {}: it is not a directory (--output takes a directory)", directory));
+  }
+  if (access(directory.c_str(), W_OK | X_OK) != 0)
+    throw IoError(fmt::format("cannot write traces to {}: {}", directory, strerror(errno)));
+}
+
 std::string untraced_reason(const std::string& path) {
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   bool dynamic = true;
@@ -539,8 +554,7 @@ CollectResult run_and_collect(const CollectOptions& options) {
   if (options.command.empty()) throw UsageError("no program given to run");
   SessionDirectory session;
   IgnoreInterrupts interrupts;
-  if (!options.output_dir.empty() && access(options.output_dir.c_str(), W_OK | X_OK) != 0)
-    throw IoError(fmt::format("cannot write traces to {}: {}", options.output_dir, strerror(errno)));
+  prepare_output_dir(options.output_dir);
   CollectResult result;
   Collector collector(session.path(), options.output_dir, result);
   const pid_t child = launch(options, session.path(), interrupts);
@@ -584,8 +598,7 @@ class StopSignals {
 
 AttachCollectResult attach_and_collect(const AttachCollectOptions& options,
                                        const std::function<void(const std::string& session_dir)>& inject) {
-  if (!options.output_dir.empty() && access(options.output_dir.c_str(), W_OK | X_OK) != 0)
-    throw IoError(fmt::format("cannot write traces to {}: {}", options.output_dir, strerror(errno)));
+  prepare_output_dir(options.output_dir);
   SessionDirectory session;
   StopSignals signals;
   AttachCollectResult attached;

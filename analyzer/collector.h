@@ -82,6 +82,10 @@ struct AttachCollectResult {
 AttachCollectResult attach_and_collect(const AttachCollectOptions& options,
                                        const std::function<void(const std::string& session_dir)>& inject);
 
+// Checks --output: a directory we can write, made (one level, mode 0700) when missing. Throws
+// IoError saying what is wrong ("it is not a directory", or the system's reason).
+void prepare_output_dir(const std::string& directory);
+
 // Why the agent could not have started in the program at `path`: "statically linked ..." when
 // it has no ELF interpreter, else a general reason.
 std::string untraced_reason(const std::string& path);

@@ -714,6 +714,27 @@ TEST(TraceE2E, ATruncatedTraceStillReportsWhatItHolds) {
   EXPECT_LT(process["summary"]["allocations"].get<int>(), 80000);
 }
 
+// issue 12: --output on a regular file said "Permission denied"; a missing directory was refused;
+// a --log-file that could not be written lost the report and replaced the status with 125.
+TEST(RunCommandE2E, OutputProblemsAreNamedAndNeverCostTheReportOrTheStatus) {
+  std::string dir = testing::TempDir() + "/heapscope-outputs-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  std::ofstream(dir + "/file") << "x";
+  const RunOutput file = run_native({heapscope_binary(), "run", "--output", dir + "/file", "--", "true"});
+  EXPECT_EQ(file.exit_code, 125);
+  EXPECT_NE(file.err.find("it is not a directory (--output takes a directory)"), std::string::npos) << file.err;
+  const RunOutput made = run_native({heapscope_binary(), "run", "--quiet", "--output", dir + "/new", "--", "true"});
+  EXPECT_EQ(made.exit_code, 0) << made.err;
+  EXPECT_TRUE(std::filesystem::is_directory(dir + "/new"));
+  EXPECT_FALSE(std::filesystem::is_empty(dir + "/new"));
+  if (std::filesystem::exists("/dev/full")) {
+    const RunOutput full = run_native({heapscope_binary(), "run", "--log-file", "/dev/full", "--", program("leak_shapes")});
+    EXPECT_EQ(full.exit_code, 3);  // leak_shapes' own status, not 125
+    EXPECT_NE(full.err.find("cannot write the text report to /dev/full"), std::string::npos) << full.err;
+    EXPECT_NE(full.err.find("LEAK SUMMARY"), std::string::npos) << "the report went to stderr instead";
+  }
+}
+
 TEST(RunCommandE2E, SuppressionsHideLeaksCountThemAndOpenTheGate) {
   std::string dir = testing::TempDir() + "/heapscope-supp-XXXXXX";
   ASSERT_NE(mkdtemp(dir.data()), nullptr);
