@@ -1,6 +1,7 @@
 // Agent lifecycle (init, fork, exit) and event emission (see agent.h).
 #include "agent.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -164,9 +165,25 @@ void on_program_exit(int status, void*) noexcept {
   RingWriter::commit(header, format::EventKind::kExit);
 }
 
-// Records a crash signal, then lets it kill the process exactly as it would have: the default
-// action is restored before re-raising, so exit status and core dumps are unchanged.
-void on_fatal_signal(int signal_number) noexcept {
+void finish_image(const void* caller_frame, const ucontext_t* caller_state) noexcept;
+// Not a vfork child sharing our memory (getpid() is a system call: glibc caches no pid since 2.25).
+bool is_ring_owner_now() noexcept { return getpid() == agent_instance.ring_pid; }
+
+// Signals whose default action ends the process: crashes, and the ones a terminal, a pipe or a
+// supervisor sends. Where the program left one at its default, the agent watches it.
+constexpr int kWatchedSignals[] = {SIGSEGV, SIGBUS,  SIGILL,  SIGFPE,  SIGABRT, SIGHUP,  SIGINT,
+                                   SIGQUIT, SIGTERM, SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2};
+std::atomic<uint64_t> watched_signals{0};  // bit N-1: our watcher is signal N's handler now
+using SigactionFn = int (*)(int, const struct sigaction*, struct sigaction*);
+SigactionFn real_sigaction = nullptr;  // looked up at init: never dlsym in a handler
+
+// Records the signal, runs what exit would have (the final sweeps and the exit leak scan, so
+// that a process killed by SIGTERM, SIGPIPE or a crash still gets its leaks classified, as
+// under memcheck), then lets the signal kill the process exactly as it would have: the default
+// action is restored before re-raising, so exit status and core dumps are unchanged. The scan
+// is skipped where the signal interrupted the agent itself (its locks may be held below us).
+void on_fatal_signal(int signal_number, siginfo_t*, void* context) noexcept {
+  watched_signals.fetch_and(~(uint64_t{1} << (signal_number - 1)), std::memory_order_acq_rel);
   auto* header = the_agent().ring.reserve(sizeof(format::FatalSignalEvent));
   if (header != nullptr) {
     auto* record = reinterpret_cast<format::FatalSignalEvent*>(header);
@@ -174,23 +191,32 @@ void on_fatal_signal(int signal_number) noexcept {
     record->thread_id = sys::thread_id();
     RingWriter::commit(header, format::EventKind::kFatalSignal);
   }
+  if (!ReentrancyGuard::active() && is_ring_owner_now() && the_agent().ring.is_open())
+    finish_image(program_frames_from(__builtin_frame_address(0)), static_cast<const ucontext_t*>(context));
   struct sigaction fallback {};
   fallback.sa_handler = SIG_DFL;
-  sigaction(signal_number, &fallback, nullptr);
+  real_sigaction(signal_number, &fallback, nullptr);
   raise(signal_number);
 }
 
 // Only where the program kept the default action: its own handlers stay its own (and a handler
-// it installs later replaces ours).
+// it installs later replaces ours). The interposed sigaction() and signal() report ours as
+// SIG_DFL (interpose_signal.cpp): a program deciding by what it finds (CPython installs its
+// KeyboardInterrupt handler only over SIG_DFL) decides as it would without us.
 void watch_fatal_signals() noexcept {
-  for (int signal_number : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT}) {
+  real_sigaction = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
+  if (real_sigaction == nullptr) return;
+  for (int signal_number : kWatchedSignals) {
     struct sigaction current {};
-    if (sigaction(signal_number, nullptr, &current) != 0 || current.sa_handler != SIG_DFL) continue;
+    if (real_sigaction(signal_number, nullptr, &current) != 0 || (current.sa_flags & SA_SIGINFO) != 0 ||
+        current.sa_handler != SIG_DFL)
+      continue;
     struct sigaction watcher {};
-    watcher.sa_handler = on_fatal_signal;
-    watcher.sa_flags = SA_RESETHAND | SA_NODEFER;
+    watcher.sa_sigaction = on_fatal_signal;
+    watcher.sa_flags = SA_SIGINFO | SA_RESETHAND | SA_NODEFER;
     sigemptyset(&watcher.sa_mask);
-    sigaction(signal_number, &watcher, nullptr);
+    if (real_sigaction(signal_number, &watcher, nullptr) == 0)
+      watched_signals.fetch_or(uint64_t{1} << (signal_number - 1), std::memory_order_acq_rel);
   }
 }
 
@@ -751,6 +777,20 @@ void finish_before_immediate_exit(int status, const void* caller_frame, const uc
     return;
   on_program_exit(status, nullptr);
   finish_image(caller_frame, &caller_state);
+}
+
+bool signal_watched(int signal_number) noexcept {
+  if (signal_number <= 0 || signal_number > 64) return false;
+  return (watched_signals.load(std::memory_order_acquire) & (uint64_t{1} << (signal_number - 1))) != 0;
+}
+
+bool is_signal_watcher(const struct sigaction& action) noexcept {
+  return (action.sa_flags & SA_SIGINFO) != 0 && action.sa_sigaction == on_fatal_signal;
+}
+
+void signal_released(int signal_number) noexcept {
+  if (signal_number > 0 && signal_number <= 64)
+    watched_signals.fetch_and(~(uint64_t{1} << (signal_number - 1)), std::memory_order_acq_rel);
 }
 
 }  // namespace heapscope::preload::agent

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <signal.h>
 #include <ucontext.h>
 
 #include "block_index.h"
@@ -66,6 +67,12 @@ void emit_exec_failed() noexcept;
 // leak scan) from the caller's frame. Does nothing in a vfork child, from a signal handler that
 // interrupted the agent, or once done.
 void finish_before_immediate_exit(int status, const void* caller_frame, const ucontext_t& caller_state) noexcept;
+
+// The watched terminating signals (agent.cpp): whether our watcher is signal N's handler now;
+// whether `action` is our watcher; the program replaced it (interpose_signal.cpp).
+bool signal_watched(int signal_number) noexcept;
+bool is_signal_watcher(const struct sigaction& action) noexcept;
+void signal_released(int signal_number) noexcept;
 
 // The attach agent's gate (build_mode.h): every tracked call enters it before it touches the
 // agent's state and leaves it after, so that detach can wait until no call is inside before it

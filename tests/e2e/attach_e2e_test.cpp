@@ -295,9 +295,11 @@ long mapped_kib(int pid) {
 // Threads that start and end while attached leave no mapping of the agent's behind (the agent
 // sees no thread end; it finds ended threads' tables itself), and none stays after detach.
 TEST(AttachE2E, ThreadsStartingAndEndingWhileAttachedLeaveNoMappingsBehind) {
-  Child daemon({program("attach_daemon")});
+  // One malloc arena: glibc makes a new 64 MiB one for a new thread as contention dictates,
+  // which would drown the measure below.
+  Child daemon({program("attach_daemon")}, {"GLIBC_TUNABLES=glibc.malloc.arena_max=1"});
   ASSERT_TRUE(daemon.wait_line("ready"));
-  ASSERT_TRUE(daemon.command("threads"));  // glibc makes its arenas (64 MiB each) now, not while attached
+  ASSERT_TRUE(daemon.command("threads"));  // glibc caches a thread stack now, not while attached
   const long before = mapped_kib(daemon.pid());
   auto attached = std::async(std::launch::async, [&] { return run_attach({"--for", "2"}, daemon.pid()); });
   std::this_thread::sleep_for(500ms);

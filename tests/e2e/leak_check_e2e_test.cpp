@@ -270,5 +270,25 @@ TEST(LeakCheckE2E, TheLoadersOwnBlockIsSuppressedByDefaultAndCanBeShown) {
   EXPECT_NE(list.out.find("\nleak:_dl_find_object_update\n"), std::string::npos) << list.out;
 }
 
+// The agent's watchers of terminating signals are invisible: a program asking for a watched
+// signal's handler learns SIG_DFL and decides as it would natively (CPython installs its
+// KeyboardInterrupt handler only over SIG_DFL).
+TEST(LeakCheckE2E, WatchedSignalsStillLookDefaultToTheProgram) {
+  if (!program_exists("/usr/bin/python3")) GTEST_SKIP() << "/usr/bin/python3 is not installed";
+  const std::string script =
+      "import os, signal, time\n"
+      "try:\n"
+      "    os.kill(os.getpid(), signal.SIGINT)\n"
+      "    time.sleep(2)\n"
+      "except KeyboardInterrupt:\n"
+      "    print('KeyboardInterrupt')\n"
+      "print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, signal.getsignal(signal.SIGPIPE))\n";
+  const RunOutput native = run_native({"/usr/bin/python3", "-c", script});
+  const RunOutput run = run_heapscope({}, {"/usr/bin/python3", "-c", script});
+  EXPECT_EQ(run.exit_code, native.exit_code) << run.err;
+  EXPECT_EQ(run.out, native.out);
+  EXPECT_EQ(run.out.rfind("KeyboardInterrupt\nTrue", 0), 0u) << run.out;
+}
+
 }  // namespace
 }  // namespace heapscope::test

@@ -1,6 +1,7 @@
 /* Leaks 777 bytes, then dies as argv[1] says: "segv" (a real invalid write), "kill" (SIGKILL
- * to itself, which no handler can see) or "abort". The report must still list the leak and say
- * how the process ended. */
+ * to itself, which no handler can see), "abort", "term" (SIGTERM to itself) or "pipe" (a write
+ * to a pipe nobody reads: SIGPIPE). The report must still list the leak and say how the process
+ * ended. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,14 @@ int main(int argc, char** argv) {
     kill(getpid(), SIGKILL);
   } else if (strcmp(how, "abort") == 0) {
     abort();
+  } else if (strcmp(how, "term") == 0) {
+    kill(getpid(), SIGTERM);
+  } else if (strcmp(how, "pipe") == 0) {
+    int ends[2];
+    if (pipe(ends) == 0) {
+      close(ends[0]);
+      (void)!write(ends[1], "x", 1);
+    }
   }
   return 0;
 }
