@@ -1,6 +1,10 @@
 // `heapscope attach PID`: the one place where the CLI drives attach/ (injecting the agent) and
 // the collector and reports of analyzer/ together. attach/ itself never includes analyzer/.
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <cmath>
@@ -57,6 +61,14 @@ int attach_command(const std::vector<std::string>& arguments) {
   try {
     attach::check_attachable(args.pid, agent);
     result = attach_and_collect(options, [&](const std::string& session) {
+      // The agent creates its ring in the session directory as the process's user: a process
+      // of another user (a service's own, attached by root) must be able to write there. The
+      // directory stays private to that user and us.
+      struct stat owner {};
+      if (stat(fmt::format("/proc/{}", args.pid).c_str(), &owner) == 0 && owner.st_uid != geteuid() &&
+          chown(session.c_str(), owner.st_uid, owner.st_gid) != 0)
+        throw IoError(fmt::format("cannot hand the session directory {} to user {}: {}", session, owner.st_uid,
+                                  strerror(errno)));
       attach::InjectRequest request;
       request.pid = args.pid;
       request.agent_path = agent;

@@ -487,6 +487,19 @@ TEST(AttachE2E, RefusesWhatItCannotAttachToWithoutTouchingIt) {
   EXPECT_EQ(preloaded.quit(), 0) << preloaded.output();
 }
 
+// A service runs as its own user; root attaches to it. The agent, running as that user, must
+// be able to create its ring in the session directory root made.
+TEST(AttachE2E, RootAttachesToAnotherUsersProcess) {
+  if (geteuid() != 0 || !program_exists("/usr/bin/setpriv")) GTEST_SKIP() << "needs root and setpriv";
+  Child daemon({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", program("attach_daemon")});
+  ASSERT_TRUE(daemon.wait_line("ready"));
+  const RunOutput run = run_attach({"--for", "0.5"}, daemon.pid());
+  SKIP_IF_NOT_PERMITTED(run);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(leak_at(run.report["processes"][0], "leak_periodically"), nullptr);
+  EXPECT_EQ(daemon.quit(), 0) << daemon.output();
+}
+
 TEST(AttachE2E, UsageErrorsNameTheProblem) {
   const RunOutput no_pid = run_native({heapscope_binary(), "attach", "--for", "1"});
   EXPECT_EQ(no_pid.exit_code, kExitUsage);
