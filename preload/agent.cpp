@@ -204,7 +204,7 @@ void on_fatal_signal(int signal_number, siginfo_t*, void* context) noexcept {
 // SIG_DFL (interpose_signal.cpp): a program deciding by what it finds (CPython installs its
 // KeyboardInterrupt handler only over SIG_DFL) decides as it would without us.
 void watch_fatal_signals() noexcept {
-  real_sigaction = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
+  if (real_sigaction == nullptr) real_sigaction = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
   if (real_sigaction == nullptr) return;
   for (int signal_number : kWatchedSignals) {
     struct sigaction current {};
@@ -791,6 +791,13 @@ bool is_signal_watcher(const struct sigaction& action) noexcept {
 void signal_released(int signal_number) noexcept {
   if (signal_number > 0 && signal_number <= 64)
     watched_signals.fetch_and(~(uint64_t{1} << (signal_number - 1)), std::memory_order_acq_rel);
+}
+
+int call_real_sigaction(int signal_number, const struct sigaction* action, struct sigaction* old) noexcept {
+  // Resolved at init; a program that calls sigaction before our init (a constructor of its
+  // own) gets it resolved here, outside any signal handler in practice.
+  if (real_sigaction == nullptr) real_sigaction = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
+  return real_sigaction(signal_number, action, old);
 }
 
 }  // namespace heapscope::preload::agent

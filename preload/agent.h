@@ -73,6 +73,9 @@ void finish_before_immediate_exit(int status, const void* caller_frame, const uc
 bool signal_watched(int signal_number) noexcept;
 bool is_signal_watcher(const struct sigaction& action) noexcept;
 void signal_released(int signal_number) noexcept;
+// The C library's sigaction, looked up once at init: sigaction is async-signal-safe, so the
+// interposer must not dlsym from inside a program's signal handler.
+int call_real_sigaction(int signal_number, const struct sigaction* action, struct sigaction* old) noexcept;
 
 // The attach agent's gate (build_mode.h): every tracked call enters it before it touches the
 // agent's state and leaves it after, so that detach can wait until no call is inside before it

@@ -3,7 +3,6 @@
 // is, it learns SIG_DFL, as it would without heapscope, and decides as it would (CPython
 // installs its KeyboardInterrupt handler only over SIG_DFL). A handler the program installs
 // replaces the watcher. Calls through raw system calls (rt_sigaction) see the watcher.
-#include <dlfcn.h>
 #include <signal.h>
 
 #include "agent.h"
@@ -11,22 +10,11 @@
 
 namespace agent = heapscope::preload::agent;
 
-namespace {
-
-using SigactionFn = int (*)(int, const struct sigaction*, struct sigaction*);
-
-SigactionFn real_sigaction() noexcept {
-  static const auto real = reinterpret_cast<SigactionFn>(dlsym(RTLD_NEXT, "sigaction"));
-  return real;
-}
-
-}  // namespace
-
 extern "C" {
 
 HEAPSCOPE_EXPORT int sigaction(int signal_number, const struct sigaction* action, struct sigaction* old) {
   const bool watched = agent::signal_watched(signal_number);
-  const int result = real_sigaction()(signal_number, action, old);
+  const int result = agent::call_real_sigaction(signal_number, action, old);
   if (result != 0 || !watched) return result;
   if (old != nullptr && agent::is_signal_watcher(*old)) {
     old->sa_handler = SIG_DFL;
@@ -37,7 +25,8 @@ HEAPSCOPE_EXPORT int sigaction(int signal_number, const struct sigaction* action
   return result;
 }
 
-// glibc's signal() has BSD semantics: SA_RESTART, the handler stays installed.
+// glibc's signal() has BSD semantics: SA_RESTART, the handler stays installed (siginterrupt()'s
+// per-signal exception is not kept).
 HEAPSCOPE_EXPORT sighandler_t signal(int signal_number, sighandler_t handler) {
   struct sigaction action {};
   struct sigaction old {};
