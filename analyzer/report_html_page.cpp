@@ -112,8 +112,11 @@ function bytes(n) {
 function seconds(s) {
   if (s >= 1) return s.toFixed(2) + " s";
   if (s >= 0.001 || s === 0) return (s * 1000).toFixed(1) + " ms";
-  return (s * 1e6).toFixed(0) + " µs";
+  if (s >= 1e-6) return (s * 1e6).toFixed(0) + " µs";
+  return (s * 1e9).toFixed(0) + " ns";  // a run shorter than a microsecond still gets an axis
 }
+// A byte count for a card: rounded, with the exact count on hover.
+function exactBytes(n) { return num(n) + " bytes"; }
 function frameText(f) {
   let where = "";
   if (f.file) where = " (" + f.file + (f.line ? ":" + f.line : "") + ")";
@@ -151,24 +154,27 @@ function expandableTable(headers, rows, detailOf, className) {
             el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {class: h.num ? "num" : "", text: h.text})))), body);
 }
 
-function card(label, value, detail, tone) {
-  return el("div", {class: "card " + (tone || "")}, el("div", {class: "label", text: label}),
-            el("div", {class: "value", text: value}), detail ? el("div", {class: "detail", text: detail}) : null);
+function card(label, value, detail, tone, exact) {
+  const shown = el("div", {class: "value", text: value});
+  if (exact) shown.setAttribute("title", exact);
+  return el("div", {class: "card " + (tone || "")}, el("div", {class: "label", text: label}), shown,
+            detail ? el("div", {class: "detail", text: detail}) : null);
 }
 
 function cards(p) {
   const leaks = p.summary.leaks;
   const lost = leaks.definite.bytes + leaks.indirect.bytes + leaks.possible.bytes + leaks.unclassified.bytes;
   const kindCard = (kind, label) => card(label, bytes(leaks[kind].bytes), num(leaks[kind].blocks) + " blocks",
-                                          kind === "reachable" ? "" : leaks[kind].bytes > 0 ? "bad" : "good");
+                                          kind === "reachable" ? "" : leaks[kind].bytes > 0 ? "bad" : "good",
+                                          exactBytes(leaks[kind].bytes));
   const stats = p.statistics;
   return el("div", {class: "cards", "data-role": "summary-cards"},
-    card("leaked", bytes(lost), "definite + indirect + possible" + (leaks.unclassified.blocks ? " + unclassified" : ""), lost > 0 ? "bad" : "good"),
+    card("leaked", bytes(lost), "definite + indirect + possible" + (leaks.unclassified.blocks ? " + unclassified" : ""), lost > 0 ? "bad" : "good", exactBytes(lost)),
     kindCard("definite", "definitely lost"), kindCard("indirect", "indirectly lost"), kindCard("possible", "possibly lost"),
     kindCard("reachable", "still reachable"),
     leaks.unclassified.blocks ? kindCard("unclassified", "unclassified") : null,
     card("heap errors", num(p.summary.error_count), null, p.summary.error_count > 0 ? "bad" : "good"),
-    card("peak heap", bytes(p.summary.peak_live_bytes), "live at once"),
+    card("peak heap", bytes(p.summary.peak_live_bytes), "live at once", "", exactBytes(p.summary.peak_live_bytes)),
     card("allocations", num(p.summary.allocations), num(p.summary.frees) + " frees, " + bytes(p.summary.bytes_allocated)),
     card("run time", seconds(stats.duration_seconds), stats.allocations_per_second ? num(Math.round(stats.allocations_per_second)) + " allocations/s" : null),
     card("exit", exitText(p), p.complete ? null : "recording incomplete"),

@@ -89,6 +89,8 @@ TEST_F(HtmlReportE2E, PageRendersEveryPartWithoutAScriptError) {
   // Summary cards with the leak kinds; the leak table lists the lost records by default.
   EXPECT_NE(dom.find("definitely lost"), std::string::npos);
   EXPECT_NE(dom.find(">244 B<"), std::string::npos) << "definitely lost bytes";
+  // issue 12: exact byte counts on hover, not only "12.4 KiB".
+  EXPECT_NE(dom.find("title=\"244 bytes\""), std::string::npos);
   EXPECT_GE(count(dom, "class=\"kind definite\""), 5u);
   EXPECT_NE(dom.find("definite_block"), std::string::npos);
   // The heap-over-time chart has its live-heap line and the peak; the flame graph its frames.
@@ -128,6 +130,16 @@ TEST_F(HtmlReportE2E, HostileStringsCannotBreakTheReports) {
   EXPECT_NE(dom.find("data-js-errors=\"0\""), std::string::npos) << dom.substr(0, 2000);
   EXPECT_NE(dom.find("data-rendered=\"1\""), std::string::npos);
   EXPECT_NE(dom.find("&lt;!--&lt;script&gt;"), std::string::npos) << "the command line shown as text";
+}
+
+// issue 12: a run shorter than a millisecond drew a time axis of "0 µs 0 µs 0 µs".
+TEST_F(HtmlReportE2E, AVeryShortRunGetsAReadableTimeAxis) {
+  const std::string html = scratch("short.html");
+  const RunOutput run = run_heapscope({"--html", html}, {program("realloc_peak")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string dom = rendered_dom(html);
+  EXPECT_EQ(dom.find(">0 µs<"), std::string::npos) << "an axis of zeros";
+  EXPECT_NE(dom.find("data-rendered=\"1\""), std::string::npos);
 }
 
 TEST_F(HtmlReportE2E, FlameGraphSwitchesCostSearchesAndZooms) {
