@@ -53,9 +53,15 @@ void set_phase(Phase phase) noexcept {
   syscall(SYS_futex, reinterpret_cast<uint32_t*>(&helper.phase), FUTEX_WAKE, 0x7fffffff, nullptr, nullptr, 0);
 }
 
+// The helper's wait. Bounded, and ended if the process that made us is gone: killed during the
+// scan, nothing else would end us, and we share (so keep alive) its whole address space
+// (issue 15). Its death reparents us, which getppid() shows.
 void wait_while(Phase phase) noexcept {
-  while (helper.phase.load(std::memory_order_acquire) == phase)
-    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&helper.phase), FUTEX_WAIT, phase, nullptr, nullptr, 0);
+  const timespec tick{0, 50 * 1000 * 1000};
+  while (helper.phase.load(std::memory_order_acquire) == phase) {
+    syscall(SYS_futex, reinterpret_cast<uint32_t*>(&helper.phase), FUTEX_WAIT, phase, &tick, nullptr, 0);
+    if (syscall(SYS_getppid) != helper.pid) syscall(SYS_exit, 0);
+  }
 }
 
 // The caller's wait: also ends if the helper died without a word (a seccomp filter that kills

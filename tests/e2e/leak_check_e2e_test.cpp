@@ -2,12 +2,20 @@
 // the JSON report (and the text), for every rule of the scan: roots in globals, TLS, another
 // thread's stack and registers; chains, cycles, interior and hidden pointers; runtime blocks;
 // checks on demand; threads that cannot be stopped; no ptrace; no scan at all.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
+#include <thread>
 
 #include "e2e_support.h"
 
@@ -288,6 +296,62 @@ TEST(LeakCheckE2E, WatchedSignalsStillLookDefaultToTheProgram) {
   EXPECT_EQ(run.exit_code, native.exit_code) << run.err;
   EXPECT_EQ(run.out, native.out);
   EXPECT_EQ(run.out.rfind("KeyboardInterrupt\nTrue", 0), 0u) << run.out;
+}
+
+// issue 15: a process killed during its leak scan left the scan's ptrace helper behind,
+// reparented to init and holding the whole address space. It notices and ends.
+TEST(LeakCheckE2E, AProcessKilledDuringItsScanLeavesNoHelperBehind) {
+  const pid_t heapscope = fork();
+  if (heapscope == 0) {
+    const int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    exec_or_exit({heapscope_binary(), "run", "--", SCAN_WORKLOAD, "2000000", "64"});
+  }
+  // The workload is heapscope's child; its scan's helper is the workload's child, a clone of it.
+  auto children_of = [](int parent) {
+    std::vector<int> found;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+      const std::string name = entry.path().filename();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream stat(entry.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      const size_t close = line.rfind(')');
+      if (close == std::string::npos) continue;
+      std::istringstream fields(line.substr(close + 2));
+      char state = 0;
+      int ppid = 0;
+      fields >> state >> ppid;
+      if (ppid == parent && state != 'Z') found.push_back(std::stoi(name));
+    }
+    return found;
+  };
+  int workload = 0;
+  int helper = 0;
+  for (int i = 0; i < 6000 && helper == 0; ++i) {  // up to 60 s: building the heap takes a while
+    if (workload == 0) {
+      const auto children = children_of(heapscope);
+      if (!children.empty()) workload = children[0];
+    } else {
+      const auto children = children_of(workload);
+      if (!children.empty()) helper = children[0];
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT(helper, 0) << "the scan's helper never appeared";
+  kill(workload, SIGKILL);
+  int status = 0;
+  waitpid(heapscope, &status, 0);
+  bool gone = false;
+  for (int i = 0; i < 300 && !gone; ++i) {  // it looks every 50 ms
+    std::ifstream stat("/proc/" + std::to_string(helper) + "/stat");
+    std::string line;
+    gone = !std::getline(stat, line) || line.find(") Z ") != std::string::npos;
+    if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(gone) << "helper " << helper << " outlived the process it was scanning";
+  if (!gone) kill(helper, SIGKILL);
 }
 
 }  // namespace
