@@ -66,6 +66,9 @@ uint64_t agent_address = 0;
 uint64_t program_base = ~uint64_t{0};  // the main program's dlpi_addr (the first module listed)
 uint64_t page_size = 4096;
 unsigned long long seen_adds = 0, seen_subs = 0;
+// A module the last pass left for later (the loader was still relocating it): the next
+// modules_changed_since_patch() says yes even if no module came or went since.
+bool module_deferred = false;
 constexpr size_t kMapsBuffer = 64 * 1024;
 char* maps_buffer = nullptr;
 
@@ -242,7 +245,10 @@ int visit_module(dl_phdr_info* info, size_t, void* context) noexcept {
     return 0;
   }
   if (module != nullptr && module->patched) return 0;
-  if (relro_end > relro_begin && !relro_in_force(relro_begin)) return 0;  // not relocated yet
+  if (relro_end > relro_begin && !relro_in_force(relro_begin)) {  // not relocated yet: next round
+    module_deferred = true;
+    return 0;
+  }
   if (module == nullptr) {
     if (module_count == kMaxModules) return 0;
     module = &modules[module_count++];
@@ -373,6 +379,7 @@ void forget_unloaded() noexcept {
 
 PatchCounts patch_new_modules() noexcept {
   for (size_t i = 0; i < module_count; ++i) modules[i].present = false;
+  module_deferred = false;
   load_protections();
   Pass pass;
   dl_iterate_phdr(visit_module, &pass);
@@ -401,7 +408,7 @@ bool modules_changed_since_patch() noexcept {
         return 1;  // every entry carries the same counters: the first is enough
       },
       &counters);
-  return counters.adds != seen_adds || counters.subs != seen_subs;
+  return module_deferred || counters.adds != seen_adds || counters.subs != seen_subs;
 }
 
 }  // namespace heapscope::preload::got

@@ -35,7 +35,8 @@ PatchCounts patch_new_modules() noexcept;
 PatchCounts restore_all() noexcept;
 
 // True when modules were loaded or unloaded since the last patch_new_modules/restore_all
-// (dl_iterate_phdr's adds/subs counters; cheap).
+// (dl_iterate_phdr's adds/subs counters; cheap), or that pass left a module for later (the
+// loader was still relocating it when the pass saw it).
 bool modules_changed_since_patch() noexcept;
 
 // The default definition of an allocation function, the function the program's calls reach

@@ -17,7 +17,8 @@ namespace heapscope::preload {
 
 enum class Route { kNested, kRaw, kTracked };
 
-// Every kTracked answer must be followed by a TrackedCall (whose end leaves the attach gate).
+// In the attach agent a kTracked answer has entered the agent's gate: a TrackedCall must follow,
+// whose end leaves it (client_api.cpp, which does not, is not linked into that agent).
 HEAPSCOPE_HOT inline Route route() noexcept {
   if (ReentrancyGuard::active()) return Route::kNested;
   if (kAttachBuild) return agent::attach_gate::enter() ? Route::kTracked : Route::kRaw;
