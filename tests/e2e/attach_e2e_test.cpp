@@ -245,6 +245,29 @@ TEST(AttachE2E, HtmlReportShowsTheSessionAndRendersInChromium) {
   EXPECT_EQ(daemon.quit(), 0) << daemon.output();
 }
 
+// --output: the session's trace rebuilds the same report later with `heapscope report`.
+TEST(AttachE2E, TheTraceOfASessionGivesTheSameReport) {
+  Child daemon({program("attach_daemon")});
+  ASSERT_TRUE(daemon.wait_line("ready"));
+  std::string dir = testing::TempDir() + "/heapscope-attach-trace-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const RunOutput live = run_attach({"--for", "0.5", "--output", dir + "/traces"}, daemon.pid());
+  SKIP_IF_NOT_PERMITTED(live);
+  ASSERT_EQ(live.exit_code, 0) << live.err;
+  const RunOutput later = run_native({heapscope_binary(), "report", "--json", dir + "/again.json", dir + "/traces"});
+  ASSERT_EQ(later.exit_code, 0) << later.err;
+  const nlohmann::json again = nlohmann::json::parse(read_text(dir + "/again.json"));
+  const auto& was = live.report["processes"][0];
+  const auto& is = again["processes"][0];
+  EXPECT_EQ(is["attach"]["ended_by"], "detach");
+  EXPECT_EQ(is["attach"]["redirected_slots"], was["attach"]["redirected_slots"]);
+  EXPECT_EQ(is["attach"]["frees_of_older_blocks"], was["attach"]["frees_of_older_blocks"]);
+  EXPECT_EQ(is["summary"], was["summary"]);
+  EXPECT_TRUE(is["still_running"].get<bool>());
+  EXPECT_NE(leak_at(is, "leak_periodically"), nullptr);
+  EXPECT_EQ(daemon.quit(), 0) << daemon.output();
+}
+
 TEST(AttachE2E, MinAgeLeavesOutBlocksYoungerThanIt) {
   Child daemon({program("attach_daemon")});
   ASSERT_TRUE(daemon.wait_line("ready"));
