@@ -24,11 +24,11 @@ uint64_t page_size = 4096;
 
 // Resident pages from /proc/self/statm ("size resident shared ..."): open/read/close only.
 uint64_t resident_bytes() noexcept {
-  const int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  const int fd = sys::open_file("/proc/self/statm", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   char text[128];
-  const ssize_t got = read(fd, text, sizeof(text) - 1);
-  close(fd);
+  const long got = sys::read_some(fd, text, sizeof(text) - 1);
+  sys::close_file(fd);
   if (got <= 0) return 0;
   text[got] = '\0';
   const char* p = text;
@@ -58,25 +58,24 @@ void init_sampler(uint32_t interval_ms) noexcept {
   }
 }
 
+// Everything is read before the record is reserved: a reservation is never held across a
+// system call (a thread that died there, or blocked, would hold up every record after it).
 HEAPSCOPE_COLD void sample_now(RingWriter& ring) noexcept {
+  const uint64_t rss = resident_bytes();
+  struct mallinfo2 info {};
+  if (mallinfo2_fn != nullptr) info = mallinfo2_fn();
   auto* header = ring.reserve(sizeof(format::SampleEvent));
   if (header == nullptr) return;
   auto* record = reinterpret_cast<format::SampleEvent*>(header);
-  record->rss_bytes = resident_bytes();
-  if (mallinfo2_fn != nullptr) {
-    const struct mallinfo2 info = mallinfo2_fn();
-    record->arena = info.arena;
-    record->ordblks = info.ordblks;
-    record->hblks = info.hblks;
-    record->hblkhd = info.hblkhd;
-    record->uordblks = info.uordblks;
-    record->fordblks = info.fordblks;
-    record->keepcost = info.keepcost;
-    header->flags = format::kSampleHasMallinfo;
-  } else {
-    record->arena = record->ordblks = record->hblks = record->hblkhd = 0;
-    record->uordblks = record->fordblks = record->keepcost = 0;
-  }
+  record->rss_bytes = rss;
+  record->arena = info.arena;
+  record->ordblks = info.ordblks;
+  record->hblks = info.hblks;
+  record->hblkhd = info.hblkhd;
+  record->uordblks = info.uordblks;
+  record->fordblks = info.fordblks;
+  record->keepcost = info.keepcost;
+  if (mallinfo2_fn != nullptr) header->flags = format::kSampleHasMallinfo;
   RingWriter::commit(header, format::EventKind::kSample);
 }
 

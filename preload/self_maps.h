@@ -2,6 +2,7 @@
 // attach agent's check that a module's RELRO is in force. Not hot-path code.
 #pragma once
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -57,13 +58,19 @@ inline bool parse_mapping(const char* line, const char* end, Mapping& out) noexc
 }
 
 // Calls visit(mapping) for each line of /proc/self/maps; false if it could not be read.
+// System calls, not libc's open and read: those are cancellation points (a thread cancelled
+// inside the agent would die holding what it holds), and errno is the program's.
 template <typename Visit>
 bool for_each_mapping(char* buffer, size_t buffer_size, Visit visit) noexcept {
-  const int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  const int saved_errno = errno;
+  const int fd = static_cast<int>(syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC));
+  if (fd < 0) {
+    errno = saved_errno;
+    return false;
+  }
   size_t held = 0;
   for (;;) {
-    const ssize_t got = read(fd, buffer + held, buffer_size - held);
+    const ssize_t got = syscall(SYS_read, fd, buffer + held, buffer_size - held);
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) break;
     held += static_cast<size_t>(got);
@@ -78,7 +85,8 @@ bool for_each_mapping(char* buffer, size_t buffer_size, Visit visit) noexcept {
     held -= consumed;
     if (held == buffer_size) held = 0;  // a line longer than the buffer: drop it
   }
-  close(fd);
+  syscall(SYS_close, fd);
+  errno = saved_errno;
   return true;
 }
 

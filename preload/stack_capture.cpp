@@ -9,6 +9,9 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <pthread.h>
+
+#include <cerrno>
 #include <libunwind.h>
 
 #include "heapscope/event_format.h"
@@ -61,6 +64,19 @@ size_t without_own_frames(uint64_t* frames, size_t count, size_t max_frames, siz
   return kept;
 }
 
+// libunwind validates the addresses it reads by writing them to a pipe: write() is a
+// cancellation point (a thread cancelled there would die inside malloc, holding what the agent
+// holds) and it may leave errno changed. Neither may reach the program.
+HEAPSCOPE_COLD int libunwind_backtrace(uint64_t* frames, size_t wanted) noexcept {
+  const int saved_errno = errno;
+  int cancel_state = 0;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+  const int got = unw_backtrace(reinterpret_cast<void**>(frames), static_cast<int>(wanted));
+  pthread_setcancelstate(cancel_state, nullptr);
+  errno = saved_errno;
+  return got;
+}
+
 }  // namespace
 
 void end_thread_captures() noexcept { unwind::release_thread_walks(); }
@@ -92,7 +108,7 @@ HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames, unwind::
   // From here: the agent's own frames come first.
   const size_t wanted = max_frames + kCaptureSlack;
   int got = fast_walker && program_frame == nullptr ? unwind::fast_backtrace(frames, wanted) : -1;
-  if (got < 0) got = unw_backtrace(reinterpret_cast<void**>(frames), static_cast<int>(wanted));
+  if (got < 0) got = libunwind_backtrace(frames, wanted);
   return got > 0 ? without_own_frames(frames, static_cast<size_t>(got), max_frames) : 0;
 }
 

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <csignal>
 #include <ctime>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -54,12 +55,45 @@ uint64_t coarse_now_ns() noexcept {
   return static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
 }
 
+namespace {
+// glibc's syscall() is no cancellation point; it sets errno on failure, which we put back.
+template <typename... Args>
+long quiet_syscall(long number, Args... arguments) noexcept {
+  const int saved_errno = errno;
+  long result = syscall(number, arguments...);
+  if (result < 0) result = -errno;
+  errno = saved_errno;
+  return result;
+}
+}  // namespace
+
 void sleep_ns(uint64_t ns) noexcept {
   timespec pause{static_cast<time_t>(ns / 1000000000ull), static_cast<long>(ns % 1000000000ull)};
-  nanosleep(&pause, nullptr);
+  quiet_syscall(SYS_nanosleep, &pause, nullptr);
 }
 
-bool process_alive(int pid) noexcept { return pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH); }
+bool process_alive(int pid) noexcept { return pid > 0 && quiet_syscall(SYS_kill, pid, 0) != -ESRCH; }
+
+int open_file(const char* path, int flags, int mode) noexcept {
+  const long fd = quiet_syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+  return fd < 0 ? -1 : static_cast<int>(fd);
+}
+
+long read_some(int fd, void* buffer, size_t bytes) noexcept {
+  for (;;) {
+    const long got = quiet_syscall(SYS_read, fd, buffer, bytes);
+    if (got != -EINTR) return got < 0 ? -1 : got;
+  }
+}
+
+long pread_some(int fd, void* buffer, size_t bytes, uint64_t offset) noexcept {
+  for (;;) {
+    const long got = quiet_syscall(SYS_pread64, fd, buffer, bytes, offset);
+    if (got != -EINTR) return got < 0 ? -1 : got;
+  }
+}
+
+void close_file(int fd) noexcept { quiet_syscall(SYS_close, fd); }
 
 namespace {
 // The agent's mappings: lock-free slots (a slot is claimed by CAS on `begin`), since fork() or
@@ -95,8 +129,10 @@ void forget_mapping(uint64_t begin) noexcept {
 }  // namespace
 
 void* map_anonymous(size_t bytes) noexcept {
+  const int saved_errno = errno;
   void* address = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  errno = saved_errno;
   if (address == MAP_FAILED) return nullptr;
   const auto begin = reinterpret_cast<uint64_t>(address);
   remember_mapping(begin, begin + bytes);
@@ -119,9 +155,9 @@ void for_each_agent_mapping(void (*visit)(uint64_t, uint64_t, void*), void* cont
 
 void write_all(int fd, const char* data, size_t bytes) noexcept {
   while (bytes > 0) {
-    const ssize_t written = write(fd, data, bytes);
+    const long written = quiet_syscall(SYS_write, fd, data, bytes);
     if (written < 0) {
-      if (errno == EINTR) continue;
+      if (written == -EINTR) continue;
       return;
     }
     data += written;

@@ -27,8 +27,8 @@ uint64_t coarse_now_ns() noexcept;
 // wrapper: one call level less under every malloc (see preload/CMakeLists.txt on why depth
 // matters). Until then, or without a vDSO, coarse_now_ns goes through glibc. Init path only.
 void init_clock() noexcept;
-void sleep_ns(uint64_t ns) noexcept;   // nanosleep, restarts on EINTR is not needed by callers
-bool process_alive(int pid) noexcept;  // kill(pid, 0) != ESRCH
+void sleep_ns(uint64_t ns) noexcept;   // nanosleep (not a cancellation point here); EINTR ends it
+bool process_alive(int pid) noexcept;  // kill(pid, 0) != ESRCH; errno untouched
 
 // Anonymous private mapping for the agent's own tables; MAP_NORESERVE so untouched pages cost
 // nothing. nullptr on failure. Every such mapping is listed (for_each_agent_mapping) until
@@ -36,6 +36,15 @@ bool process_alive(int pid) noexcept;  // kill(pid, 0) != ESRCH
 void* map_anonymous(size_t bytes) noexcept;
 void unmap(void* address, size_t bytes) noexcept;
 void for_each_agent_mapping(void (*visit)(uint64_t begin, uint64_t end, void*), void* context) noexcept;
+
+// System calls without libc's wrappers, for every file the agent touches: none of them is a
+// cancellation point (a thread cancelled inside the agent would die holding what it holds: a
+// lock, a ring record the collector then waits for forever) and none changes errno (the
+// program's, which a successful malloc must leave alone). Failures return -1.
+int open_file(const char* path, int flags, int mode = 0) noexcept;
+long read_some(int fd, void* buffer, size_t bytes) noexcept;  // restarts after EINTR
+long pread_some(int fd, void* buffer, size_t bytes, uint64_t offset) noexcept;
+void close_file(int fd) noexcept;
 
 // write(2) all of `bytes`, retrying on EINTR/short writes. Best effort.
 void write_all(int fd, const char* data, size_t bytes) noexcept;

@@ -38,7 +38,7 @@ void for_each_task(int pid, Visit visit) noexcept {
   while (length > 0) path[at++] = digits[--length];
   for (const char* tail = "/task"; *tail != '\0'; ++tail) path[at++] = *tail;
   path[at] = '\0';
-  const int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const int fd = sys::open_file(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;
   alignas(8) char buffer[4096];
   for (;;) {
@@ -54,7 +54,7 @@ void for_each_task(int pid, Visit visit) noexcept {
       visit(tid);
     }
   }
-  close(fd);
+  sys::close_file(fd);
 }
 
 void save_registers(StoppedThread& slot, const ucontext_t* context) noexcept {
