@@ -24,6 +24,7 @@
 #include "real_alloc.h"
 #include "reentrancy_guard.h"
 #include "ring_writer.h"
+#include "rule_cache.h"
 #include "sampler.h"
 #include "stack_capture.h"
 #include "stack_depot.h"
@@ -35,7 +36,9 @@ namespace {
 
 // kDetaching (attach agent only): the session is ending; frees of tracked blocks are still
 // recorded (the leak scan's verdicts must stay true of the live set) but allocations are not.
-enum class State : int { kUninitialized, kInitializing, kReady, kDisabled, kDetaching };
+// kForkPending: a fork child whose fork interrupted the agent (see after_fork_child); its
+// first call from outside the agent starts its ring.
+enum class State : int { kUninitialized, kInitializing, kReady, kDisabled, kDetaching, kForkPending };
 
 struct Agent {
   Options options;
@@ -69,11 +72,11 @@ Agent& the_agent() noexcept { return agent_instance; }
 void emit_process(int parent_pid) noexcept {
   char argv[format::kMaxPath];
   size_t argv_length = 0;
-  const int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  const int fd = sys::open_file("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
-    const ssize_t got = read(fd, argv, sizeof(argv));
+    const long got = sys::read_some(fd, argv, sizeof(argv));
     argv_length = got > 0 ? static_cast<size_t>(got) : 0;
-    close(fd);
+    sys::close_file(fd);
   }
   char exe[format::kMaxPath];
   const ssize_t exe_got = readlink("/proc/self/exe", exe, sizeof(exe));
@@ -95,8 +98,9 @@ void emit_process(int parent_pid) noexcept {
   RingWriter::commit(header, format::EventKind::kProcess);
 }
 
-// Opens this process's ring and announces the process and its modules.
-bool start_recording(int parent_pid) noexcept {
+// Opens this process's ring and announces the process and its modules: a fork child's are
+// its parent's, announced again without asking the loader (ModuleMap::announce_again).
+bool start_recording(int parent_pid, bool forked) noexcept {
   Agent& a = the_agent();
   // A process started after heapscope died (or was killed) would write a ring nobody reads,
   // and leave its file behind: with no collector there is nothing to record for.
@@ -111,48 +115,72 @@ bool start_recording(int parent_pid) noexcept {
   }
   a.ring_pid = getpid();
   emit_process(parent_pid);
-  a.modules.reset();
-  a.modules.refresh(a.ring);
+  if (forked) {
+    a.modules.announce_again(a.ring);
+  } else {
+    a.modules.reset();
+    a.modules.refresh(a.ring);
+  }
   sample_now(a.ring);
   return true;
 }
 
+// fork() from a signal handler that interrupted this thread inside the agent: the interrupted
+// frame holds what it held (a lock, a ring record, a depot insert) and finishes after the
+// handler returns, in both processes. Set by before_fork, read by the other two handlers (the
+// same thread, one fork at a time).
+bool fork_interrupted_agent = false;
+
 void before_fork() noexcept {
   if (state.load(std::memory_order_acquire) != State::kReady) return;
+  fork_interrupted_agent = ReentrancyGuard::active();
   Agent& a = the_agent();
-  a.modules.lock();
-  a.quarantine.lock();
-  a.index.lock_all();
+  // Every lock another thread may hold, so that the child's copies are consistent; not those
+  // the interrupted frame holds (waiting for them would wait forever): it releases them itself.
+  a.modules.lock_for_fork();
+  a.quarantine.lock_for_fork();
+  a.index.lock_all_for_fork();
 }
 
 void after_fork_parent() noexcept {
   if (state.load(std::memory_order_acquire) != State::kReady) return;
   Agent& a = the_agent();
-  a.index.unlock_all();
-  a.quarantine.unlock();
-  a.modules.unlock();
+  a.index.unlock_all_after_fork();
+  a.quarantine.unlock_after_fork();
+  a.modules.unlock_after_fork();
+}
+
+// The child's own ring, with a fresh depot: stack ids already defined in the parent's ring mean
+// nothing to the child's, and a depot insert another thread had half-done at the fork would
+// never be published. Never called while an agent frame of this thread is below us.
+void start_child_recording() noexcept {
+  Agent& a = the_agent();
+  ReentrancyGuard guard;
+  a.ring.close();
+  a.depot.release();
+  unwind::forget_walk_memos();  // they hold the parent's stack ids
+  if (!a.depot.init() || !start_recording(getppid(), /*forked=*/true)) a.ring.abandon();
 }
 
 void after_fork_child() noexcept {
   if (state.load(std::memory_order_acquire) != State::kReady) return;
   Agent& a = the_agent();
-  a.index.unlock_all();
-  a.quarantine.unlock();
-  a.modules.unlock();
+  a.index.unlock_all_after_fork();
+  a.quarantine.unlock_after_fork();
+  a.modules.unlock_after_fork();
   sys::forget_thread_id();
-  if (!a.options.follow_children) {
-    // Not traced: keep checking blocks (the child frees inherited ones) but record nothing.
-    a.ring.abandon();
+  unwind::reset_rule_cache_in_fork_child();
+  // Nothing the child does may reach the parent's ring: not even a record the interrupted
+  // frame reserved before the fork.
+  a.ring.stop_in_fork_child();
+  // Not traced: keep checking blocks (the child frees inherited ones) but record nothing.
+  if (!a.options.follow_children) return;
+  if (fork_interrupted_agent) {
+    // The depot and the ring may be mid-update below us: start over once that frame is done.
+    state.store(State::kForkPending, std::memory_order_release);
     return;
   }
-  // The child records into a ring of its own, with a fresh depot: stack ids already defined in
-  // the parent's ring mean nothing to the child's. A depot insert that another thread had
-  // half-done at the fork would otherwise never be published.
-  ReentrancyGuard guard;
-  a.ring.abandon();
-  a.depot.release();
-  unwind::forget_walk_memos();  // they hold the parent's stack ids
-  if (!a.depot.init() || !start_recording(getppid())) a.ring.abandon();
+  start_child_recording();
 }
 
 void on_program_exit(int status, void*) noexcept {
@@ -283,7 +311,7 @@ bool initialize() noexcept {
   init_stack_capture(a.options.fast_unwind);
   init_sampler(a.options.sample_ms);
   init_leak_scan();
-  if (!start_recording(getppid())) return false;
+  if (!start_recording(getppid(), /*forked=*/false)) return false;
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   on_exit(on_program_exit, nullptr);
   watch_fatal_signals();
@@ -294,6 +322,13 @@ bool initialize() noexcept {
 HEAPSCOPE_COLD bool slow_ready() noexcept {
   // The attach agent records only between begin_attached and end_attached.
   if (kAttachBuild) return false;
+  State pending = State::kForkPending;
+  if (!ReentrancyGuard::active() && state.compare_exchange_strong(pending, State::kInitializing, std::memory_order_acq_rel)) {
+    start_child_recording();
+    // Blocks are tracked whether or not the ring could be opened: they must be recognized at free.
+    state.store(State::kReady, std::memory_order_release);
+    return true;
+  }
   State expected = State::kUninitialized;
   if (state.compare_exchange_strong(expected, State::kInitializing, std::memory_order_acq_rel)) {
     ReentrancyGuard guard;  // init's own allocations (dlsym, atfork, on_exit) pass through
@@ -326,7 +361,7 @@ struct ExitSweep {
 void check_live_block(const BlockEntry& entry, void* context) noexcept {
   auto& sweep = *static_cast<ExitSweep*>(context);
   if (entry.state != BlockState::kLive) return;  // quarantined ones were checked just before
-  sweep.overhead_bytes += entry.front + block::tail_bytes(entry.size);
+  sweep.overhead_bytes += front_bytes(entry) + block::tail_bytes(entry.size);
   ++sweep.live_blocks;
   sweep.live_bytes += entry.size;
   if (!the_agent().options.canaries || (entry.flags & kBlockReported) != 0) return;
@@ -696,7 +731,7 @@ format::AttachStatus begin_attached(const char* session, int collector_pid, cons
   init_sampler(a.options.sample_ms);
   if (!a.index.init() || !a.depot.init() || !a.quarantine.init(0)) return fail(format::AttachStatus::kNoMemory);
   unwind::forget_walk_memos();  // stack ids of an earlier session mean nothing in this ring
-  if (!start_recording(getppid())) return fail(format::AttachStatus::kNoRing);
+  if (!start_recording(getppid(), /*forked=*/false)) return fail(format::AttachStatus::kNoRing);
   state.store(State::kReady, std::memory_order_seq_cst);
   return format::AttachStatus::kOk;
 }
@@ -766,6 +801,7 @@ void end_attached(format::DetachReason reason, uint32_t restored_slots, bool pro
   a.ring.close();
   a.index.release();
   a.depot.release();
+  a.modules.release();
   unwind::reap_thread_walks(true);  // every thread's walk tables: no thread is walking now
 }
 

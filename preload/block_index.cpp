@@ -234,4 +234,12 @@ void BlockIndex::unlock_all() noexcept {
   for (Shard& shard : shards_) shard.lock.unlock();
 }
 
+void BlockIndex::lock_all_for_fork() noexcept {
+  for (Shard& shard : shards_) shard.lock.lock_for_fork();
+}
+
+void BlockIndex::unlock_all_after_fork() noexcept {
+  for (Shard& shard : shards_) shard.lock.unlock_after_fork();
+}
+
 }  // namespace heapscope::preload

@@ -21,7 +21,7 @@ struct BlockEntry {
   uint64_t size;            // requested size, authoritative
   uint32_t alloc_stack_id;
   uint32_t free_stack_id;   // set when quarantined
-  uint32_t front;           // bytes from the real allocation to `address`
+  uint32_t front;           // bytes from the real allocation to `address`, encoded (front_bytes())
   uint8_t family;           // format::Family
   BlockState state;
   uint8_t free_api;         // format::Api of the release, when quarantined
@@ -34,6 +34,17 @@ enum BlockFlags : uint8_t {
   kBlockSeenLost = 1u << 2,  // a leak scan found it lost (heapscope_leak_check counts it once)
 };
 static_assert(sizeof(BlockEntry) == 32);
+
+// BlockEntry::front in 32 bits: the bytes themselves below 2^31, else (a block aligned to 2 GiB
+// or more, whose front is its alignment, a power of two) the top bit and the power.
+constexpr uint32_t kFrontIsPower = 0x80000000u;
+inline uint32_t encode_front(uint64_t front) noexcept {
+  return front < kFrontIsPower ? static_cast<uint32_t>(front)
+                               : kFrontIsPower | static_cast<uint32_t>(63 - __builtin_clzll(front));
+}
+inline uint64_t front_bytes(const BlockEntry& entry) noexcept {
+  return (entry.front & kFrontIsPower) == 0 ? entry.front : uint64_t{1} << (entry.front & 63);
+}
 
 enum class FreeCheck : uint8_t { kNotOurs, kAlreadyFreed, kOk };
 
@@ -76,8 +87,11 @@ class BlockIndex {
 
   size_t live_count() noexcept;
 
-  void lock_all() noexcept;    // before fork(), and for a leak scan
-  void unlock_all() noexcept;  // after fork(), in the parent and in the child
+  void lock_all() noexcept;    // for a leak scan
+  void unlock_all() noexcept;
+  // atfork: every shard lock, except those this thread holds already (SpinLock::lock_for_fork).
+  void lock_all_for_fork() noexcept;
+  void unlock_all_after_fork() noexcept;  // in the parent and in the child
 
   // For a leak scan, between lock_all() and unlock_all() (the index cannot change).
   void for_each_locked(void (*visit)(const BlockEntry&, void*), void* context) const noexcept;

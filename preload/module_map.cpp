@@ -39,7 +39,45 @@ size_t find_build_id(const dl_phdr_info* info, uint8_t (&out)[32]) noexcept {
 
 }  // namespace
 
-void ModuleMap::reset() noexcept { count_ = 0; }
+void ModuleMap::keep_copy(Range& range, const void* record, uint32_t bytes) noexcept {
+  range.record_bytes = 0;
+  if (records_ == nullptr) records_ = static_cast<char*>(sys::map_anonymous(kRecordBytes));
+  if (records_ == nullptr || records_used_ + bytes > kRecordBytes) return;
+  memcpy(records_ + records_used_, record, bytes);
+  range.record_offset = static_cast<uint32_t>(records_used_);
+  range.record_bytes = bytes;
+  records_used_ += bytes;
+}
+
+void ModuleMap::reset() noexcept {
+  SpinLockGuard hold(lock_);
+  count_ = 0;
+  records_used_ = 0;
+}
+
+void ModuleMap::release() noexcept {
+  reset();
+  SpinLockGuard hold(lock_);
+  sys::unmap(records_, kRecordBytes);
+  records_ = nullptr;
+}
+
+void ModuleMap::announce_again(RingWriter& ring) noexcept {
+  SpinLockGuard hold(lock_);
+  size_t kept = 0;
+  for (size_t i = 0; i < count_; ++i) {
+    const Range range = ranges_[i];
+    if (range.record_bytes == 0) continue;  // not copied: the loader is asked when it is needed
+    auto* header = ring.reserve(range.record_bytes);
+    if (header == nullptr) continue;
+    // Everything after the header the ring filled in (size, flags, time) is the module's.
+    memcpy(reinterpret_cast<char*>(header) + sizeof(format::EventHeader),
+           records_ + range.record_offset + sizeof(format::EventHeader), range.record_bytes - sizeof(format::EventHeader));
+    RingWriter::commit(header, format::EventKind::kModule);
+    ranges_[kept++] = range;
+  }
+  count_ = kept;
+}
 
 bool ModuleMap::known(uint64_t start, uint64_t end, uint64_t bias) const noexcept {
   for (size_t i = 0; i < count_; ++i)
@@ -78,7 +116,8 @@ void ModuleMap::add(dl_phdr_info* info) noexcept {
   uint64_t end = 0;
   load_range(info, start, end);
   if (start >= end || known(start, end, info->dlpi_addr)) return;
-  if (count_ < kMaxModules) ranges_[count_++] = Range{start, end, info->dlpi_addr, true};
+  Range* range = count_ < kMaxModules ? &ranges_[count_++] : nullptr;
+  if (range != nullptr) *range = Range{start, end, info->dlpi_addr, true, 0, 0};
 
   char exe[format::kMaxPath];
   const char* path = info->dlpi_name;
@@ -101,11 +140,14 @@ void ModuleMap::add(dl_phdr_info* info) noexcept {
   memset(record->build_id, 0, sizeof(record->build_id));
   record->build_id_bytes = static_cast<uint32_t>(find_build_id(info, record->build_id));
   memcpy(reinterpret_cast<char*>(record + 1), path, path_length);
+  if (range != nullptr) keep_copy(*range, record, size);
   RingWriter::commit(header, format::EventKind::kModule);
 }
 
 int ModuleMap::visit(dl_phdr_info* info, size_t, void* self) noexcept {
-  static_cast<ModuleMap*>(self)->add(info);
+  auto& map = *static_cast<ModuleMap*>(self);
+  SpinLockGuard hold(map.lock_);
+  map.add(info);
   return 0;
 }
 
@@ -114,6 +156,7 @@ int ModuleMap::mark_present(dl_phdr_info* info, size_t, void* self) noexcept {
   uint64_t start = 0;
   uint64_t end = 0;
   load_range(info, start, end);
+  SpinLockGuard hold(map.lock_);
   for (size_t i = 0; i < map.count_; ++i) {
     Range& range = map.ranges_[i];
     if (range.start == start && range.end == end && range.bias == info->dlpi_addr) range.present = true;
@@ -122,9 +165,14 @@ int ModuleMap::mark_present(dl_phdr_info* info, size_t, void* self) noexcept {
 }
 
 void ModuleMap::forget_unloaded(RingWriter& ring) noexcept {
-  SpinLockGuard hold(lock_);
-  for (size_t i = 0; i < count_; ++i) ranges_[i].present = false;
+  // As in refresh(): our lock is never held while the loader's is awaited. A module a
+  // concurrent refresh adds meanwhile is born present.
+  {
+    SpinLockGuard hold(lock_);
+    for (size_t i = 0; i < count_; ++i) ranges_[i].present = false;
+  }
   dl_iterate_phdr(mark_present, this);
+  SpinLockGuard hold(lock_);
   for (size_t i = 0; i < count_;) {
     const Range gone = ranges_[i];
     if (gone.present) {
@@ -143,10 +191,9 @@ void ModuleMap::forget_unloaded(RingWriter& ring) noexcept {
 }
 
 void ModuleMap::refresh(RingWriter& ring) noexcept {
-  SpinLockGuard hold(lock_);
+  // Two threads refreshing at once both pass the same ring: only ever the agent's one.
   ring_ = &ring;
   dl_iterate_phdr(visit, this);
-  ring_ = nullptr;
 }
 
 }  // namespace heapscope::preload

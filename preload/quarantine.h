@@ -27,8 +27,9 @@ class Quarantine {
 
   size_t held_bytes() const noexcept { return bytes_; }
 
-  void lock() noexcept { lock_.lock(); }
-  void unlock() noexcept { lock_.unlock(); }
+  // atfork only (see SpinLock::lock_for_fork).
+  void lock_for_fork() noexcept { lock_.lock_for_fork(); }
+  void unlock_after_fork() noexcept { lock_.unlock_after_fork(); }
 
  private:
   struct Slot {

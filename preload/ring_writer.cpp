@@ -1,6 +1,7 @@
 // Producer side of the event ring (see ring_writer.h). Hot path: one CAS per record.
 #include "ring_writer.h"
 
+#include <cerrno>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -35,6 +36,16 @@ void RingWriter::close() noexcept {
   seen_read_pos_.store(0, std::memory_order_relaxed);
 }
 
+void RingWriter::stop_in_fork_child() noexcept {
+  if (ring_ == nullptr) return;
+  collector_lost_ = true;  // first: a reserve in progress returns at its next check
+  const size_t total = sizeof(format::RingHeader) + mask_ + 1;
+  // ring_ stays valid whatever happens: an interrupted reserve may be reading it. Replacing a
+  // range we own fails only without memory for the kernel's bookkeeping.
+  if (mmap(ring_, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) return;
+  ring_->capacity = mask_ + 1;  // for close()
+}
+
 uint32_t RingWriter::state() const noexcept {
   return ring_ == nullptr ? 0 : ring_->state.load(std::memory_order_acquire);
 }
@@ -54,15 +65,14 @@ bool RingWriter::open(const char* session_dir, int collector_pid, size_t capacit
   while (*suffix != '\0') *out++ = *suffix++;
   *out = '\0';
 
-  const int fd = ::open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  const int fd = sys::open_file(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return false;
   const size_t total = sizeof(format::RingHeader) + capacity_bytes;
-  if (ftruncate(fd, static_cast<off_t>(total)) != 0) {
-    ::close(fd);
-    return false;
-  }
-  void* mapping = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  ::close(fd);
+  const int saved_errno = errno;
+  const bool sized = ftruncate(fd, static_cast<off_t>(total)) == 0;
+  void* mapping = sized ? mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+  errno = saved_errno;
+  sys::close_file(fd);
   if (mapping == MAP_FAILED) return false;
   auto* ring = static_cast<format::RingHeader*>(mapping);
   ring->version = format::kFormatVersion;

@@ -16,8 +16,13 @@ class RingWriter {
   // Creates `<session_dir>/<pid>-<nonce>.ring` (O_EXCL|O_NOFOLLOW, 0600) and maps it.
   bool open(const char* session_dir, int collector_pid, size_t capacity_bytes) noexcept;
   bool is_open() const noexcept { return ring_ != nullptr; }
-  // Forgets the mapping without touching it (fork child: the parent keeps writing to it).
+  // Forgets the mapping without touching it.
   void abandon() noexcept { ring_ = nullptr; }
+  // A fork child: nothing more reaches the parent's ring, and recording stops. The mapping is
+  // replaced in place by private zeroed memory, so that a record reserved before the fork by a
+  // frame the fork interrupted (a fork from a signal handler) is completed where nobody reads
+  // it, and a reserve waiting for space gives up instead of waiting forever. close() unmaps it.
+  void stop_in_fork_child() noexcept;
   // Unmaps the ring (attach agent, at detach, once no thread can be writing to it).
   void close() noexcept;
   // The ring's state bits (RingState), as the collector may have set them; 0 when closed.

@@ -75,6 +75,8 @@ void forget_rules() noexcept {
   writing.store(false, std::memory_order_release);
 }
 
+void reset_rule_cache_in_fork_child() noexcept { writing.store(false, std::memory_order_release); }
+
 bool rule_cache_ready() noexcept { return slots != nullptr; }
 
 uint32_t rules_generation() noexcept { return generation.load(std::memory_order_acquire); }

@@ -19,4 +19,9 @@ uint64_t shared_rule(uint64_t address) noexcept;
 void forget_rules() noexcept;
 uint32_t rules_generation() noexcept;
 
+// A fork child: a writer that was another thread at the fork will never finish, and would
+// leave every later forget_rules() spinning. (A writer this thread's fork interrupted writes
+// only its own slot, which stays consistent either way.)
+void reset_rule_cache_in_fork_child() noexcept;
+
 }  // namespace heapscope::preload::unwind

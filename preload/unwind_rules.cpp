@@ -2,6 +2,7 @@
 // unwind_rules.h). Formats: DWARF 5 section 6.4 and the LSB's .eh_frame / .eh_frame_hdr.
 #include "unwind_rules.h"
 
+#include <dlfcn.h>
 #include <link.h>
 
 namespace heapscope::preload::unwind {
@@ -399,30 +400,6 @@ const uint8_t* find_fde(const uint8_t* header, uintptr_t address) noexcept {
   return header + table[low].fde;
 }
 
-struct ModuleSearch {
-  uintptr_t address;
-  const uint8_t* eh_frame_hdr;
-  bool found;
-};
-
-int match_module(dl_phdr_info* info, size_t, void* context) noexcept {
-  auto* search = static_cast<ModuleSearch*>(context);
-  const ElfW(Phdr)* frame_header = nullptr;
-  bool contains = false;
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& segment = info->dlpi_phdr[i];
-    if (segment.p_type == PT_GNU_EH_FRAME) frame_header = &segment;
-    if (segment.p_type != PT_LOAD) continue;
-    const uintptr_t start = info->dlpi_addr + segment.p_vaddr;
-    if (search->address >= start && search->address - start < segment.p_memsz) contains = true;
-  }
-  if (!contains) return 0;
-  search->found = true;
-  if (frame_header != nullptr)
-    search->eh_frame_hdr = reinterpret_cast<const uint8_t*>(info->dlpi_addr + frame_header->p_vaddr);
-  return 1;
-}
-
 }  // namespace
 
 Rule rule_in_module(const uint8_t* eh_frame_hdr, uintptr_t address) noexcept {
@@ -449,11 +426,14 @@ Rule rule_in_module(const uint8_t* eh_frame_hdr, uintptr_t address) noexcept {
   return rule_from_row(program.row());
 }
 
+// _dl_find_object (glibc 2.35), not dl_iterate_phdr: it takes no lock and is async-signal-safe.
+// dl_iterate_phdr waits for the loader's lock, which a fork child may have inherited from a
+// thread that does not exist in it (issue 15, hang #1), and which dlclose holds while it calls
+// free() in another thread.
 Rule find_rule(uintptr_t address) noexcept {
-  ModuleSearch search{address, nullptr, false};
-  dl_iterate_phdr(match_module, &search);
-  if (search.eh_frame_hdr == nullptr) return Rule{};
-  return rule_in_module(search.eh_frame_hdr, address);
+  dl_find_object found{};
+  if (_dl_find_object(reinterpret_cast<void*>(address), &found) != 0 || found.dlfo_eh_frame == nullptr) return Rule{};
+  return rule_in_module(static_cast<const uint8_t*>(found.dlfo_eh_frame), address);
 }
 
 }  // namespace heapscope::preload::unwind
