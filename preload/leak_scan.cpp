@@ -70,13 +70,13 @@ Range real_range(uint64_t address, uint64_t size, uint64_t front) noexcept {
 void gather_entry(const BlockEntry& entry, void* context) noexcept {
   auto& gathered = *static_cast<Gathered*>(context);
   if (entry.state != BlockState::kLive) {
-    gathered.tracked[gathered.capacity - ++gathered.quarantined] = real_range(entry.address, entry.size, entry.front);
+    gathered.tracked[gathered.capacity - ++gathered.quarantined] = real_range(entry.address, entry.size, front_bytes(entry));
     return;
   }
   ScanBlock& block = gathered.blocks[gathered.block_count++];
   block.address = entry.address;
   block.size = entry.size;
-  block.leader = entry.front;
+  block.leader = entry.front;  // encoded, as in the index (see front_bytes)
   block.ignored = (entry.flags & kBlockIgnored) != 0 ? 1 : 0;
   block.seen_lost = (entry.flags & kBlockSeenLost) != 0 ? 1 : 0;
 }
@@ -94,7 +94,7 @@ size_t tracked_ranges(const Gathered& gathered) noexcept {
   while (live < gathered.block_count || held < gathered.quarantined) {
     const ScanBlock* block = live < gathered.block_count ? &gathered.blocks[live] : nullptr;
     if (block != nullptr && (held == gathered.quarantined || block->address < quarantined[held].begin)) {
-      gathered.tracked[out++] = real_range(block->address, block->size, block->leader);
+      gathered.tracked[out++] = real_range(block->address, block->size, front_bytes(BlockEntry{0, 0, 0, 0, block->leader, 0, BlockState::kLive, 0, 0}));
       ++live;
     } else {
       gathered.tracked[out++] = quarantined[held++];
@@ -127,9 +127,9 @@ class RootReader {
  public:
   RootReader(ReachabilityMarker& marker, char* copy_buffer, size_t copy_size) noexcept
       : marker_(marker), buffer_(copy_buffer), buffer_size_(copy_size),
-        pagemap_(open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) {}
+        pagemap_(sys::open_file("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) {}
   ~RootReader() {
-    if (pagemap_ >= 0) close(pagemap_);
+    if (pagemap_ >= 0) sys::close_file(pagemap_);
   }
   RootReader(const RootReader&) = delete;
   RootReader& operator=(const RootReader&) = delete;
@@ -144,7 +144,7 @@ class RootReader {
     for (uint64_t page = begin & ~(kPage - 1); page < end;) {
       const size_t want = static_cast<size_t>((end - page + kPage - 1) / kPage < kEntries
                                                   ? (end - page + kPage - 1) / kPage : kEntries);
-      const ssize_t got = pread(pagemap_, entries, want * 8, static_cast<off_t>(page / kPage * 8));
+      const long got = sys::pread_some(pagemap_, entries, want * 8, page / kPage * 8);
       if (got <= 0) {  // no pagemap after all: read the rest
         scan_touched(run_begin != 0 ? run_begin : (page > begin ? page : begin), end, copy);
         return;
@@ -328,10 +328,13 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   ScratchArray<char> maps_buffer(kMapsBuffer);
   constexpr size_t kCopyBuffer = 256 * 1024;
   ScratchArray<char> copy_buffer(kCopyBuffer);
+  constexpr size_t kBlockCopyBuffer = 64 * 1024;  // the marker's own (it reads while roots are)
+  ScratchArray<char> block_copy_buffer(kBlockCopyBuffer);
   static ExtraExclusions extra;  // static: 8 KiB is too much for a thread's stack
   extra.count = 0;
   if (blocks.data() == nullptr || tracked.data() == nullptr || work.data() == nullptr ||
-      slots.data() == nullptr || maps_buffer.data() == nullptr || copy_buffer.data() == nullptr) {
+      slots.data() == nullptr || maps_buffer.data() == nullptr || copy_buffer.data() == nullptr ||
+      block_copy_buffer.data() == nullptr) {
     index.unlock_all();
     end.status = static_cast<uint32_t>(format::ScanStatus::kNoMemory);
     agent::emit_leak_scan_end(end, request.flags);
@@ -357,6 +360,11 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   const bool all_stopped = stop.unstopped == 0;
   ReachabilityMarker marker(blocks.data(), gathered.block_count, work.data());
   RootReader reader(marker, copy_buffer.data(), kCopyBuffer);
+  // Pages the program made inaccessible inside its blocks (a heap coroutine stack's guard page)
+  // are known before any block is read.
+  for_each_mapping(maps_buffer.data(), kMapsBuffer, [&](const Mapping& mapping) {
+    if (!mapping.readable) marker.mark_unreadable(mapping.begin, mapping.end, block_copy_buffer.data(), kBlockCopyBuffer);
+  });
 
   // Each stack is read from its stack pointer up (x86-64 leaf functions may keep data in the
   // 128 bytes below it); ours from the entry point's frame up: below are the agent's frames.
@@ -421,7 +429,7 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
     if (holder >= 0) {
       const ScanBlock& block = blocks.data()[holder];
       const uint64_t from = thread.stack_pointer - 128 > block.address ? thread.stack_pointer - 128 : block.address;
-      reader.scan(from, block.address + block.size, false);
+      reader.scan(from, block.address + block.size, /*copy=*/block.unreadable_pages != 0);
     }
   }
 #if defined(__x86_64__)

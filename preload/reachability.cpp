@@ -1,6 +1,9 @@
 // Mark phase and lost-block grouping of a leak scan (see reachability.h).
 #include "reachability.h"
 
+#include <sys/uio.h>
+#include <unistd.h>
+
 #include "heapscope/event_format.h"
 
 namespace heapscope::preload {
@@ -10,6 +13,7 @@ ReachabilityMarker::ReachabilityMarker(ScanBlock* blocks, size_t count, uint32_t
   for (size_t i = 0; i < count; ++i) {
     blocks_[i].reach = Reach::kUnreached;
     blocks_[i].leader = kNoLeader;
+    blocks_[i].unreadable_pages = 0;
   }
   if (count > 0) {
     lowest_ = blocks_[0].address;
@@ -36,16 +40,70 @@ long ReachabilityMarker::find(uint64_t value, bool& start) const noexcept {
   return -1;
 }
 
-namespace {
+void ReachabilityMarker::mark_unreadable(uint64_t begin, uint64_t end, char* buffer, size_t buffer_bytes) noexcept {
+  copy_buffer_ = buffer;
+  copy_bytes_ = buffer_bytes;
+  if (count_ == 0 || end <= lowest_ || begin >= highest_) return;
+  // The first block ending after `begin`, then every block starting before `end`.
+  size_t low = 0;
+  size_t high = count_;
+  while (low < high) {
+    const size_t middle = low + (high - low) / 2;
+    if (blocks_[middle].address + blocks_[middle].size <= begin) {
+      low = middle + 1;
+    } else {
+      high = middle;
+    }
+  }
+  for (size_t i = low; i < count_ && blocks_[i].address < end; ++i) blocks_[i].unreadable_pages = 1;
+}
+
+template <typename Visit>
+void ReachabilityMarker::read_block(const ScanBlock& block, Visit visit) noexcept {
+  if (block.unreadable_pages == 0 || copy_buffer_ == nullptr) {
+    visit(reinterpret_cast<const uint64_t*>(block.address), block.size / 8);
+    return;
+  }
+  // Page by page at most a buffer at a time: a page that cannot be read is skipped, as
+  // memcheck skips what is not addressable. Block addresses are 8-aligned, so chunks are too.
+  const uint64_t end = block.address + block.size / 8 * 8;
+  const pid_t self = getpid();
+  for (uint64_t at = block.address; at < end;) {
+    const uint64_t page_end = (at | 4095) + 1;
+    const uint64_t chunk = end - at < copy_bytes_ ? end - at : copy_bytes_;
+    iovec local{copy_buffer_, static_cast<size_t>(chunk)};
+    iovec remote{reinterpret_cast<void*>(at), static_cast<size_t>(chunk)};
+    const ssize_t got = process_vm_readv(self, &local, 1, &remote, 1, 0);
+    // A read stops at the first page that faults: what came before it is whole words.
+    if (got >= 8) {
+      visit(reinterpret_cast<const uint64_t*>(copy_buffer_), static_cast<size_t>(got) / 8);
+      at += static_cast<uint64_t>(got) / 8 * 8;
+    } else {
+      at = page_end;  // unreadable (or the call is refused): this page says nothing
+    }
+  }
+}
+
+bool ReachabilityMarker::first_word(const ScanBlock& block, uint64_t& word) noexcept {
+  bool read = false;
+  read_block(ScanBlock{block.address, 8, 0, Reach::kUnreached, 0, 0, block.unreadable_pages},
+             [&](const uint64_t* words, size_t count) {
+               if (count == 0 || read) return;
+               word = words[0];
+               read = true;
+             });
+  return read;
+}
+
 // glibc allocates a dtv as (count + 2) entries of 16 bytes, stores count in entry 0 and keeps a
 // pointer to entry 1 (elf/dl-tls.c: allocate_dtv, _dl_resize_dtv).
-bool is_tls_vector_pointer(const ScanBlock& block, uint64_t value) noexcept {
+bool ReachabilityMarker::is_tls_vector_pointer(const ScanBlock& block, uint64_t value) noexcept {
   constexpr uint64_t kEntry = 16;
   if (value - block.address != kEntry || block.size < 2 * kEntry) return false;
-  const uint64_t count = *reinterpret_cast<const uint64_t*>(block.address);
+  uint64_t count = 0;
+  if (!first_word(block, count)) return false;
   return count < (uint64_t{1} << 32) && (count + 2) * kEntry == block.size;
 }
-}  // namespace
 
 void ReachabilityMarker::reach(uint64_t value, Reach via) noexcept {
   bool start = false;
@@ -92,7 +150,8 @@ void ReachabilityMarker::propagate() noexcept {
     // Scanned with its strength now: a block first reached as possible and later as reachable
     // is scanned twice, so what it leads to ends up reachable too.
     heap_bytes_scanned_ += block.size;
-    scan_words(reinterpret_cast<const uint64_t*>(block.address), block.size / 8, block.reach);
+    const Reach via = block.reach;  // scanning may raise it: that pushes the block again
+    read_block(block, [&](const uint64_t* words, size_t count) { scan_words(words, count, via); });
   }
 }
 
@@ -108,22 +167,23 @@ void ReachabilityMarker::group_lost() noexcept {
     while (work_size_ > 0) {
       const ScanBlock& block = blocks_[work_[--work_size_]];
       heap_bytes_scanned_ += block.size;
-      const auto* words = reinterpret_cast<const uint64_t*>(block.address);
-      for (size_t w = 0; w < block.size / 8; ++w) {
-        bool start = false;
-        const long found = find(words[w], start);
-        if (found < 0 || static_cast<uint32_t>(found) == leader) continue;
-        ScanBlock& target = blocks_[found];
-        if (target.reach != Reach::kUnreached) continue;
-        if (target.leader == kNoLeader) {
-          target.leader = leader;
-          work_[work_size_++] = static_cast<uint32_t>(found);
-        } else if (target.leader == static_cast<uint32_t>(found)) {
-          // An earlier leader this clique points to is not definite after all; its members
-          // were grouped already, so it is not walked again.
-          target.leader = leader;
+      read_block(block, [&](const uint64_t* words, size_t count) {
+        for (size_t w = 0; w < count; ++w) {
+          bool start = false;
+          const long found = find(words[w], start);
+          if (found < 0 || static_cast<uint32_t>(found) == leader) continue;
+          ScanBlock& target = blocks_[found];
+          if (target.reach != Reach::kUnreached) continue;
+          if (target.leader == kNoLeader) {
+            target.leader = leader;
+            work_[work_size_++] = static_cast<uint32_t>(found);
+          } else if (target.leader == static_cast<uint32_t>(found)) {
+            // An earlier leader this clique points to is not definite after all; its members
+            // were grouped already, so it is not walked again.
+            target.leader = leader;
+          }
         }
-      }
+      });
     }
   }
 }

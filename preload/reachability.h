@@ -32,7 +32,7 @@ struct ScanBlock {
   Reach reach;
   uint8_t ignored;   // heapscope_ignore_object(): treated as a root
   uint8_t seen_lost; // an earlier scan found it lost already
-  uint8_t reserved;
+  uint8_t unreadable_pages;  // part of it cannot be read (mark_unreadable): read by copy
 };
 static_assert(sizeof(ScanBlock) == 24);
 
@@ -41,6 +41,11 @@ class ReachabilityMarker {
   // `work` must hold 2 * count entries (each block enters the work list at most twice).
   ReachabilityMarker(ScanBlock* blocks, size_t count, uint32_t* work) noexcept;
 
+  // [begin, end) cannot be read (a PROT_NONE guard page the program put inside a block: heap
+  // coroutine stacks, JIT heaps). Blocks overlapping it are read by copy (process_vm_readv,
+  // which fails where a read would fault) into `buffer` of `buffer_bytes` (a multiple of
+  // 4096), their unreadable pages skipped. Call for every such range before any scan.
+  void mark_unreadable(uint64_t begin, uint64_t end, char* buffer, size_t buffer_bytes) noexcept;
   // Root memory: every aligned 8-byte word in [begin, begin + bytes) that points into a block.
   void scan_root(const void* begin, size_t bytes) noexcept;
   // Root values that are not in memory (a thread's registers).
@@ -63,6 +68,11 @@ class ReachabilityMarker {
   static constexpr uint32_t kNoLeader = 0xffffffffu;
   void reach(uint64_t value, Reach via) noexcept;
   void scan_words(const uint64_t* words, size_t count, Reach via) noexcept;
+  // Calls visit(words, count) over the block's readable content.
+  template <typename Visit>
+  void read_block(const ScanBlock& block, Visit visit) noexcept;
+  bool first_word(const ScanBlock& block, uint64_t& word) noexcept;
+  bool is_tls_vector_pointer(const ScanBlock& block, uint64_t value) noexcept;
 
   ScanBlock* blocks_;
   size_t count_;
@@ -71,6 +81,8 @@ class ReachabilityMarker {
   uint64_t lowest_ = 0;    // blocks_[0].address
   uint64_t highest_ = 0;   // one past the end of the last block (at least address + 1)
   uint64_t heap_bytes_scanned_ = 0;
+  char* copy_buffer_ = nullptr;  // for blocks with unreadable pages
+  size_t copy_bytes_ = 0;
 };
 
 }  // namespace heapscope::preload
