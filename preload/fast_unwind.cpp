@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include "build_mode.h"
 #include "heapscope/event_format.h"
 #include "rule_cache.h"
+#include "self_maps.h"
 #include "sys.h"  // HEAPSCOPE_HOT
 #include "unwind_rules.h"
 
@@ -142,6 +144,12 @@ std::atomic<uint32_t> memo_generation{0};
 // caches can be as large as they pay. A thread whose table cannot be mapped, or whose table is
 // gone, is walked by libunwind.
 struct ThreadWalker {
+  // The thread's stack, [stack_low, stack_high): every frame and every word a walk reads lies
+  // in it. A clobbered frame pointer (code using rbp as a general register) or a corrupt saved
+  // one then ends the walk instead of faulting inside malloc. Both 0 while unknown: every walk
+  // is declined (libunwind, which validates what it reads, takes it).
+  uint64_t stack_low;
+  uint64_t stack_high;
   uint32_t generation;       // rules_generation() the caches were filled under
   uint32_t memo_generation;  // memo_generation the walks' stack_id words were filled under
   ReuseBudget budget;
@@ -191,10 +199,39 @@ inline void account(ThreadWalker& mine, size_t walked, size_t reused) noexcept {
   budget.walks = budget.frames_walked = budget.frames_reused = 0;
 }
 
+// The stack `sp` lies in, from /proc/self/maps: the mapping that holds it. The main thread's
+// grows down to its rlimit, so its bottom is placed there. Called once per thread (first walk);
+// the pthread_create trampoline gives its threads' stacks directly (set_thread_stack).
+HEAPSCOPE_COLD void learn_stack(ThreadWalker& walker, uint64_t sp) noexcept {
+  constexpr size_t kMapsBuffer = 64 * 1024;
+  char* buffer = static_cast<char*>(sys::map_anonymous(kMapsBuffer));
+  if (buffer == nullptr) return;
+  Mapping found;
+  for_each_mapping(buffer, kMapsBuffer, [&](const Mapping& mapping) {
+    if (sp < mapping.begin || sp >= mapping.end) return;
+    found = mapping;
+  });
+  sys::unmap(buffer, kMapsBuffer);
+  if (found.end == 0) return;
+  const bool main_stack = syscall(SYS_gettid) == getpid();
+  uint64_t low = found.begin;
+  if (main_stack) {
+    rlimit limit{};
+    const uint64_t most = uint64_t{1} << 30;  // an unlimited stack: as far as a frame may be
+    uint64_t size = syscall(SYS_prlimit64, 0, RLIMIT_STACK, nullptr, &limit) == 0 && limit.rlim_cur < most
+                        ? limit.rlim_cur : most;
+    if (size < found.end - found.begin) size = found.end - found.begin;
+    low = found.end - size;
+  }
+  walker.stack_low = low;
+  walker.stack_high = found.end;
+}
+
 [[gnu::tls_model("initial-exec")]] thread_local ThreadState thread_state;
 
-// The thread's walker, mapped (zeroed: empty caches, no walk remembered) at its first walk.
-HEAPSCOPE_COLD ThreadWalker* map_walker() noexcept {
+// The thread's walker, mapped (zeroed: empty caches, no walk remembered) at its first walk, or
+// by set_thread_stack. `sp` is where the thread's stack is now (0: learn nothing).
+HEAPSCOPE_COLD ThreadWalker* map_walker(uint64_t sp) noexcept {
   ThreadState& state = thread_state;
   if (kAttachBuild) {
     const uint32_t session = walker_session.load(std::memory_order_acquire);
@@ -206,33 +243,41 @@ HEAPSCOPE_COLD ThreadWalker* map_walker() noexcept {
     if (state.walker != nullptr) return state.walker;
   }
   if (state.unavailable) return nullptr;
-  state.walker = static_cast<ThreadWalker*>(sys::map_anonymous(sizeof(ThreadWalker)));
-  if (state.walker == nullptr) state.unavailable = true;
-  if (kAttachBuild && state.walker != nullptr && !register_walker(state.walker)) {
-    sys::unmap(state.walker, sizeof(ThreadWalker));
-    state.walker = nullptr;
+  const int saved_errno = errno;  // a failed mmap sets it: the program's call succeeds all the same
+  auto* walker = static_cast<ThreadWalker*>(sys::map_anonymous(sizeof(ThreadWalker)));
+  if (walker == nullptr) state.unavailable = true;
+  if (kAttachBuild && walker != nullptr && !register_walker(walker)) {
+    sys::unmap(walker, sizeof(ThreadWalker));
+    walker = nullptr;
     state.unavailable = true;
   }
-  return state.walker;
+  if (walker != nullptr && sp != 0) learn_stack(*walker, sp);
+  errno = saved_errno;
+  state.walker = walker;
+  return walker;
 }
 
 inline uint64_t load_word(uint64_t address) noexcept { return *reinterpret_cast<const uint64_t*>(address); }
 
-// A frame or frame pointer further than this above the stack pointer is not a frame.
-constexpr uint64_t kMaxFrameBytes = uint64_t{1} << 30;
+// Words a rule reads around rbp lie within this many bytes above it (saved rbp, realigned
+// stack pointer; the offsets are small, unwind_rules.cpp).
+constexpr uint64_t kFrameWords = 64;
 
 // Applies `rule` to a frame: its caller's stack pointer (the CFA) and rbp. false: not a frame.
-HEAPSCOPE_HOT inline bool step(const StepRule& rule, uint64_t sp, uint64_t& fp, uint64_t& cfa) noexcept {
+// `high` is the top of the thread's stack: nothing at or above it is read.
+HEAPSCOPE_HOT inline bool step(const StepRule& rule, uint64_t sp, uint64_t high, uint64_t& fp, uint64_t& cfa) noexcept {
+  const uint64_t room = high - sp;  // sp < high: the walk checks it of every frame
   const auto base = static_cast<CfaBase>(rule.cfa_base);
   if (base == CfaBase::kRsp) {
     cfa = sp + static_cast<int64_t>(rule.cfa_offset);
   } else {
-    if (fp < sp || fp - sp > kMaxFrameBytes) return false;
+    // fp < sp wraps around to a huge distance: one comparison for both bounds.
+    if (fp - sp >= room || high - fp < kFrameWords) return false;
     cfa = fp + static_cast<int64_t>(rule.cfa_offset);
     if (base == CfaBase::kDerefRbp) cfa = load_word(cfa);
   }
-  // cfa <= sp wraps around to a huge distance: one comparison for both bounds.
-  if (cfa - sp - 1 >= kMaxFrameBytes || (cfa & 7) != 0) return false;
+  // The caller's frame lies above this one and below the top: cfa <= sp wraps, as above.
+  if (cfa - sp - 1 >= room - 1 || (cfa & 7) != 0) return false;
   const auto rbp_saved = static_cast<RbpSaved>(rule.rbp_saved);
   if (rbp_saved == RbpSaved::kAtCfa) fp = load_word(cfa + rule.rbp_offset);
   else if (rbp_saved == RbpSaved::kAtRbp) fp = load_word(fp + rule.rbp_offset);
@@ -368,10 +413,14 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
   ThreadWalker* walker = thread_state.walker;
   if (__builtin_expect(walker == nullptr || (kAttachBuild && thread_state.session !=
                                                                  walker_session.load(std::memory_order_relaxed)), 0)) {
-    walker = map_walker();
+    walker = map_walker(sp);
     if (walker == nullptr) return -1;  // libunwind walks it
   }
   ThreadWalker& mine = *walker;
+  // Not on the thread's own stack (a coroutine's, an alternate signal stack), or that stack is
+  // unknown: its bounds cannot be checked, libunwind walks it.
+  const uint64_t high = mine.stack_high;
+  if (__builtin_expect(sp - mine.stack_low >= high - mine.stack_low, 0)) return -1;
   PreviousWalk* walks = mine.walks;
   const uint32_t generation = rules_generation();
   const uint32_t memos = memo_generation.load(std::memory_order_acquire);
@@ -451,9 +500,16 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
       return static_cast<int>(count);
     }
     uint64_t cfa;
-    if (entry->rule.kind != RuleKind::kFrame || !step(entry->rule, sp, fp, cfa)) {
+    if (entry->rule.kind != RuleKind::kFrame) {
       if (remembering) previous->count = 0;
       return -1;
+    }
+    if (!step(entry->rule, sp, high, fp, cfa)) {
+      // The frame's rule leads off the thread's stack: its frame pointer was clobbered (code
+      // using rbp as a general register without saying so), or the stack is corrupt. The stack
+      // ends here: an unwinder that followed it further would fault (libunwind does).
+      if (remembering) previous->count = 0;
+      return static_cast<int>(count);
     }
     ip = load_word(cfa - 8);
     sp = cfa;
@@ -496,6 +552,13 @@ HEAPSCOPE_HOT int fast_backtrace_from(uint64_t return_address, uint64_t stack_po
 }
 
 void forget_walk_memos() noexcept { memo_generation.fetch_add(1, std::memory_order_acq_rel); }
+
+void set_thread_stack(uint64_t low, uint64_t high) noexcept {
+  ThreadWalker* walker = thread_state.walker != nullptr ? thread_state.walker : map_walker(0);
+  if (walker == nullptr) return;
+  walker->stack_low = low;
+  walker->stack_high = high;
+}
 
 void release_thread_walks() noexcept {
   ThreadState& state = thread_state;

@@ -40,6 +40,11 @@ int fast_backtrace_from(uint64_t return_address, uint64_t stack_pointer, uint64_
 // (a fork child starts its stack ids afresh). Frames stay remembered.
 void forget_walk_memos() noexcept;
 
+// The calling thread's stack is [low, high) (pthread_create's trampoline knows it): walks read
+// nothing outside it. Threads that never call this have it read from /proc/self/maps at their
+// first walk.
+void set_thread_stack(uint64_t low, uint64_t high) noexcept;
+
 // Unmaps the calling thread's caches and remembered walks (at its end); its later walks are
 // declined (-1), so its callers use libunwind.
 void release_thread_walks() noexcept;

@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include "agent.h"
+#include "fast_unwind.h"
 #include "real_alloc.h"
 #include "reentrancy_guard.h"
 #include "stack_capture.h"
@@ -34,9 +35,24 @@ void on_thread_end(void*) {
 }
 void make_end_key() { pthread_key_create(&end_key, on_thread_end); }
 
+// The stack walker reads nothing outside the thread's stack (fast_unwind.h); glibc knows it.
+void note_thread_stack() {
+  heapscope::preload::ReentrancyGuard guard;  // pthread_getattr_np allocates: the nested arena serves it
+  pthread_attr_t attributes;
+  if (pthread_getattr_np(pthread_self(), &attributes) != 0) return;
+  void* low = nullptr;
+  size_t size = 0;
+  if (pthread_attr_getstack(&attributes, &low, &size) == 0) {
+    const auto begin = reinterpret_cast<uint64_t>(low);
+    heapscope::preload::unwind::set_thread_stack(begin, begin + size);
+  }
+  pthread_attr_destroy(&attributes);
+}
+
 void* trampoline(void* raw) {
   const Start start = *static_cast<Start*>(raw);
   real::free(raw);
+  note_thread_stack();
   agent::emit_thread(heapscope::format::EventKind::kThreadStart, start.parent);
   pthread_setspecific(end_key, &end_key);  // any non-null value: the destructor runs at exit
   return start.routine(start.argument);
