@@ -65,7 +65,7 @@ void arm(void* user, size_t size, size_t front, uint32_t stack_id) noexcept {
   auto* header = reinterpret_cast<BlockHeader*>(static_cast<char*>(user) - sizeof(BlockHeader));
   header->size = size;
   header->alloc_stack_id = stack_id;
-  header->front_offset = static_cast<uint32_t>(front);
+  header->front_offset = front > UINT32_MAX ? 0 : static_cast<uint32_t>(front);  // informational only
   const uint64_t seed = canary_seed(address);
   const uint64_t front_words[2] = {canary_word(seed, 0), canary_word(seed, 1)};
   memcpy(header->front_canary, front_words, sizeof(front_words));

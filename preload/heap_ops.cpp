@@ -30,7 +30,7 @@ void* real_allocate(size_t total, size_t alignment, bool zeroed) noexcept {
 }
 
 void release_to_real(const BlockEntry& entry) noexcept {
-  real::free(reinterpret_cast<char*>(entry.address) - entry.front);
+  real::free(reinterpret_cast<char*>(entry.address) - front_bytes(entry));
 }
 
 // Releases the blocks leaving the quarantine, `address` (of `size` bytes) and any more while it
@@ -57,6 +57,12 @@ __attribute__((noinline)) void drain_quarantine(uint32_t detecting_stack, uint64
 // stays out of the flattened release() (which would otherwise inline a walker per error kind).
 HEAPSCOPE_COLD uint32_t capture_detection_stack() noexcept { return agent::capture_stack_id(); }
 
+// AllocEvent::alignment: 0 for the default; 4 GiB and more do not fit and are sent as UINT32_MAX.
+inline uint32_t event_alignment(size_t alignment) noexcept {
+  if (alignment <= block::kDefaultAlignment) return 0;
+  return alignment > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(alignment);
+}
+
 bool family_matches(Family family, Api api) noexcept {
   switch (api) {
     case Api::kDelete: return family == Family::kNew;
@@ -81,7 +87,7 @@ HEAPSCOPE_HOT inline void* allocate_in_place(size_t size, size_t alignment, Api 
   const BlockEntry entry{address, size, stack_id, 0, 0, static_cast<uint8_t>(family), BlockState::kLive, 0, 0};
   // An index that cannot grow leaves the block untracked, still the program's to use.
   if (!agent::index().insert(entry)) return block;
-  agent::emit_alloc(address, size, stack_id, alignment > block::kDefaultAlignment ? static_cast<uint32_t>(alignment) : 0,
+  agent::emit_alloc(address, size, stack_id, event_alignment(alignment),
                     api, family);
   return block;
 }
@@ -164,7 +170,7 @@ HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void* allocate(size_t size, size_t alignment, Ap
   const uint32_t stack_id = agent::capture_stack_id();
   if (agent::options().canaries) block::arm(user, size, front, stack_id);
   const BlockEntry entry{reinterpret_cast<uint64_t>(user), size, stack_id, 0,
-                         static_cast<uint32_t>(front), static_cast<uint8_t>(family),
+                         encode_front(front), static_cast<uint8_t>(family),
                          BlockState::kLive, 0, 0};
   if (!agent::index().insert(entry)) {
     // The index could not grow (out of memory): hand back nothing rather than a block we could
@@ -173,7 +179,7 @@ HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void* allocate(size_t size, size_t alignment, Ap
     return nullptr;
   }
   agent::emit_alloc(entry.address, size, stack_id,
-                    alignment > block::kDefaultAlignment ? static_cast<uint32_t>(alignment) : 0,
+                    event_alignment(alignment),
                     api, family);
   return user;
 }

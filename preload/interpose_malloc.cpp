@@ -33,13 +33,25 @@ HEAPSCOPE_HOT __attribute__((always_inline)) inline void* tracked_allocate(size_
   return routed_allocate(size, alignment, api, Family::kMalloc, zeroed);
 }
 
-// memalign and aligned_alloc in glibc 2.36 round a non-power-of-two alignment up.
+// memalign and aligned_alloc in glibc 2.36 round a non-power-of-two alignment up, and refuse
+// (EINVAL) one above 2^63, which no power of two reaches (malloc.c, _mid_memalign).
+constexpr size_t kAlignmentRefused = 0;
 size_t normalized_alignment(size_t alignment) {
   if (alignment <= 16) return 16;
+  if (alignment > SIZE_MAX / 2 + 1) return kAlignmentRefused;
   if (is_power_of_two(alignment)) return alignment;
   size_t power = 32;
-  while (power < alignment && power != 0) power <<= 1;
+  while (power < alignment) power <<= 1;
   return power;
+}
+
+void* aligned_allocate(size_t alignment, size_t size, Api api) {
+  const size_t normalized = normalized_alignment(alignment);
+  if (normalized == kAlignmentRefused) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return tracked_allocate(size, normalized, api, false);
 }
 
 }  // namespace
@@ -95,11 +107,11 @@ HEAPSCOPE_EXPORT void* reallocarray(void* pointer, size_t count, size_t size) no
 }
 
 HEAPSCOPE_EXPORT void* memalign(size_t alignment, size_t size) noexcept {
-  return tracked_allocate(size, normalized_alignment(alignment), Api::kMemalign, false);
+  return aligned_allocate(alignment, size, Api::kMemalign);
 }
 
 HEAPSCOPE_EXPORT void* aligned_alloc(size_t alignment, size_t size) noexcept {
-  return tracked_allocate(size, normalized_alignment(alignment), Api::kAlignedAlloc, false);
+  return aligned_allocate(alignment, size, Api::kAlignedAlloc);
 }
 
 HEAPSCOPE_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) noexcept {
