@@ -13,7 +13,11 @@ namespace {
 constexpr size_t kMinShift = 5;                   // 32-byte blocks
 constexpr size_t kMaxShift = 20;                  // 1 MiB blocks
 constexpr size_t kClasses = kMaxShift - kMinShift + 1;
-constexpr size_t kReserve = size_t{1} << 32;      // 4 GiB of address space, reserved lazily
+// Address space is mapped a segment at a time, as nested calls need it: reserving all of it at
+// once failed under `ulimit -v` (RLIMIT_AS counts reserved space), and then every allocation
+// in a signal handler returned NULL. Segments are never unmapped.
+constexpr size_t kSegmentBytes = size_t{64} << 20;
+constexpr size_t kMaxSegments = 64;                // 4 GiB in all
 constexpr uint64_t kPointerMask = (uint64_t{1} << 48) - 1;
 
 // Sits right before the user pointer. `offset` leads back to the block start.
@@ -24,24 +28,22 @@ struct Header {
 };
 static_assert(sizeof(Header) == 16);
 
-std::atomic<uintptr_t> range_start{0};
-std::atomic<uintptr_t> bump{0};
+std::atomic<uintptr_t> segments[kMaxSegments];       // start of each, 0 until mapped
+std::atomic<uintptr_t> segment_used[kMaxSegments];   // bytes carved from each
+std::atomic<size_t> segment_count{0};                // segments [0, count) are mapped
 std::atomic<uint64_t> free_heads[kClasses];  // tag:16 | pointer:48
 
-uintptr_t reserve_range() noexcept {
-  uintptr_t start = range_start.load(std::memory_order_acquire);
-  if (start != 0) return start;
-  void* range = mmap(nullptr, kReserve, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (range == MAP_FAILED) return 0;
+// Maps segment `count` unless another thread did. False when no segment can be added.
+bool add_segment(size_t count) noexcept {
+  if (count >= kMaxSegments) return false;
+  void* mapped = mmap(nullptr, kSegmentBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mapped == MAP_FAILED) return segment_count.load(std::memory_order_acquire) != count;  // someone else's may be there
   uintptr_t expected = 0;
-  if (!range_start.compare_exchange_strong(expected, reinterpret_cast<uintptr_t>(range),
-                                           std::memory_order_acq_rel)) {
-    munmap(range, kReserve);  // another thread won the race
-    return expected;
-  }
-  bump.store(reinterpret_cast<uintptr_t>(range), std::memory_order_release);
-  return reinterpret_cast<uintptr_t>(range);
+  if (!segments[count].compare_exchange_strong(expected, reinterpret_cast<uintptr_t>(mapped), std::memory_order_acq_rel))
+    munmap(mapped, kSegmentBytes);  // another thread won the race
+  size_t current = count;
+  segment_count.compare_exchange_strong(current, count + 1, std::memory_order_acq_rel);
+  return true;
 }
 
 void* pop(size_t index) noexcept {
@@ -50,7 +52,7 @@ void* pop(size_t index) noexcept {
     const uintptr_t block = head & kPointerMask;
     if (block == 0) return nullptr;
     // The block may be popped and reused concurrently; reading its link is still safe (the
-    // range is never unmapped) and the tag makes a stale CAS fail.
+    // segments are never unmapped) and the tag makes a stale CAS fail.
     const uint64_t next = *reinterpret_cast<const uint64_t*>(block);
     const uint64_t tagged = ((head >> 48) + 1) << 48 | (next & kPointerMask);
     if (free_heads[index].compare_exchange_weak(head, tagged, std::memory_order_acq_rel))
@@ -68,15 +70,21 @@ void push(size_t index, void* block) noexcept {
 }
 
 void* carve(size_t shift) noexcept {
-  const uintptr_t start = reserve_range();
-  if (start == 0) return nullptr;
   const uintptr_t block_bytes = uintptr_t{1} << shift;
-  uintptr_t current = bump.load(std::memory_order_relaxed);
   for (;;) {
-    const uintptr_t aligned = (current + block_bytes - 1) & ~(block_bytes - 1);
-    if (aligned + block_bytes > start + kReserve) return nullptr;
-    if (bump.compare_exchange_weak(current, aligned + block_bytes, std::memory_order_relaxed))
-      return reinterpret_cast<void*>(aligned);
+    const size_t count = segment_count.load(std::memory_order_acquire);
+    if (count > 0) {
+      const size_t index = count - 1;
+      const uintptr_t start = segments[index].load(std::memory_order_acquire);
+      uintptr_t used = segment_used[index].load(std::memory_order_relaxed);
+      for (;;) {
+        const uintptr_t offset = ((start + used + block_bytes - 1) & ~(block_bytes - 1)) - start;
+        if (offset + block_bytes > kSegmentBytes) break;  // full: the next segment
+        if (segment_used[index].compare_exchange_weak(used, offset + block_bytes, std::memory_order_relaxed))
+          return reinterpret_cast<void*>(start + offset);
+      }
+    }
+    if (!add_segment(count)) return nullptr;
   }
 }
 
@@ -87,9 +95,16 @@ const Header* header_of(const void* pointer) noexcept {
 }  // namespace
 
 bool owns(const void* pointer) noexcept {
-  const uintptr_t start = range_start.load(std::memory_order_acquire);
+  // On every free: the first segment (usually the only one) in one comparison.
   const auto address = reinterpret_cast<uintptr_t>(pointer);
-  return start != 0 && address >= start && address < start + kReserve;
+  const uintptr_t first = segments[0].load(std::memory_order_acquire);
+  if (first != 0 && address - first < kSegmentBytes) return true;
+  const size_t count = segment_count.load(std::memory_order_acquire);
+  for (size_t i = 1; i < count; ++i) {
+    const uintptr_t start = segments[i].load(std::memory_order_acquire);
+    if (start != 0 && address - start < kSegmentBytes) return true;
+  }
+  return false;
 }
 
 void* allocate(size_t size, size_t alignment, bool zeroed) noexcept {

@@ -4,10 +4,11 @@
 // reentrant (in a single-threaded process it takes no lock at all, so a nested call corrupts
 // its heap).
 //
-// Lock-free and async-signal-safe: power-of-two size classes carved from one reserved range
-// (MAP_NORESERVE), each class with a Treiber free list whose head carries an ABA tag in its top
-// 16 bits. Nested callers allocate little; a request above 1 MiB fails (ENOMEM). A pointer is
-// ours if it lies in the reserved range -- a range check, never a read before proof.
+// Lock-free and async-signal-safe: power-of-two size classes carved from 64 MiB segments
+// mapped as needed (MAP_NORESERVE, up to 4 GiB), each class with a Treiber free list whose head
+// carries an ABA tag in its top 16 bits. Nested callers allocate little; a request above 1 MiB
+// fails (ENOMEM). A pointer is ours if it lies in a segment -- range checks, never a read
+// before proof.
 #pragma once
 #include <cstddef>
 #include <cstdint>
