@@ -61,6 +61,7 @@ RunOutput run_process(const std::vector<std::string>& argv, const std::vector<st
   const std::string err_path = dir + "/err";
   const pid_t child = fork();
   if (child == 0) {
+    setpgid(0, 0);  // its own group: a timeout kills everything it started
     const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     const int null_in = open("/dev/null", O_RDONLY);
@@ -74,7 +75,7 @@ RunOutput run_process(const std::vector<std::string>& argv, const std::vector<st
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (waitpid(child, &status, WNOHANG) == 0) {
     if (std::chrono::steady_clock::now() > deadline) {
-      kill(child, SIGKILL);
+      kill(-child, SIGKILL);
       waitpid(child, &status, 0);
       throw std::runtime_error("timed out: " + argv[0]);
     }
@@ -102,14 +103,14 @@ std::string heapscope_binary() { return HEAPSCOPE_BIN; }
 std::string program(const std::string& name) { return std::string(E2E_PROGRAMS_DIR) + "/" + name; }
 
 RunOutput run_heapscope(const std::vector<std::string>& options, const std::vector<std::string>& command,
-                        const std::vector<std::string>& environment) {
+                        const std::vector<std::string>& environment, std::chrono::seconds timeout) {
   const std::string dir = temp_directory();
   const std::string json_path = dir + "/report.json";
   std::vector<std::string> argv = {heapscope_binary(), "run", "--json", json_path};
   argv.insert(argv.end(), options.begin(), options.end());
   argv.push_back("--");
   argv.insert(argv.end(), command.begin(), command.end());
-  RunOutput output = run_process(argv, environment);
+  RunOutput output = run_process(argv, environment, timeout);
   const std::string json_text = read_file(json_path);
   if (!json_text.empty()) output.report = nlohmann::json::parse(json_text);
   std::filesystem::remove_all(dir);
@@ -129,7 +130,9 @@ RunOutput run_attach(const std::vector<std::string>& options, int pid) {
   return output;
 }
 
-RunOutput run_native(const std::vector<std::string>& command) { return run_process(command, {}); }
+RunOutput run_native(const std::vector<std::string>& command, std::chrono::seconds timeout) {
+  return run_process(command, {}, timeout);
+}
 
 int line_of(const std::string& source, const std::string& marker) {
   std::ifstream in(std::string(E2E_PROGRAMS_SOURCE_DIR) + "/" + source);

@@ -1,6 +1,7 @@
 // Helpers for end-to-end tests: run real programs under `heapscope run`, capture their output
 // and exit status, and load the JSON report. Paths come from CMake as compile definitions.
 #pragma once
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -15,9 +16,12 @@ struct RunOutput {
   nlohmann::json report;    // parsed --json output (null if none was written)
 };
 
-// Runs `heapscope run [options] --json F -- command...` with extra environment entries.
+// Runs `heapscope run [options] --json F -- command...` with extra environment entries. Past
+// `timeout` the whole run (heapscope, the program, its children) is killed and the test fails
+// with "timed out": a hang costs a test its timeout, not the suite ctest's.
 RunOutput run_heapscope(const std::vector<std::string>& options, const std::vector<std::string>& command,
-                        const std::vector<std::string>& environment = {});
+                        const std::vector<std::string>& environment = {},
+                        std::chrono::seconds timeout = std::chrono::seconds(300));
 
 // In a forked child: executes argv (PATH searched), or exits 127.
 [[noreturn]] void exec_or_exit(const std::vector<std::string>& argv);
@@ -26,7 +30,8 @@ RunOutput run_heapscope(const std::vector<std::string>& options, const std::vect
 RunOutput run_attach(const std::vector<std::string>& options, int pid);
 
 // Runs a command directly (no heapscope) for comparison.
-RunOutput run_native(const std::vector<std::string>& command);
+RunOutput run_native(const std::vector<std::string>& command,
+                     std::chrono::seconds timeout = std::chrono::seconds(300));
 
 std::string program(const std::string& name);  // path of a tests/e2e/programs binary
 std::string heapscope_binary();
