@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -44,6 +45,43 @@ std::string ring_base_directory() {
   return temporary != nullptr && *temporary != '\0' ? temporary : "/tmp";
 }
 
+// Session directories made by `heapscope run` and `attach` are named after heapscope's pid, so
+// that the next heapscope can tell the ones whose heapscope was killed (SIGKILL, a CI timeout):
+// their ring files would otherwise stay in RAM (/dev/shm) until reboot.
+constexpr std::string_view kSessionPrefix = "heapscope.run-";
+
+void remove_directory_and_files(const std::string& path) {
+  if (DIR* dir = opendir(path.c_str())) {
+    while (dirent* entry = readdir(dir)) {
+      if (entry->d_name[0] != '.') unlink(fmt::format("{}/{}", path, entry->d_name).c_str());
+    }
+    closedir(dir);
+  }
+  rmdir(path.c_str());
+}
+
+// Removes our user's session directories whose heapscope no longer exists. A pid taken again
+// by another process only keeps a directory a little longer.
+void remove_abandoned_sessions(const std::string& base) {
+  DIR* dir = opendir(base.c_str());
+  if (dir == nullptr) return;
+  while (dirent* entry = readdir(dir)) {
+    const std::string_view name = entry->d_name;
+    if (!name.starts_with(kSessionPrefix)) continue;
+    const std::string_view rest = name.substr(kSessionPrefix.size());
+    pid_t owner = 0;
+    size_t digits = 0;
+    for (; digits < rest.size() && rest[digits] >= '0' && rest[digits] <= '9'; ++digits) owner = owner * 10 + (rest[digits] - '0');
+    if (digits == 0 || digits >= rest.size() || rest[digits] != '.' || owner == getpid()) continue;
+    if (kill(owner, 0) == 0 || errno != ESRCH) continue;
+    const std::string path = fmt::format("{}/{}", base, name);
+    struct stat status {};
+    if (lstat(path.c_str(), &status) != 0 || !S_ISDIR(status.st_mode) || status.st_uid != getuid()) continue;
+    remove_directory_and_files(path);
+  }
+  closedir(dir);
+}
+
 // A private directory for the rings: mkdtemp creates it 0700, so other users can neither read
 // the events nor plant files in it.
 class SessionDirectory {
@@ -51,26 +89,63 @@ class SessionDirectory {
   // Adopts a directory made by someone else (the agent, preloaded alone): removed at the end.
   explicit SessionDirectory(std::string path) : path_(std::move(path)) {}
   SessionDirectory() {
-    std::string pattern = fmt::format("{}/heapscope.XXXXXX", ring_base_directory());
+    const std::string base = ring_base_directory();
+    remove_abandoned_sessions(base);
+    std::string pattern = fmt::format("{}/{}{}.XXXXXX", base, kSessionPrefix, getpid());
     if (mkdtemp(pattern.data()) == nullptr)
       throw IoError(fmt::format("cannot create a session directory {}: {}", pattern, strerror(errno)));
     path_ = pattern;
   }
-  ~SessionDirectory() {
-    if (DIR* dir = opendir(path_.c_str())) {
-      while (dirent* entry = readdir(dir)) {
-        if (entry->d_name[0] != '.') unlink(fmt::format("{}/{}", path_, entry->d_name).c_str());
-      }
-      closedir(dir);
-    }
-    rmdir(path_.c_str());
-  }
+  ~SessionDirectory() { remove_directory_and_files(path_); }
   SessionDirectory(const SessionDirectory&) = delete;
   SessionDirectory& operator=(const SessionDirectory&) = delete;
   const std::string& path() const { return path_; }
 
  private:
   std::string path_;
+};
+
+// SIGTERM and SIGHUP sent to `heapscope run` (a CI timeout, a closed terminal, a supervisor)
+// go to the program, and heapscope goes on collecting until it ends: the report of what it
+// did up to then is written as usual, and heapscope's status is the program's. Killed by
+// default, heapscope would have lost everything recorded and left its session behind.
+volatile sig_atomic_t forward_target = 0;   // the launched program, once it exists
+volatile sig_atomic_t forward_pending = 0;  // a signal that came before it did
+void forward_termination(int signal_number) {
+  const int saved_errno = errno;
+  if (forward_target > 0) {
+    kill(forward_target, signal_number);
+  } else {
+    forward_pending = signal_number;
+  }
+  errno = saved_errno;
+}
+
+class ForwardTermination {
+ public:
+  ForwardTermination() {
+    forward_target = 0;
+    forward_pending = 0;
+    struct sigaction forward {};
+    forward.sa_handler = forward_termination;
+    forward.sa_flags = SA_RESTART;
+    sigemptyset(&forward.sa_mask);
+    for (size_t i = 0; i < 2; ++i) sigaction(kSignals[i], &forward, &saved_[i]);
+  }
+  ~ForwardTermination() {
+    for (size_t i = 0; i < 2; ++i) sigaction(kSignals[i], &saved_[i], nullptr);
+    forward_target = 0;
+  }
+  ForwardTermination(const ForwardTermination&) = delete;
+  ForwardTermination& operator=(const ForwardTermination&) = delete;
+  void launched(pid_t program) {
+    forward_target = program;
+    if (forward_pending != 0) kill(program, forward_pending);
+  }
+
+ private:
+  static constexpr int kSignals[2] = {SIGTERM, SIGHUP};
+  struct sigaction saved_[2] {};
 };
 
 // Ignores SIGINT/SIGQUIT while the program runs (the terminal sends them to the program too),
@@ -554,10 +629,12 @@ CollectResult run_and_collect(const CollectOptions& options) {
   if (options.command.empty()) throw UsageError("no program given to run");
   SessionDirectory session;
   IgnoreInterrupts interrupts;
+  ForwardTermination terminations;
   prepare_output_dir(options.output_dir);
   CollectResult result;
   Collector collector(session.path(), options.output_dir, result);
   const pid_t child = launch(options, session.path(), interrupts);
+  terminations.launched(child);
   result.launched_pid = child;
   collect_until_done(collector, child, options.grace);
   // The launched image that ran to the end carries the wait status.

@@ -1019,6 +1019,77 @@ TEST(TraceE2E, KilledCollectorLeavesTheProgramRunningAndAPartialTrace) {
   EXPECT_EQ(ring_bytes, 0u) << "ring files left in " << tmp;
 }
 
+// issue 15 #21: a killed heapscope left its session directory (and ring files) in /dev/shm.
+// SIGTERM now goes to the program and the report is still written; after SIGKILL, the next
+// heapscope removes the directory of the one that died.
+TEST(RunCommandE2E, SigtermGoesToTheProgramAndTheReportIsStillWritten) {
+  std::string dir = testing::TempDir() + "/heapscope-term-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string rings = dir + "/rings";
+  std::filesystem::create_directories(rings);
+  const std::string json_path = dir + "/report.json";
+  const std::string script = program("leak_shapes") + "; exec sleep 60";
+  const auto started = std::chrono::steady_clock::now();
+  const pid_t heapscope = fork();
+  if (heapscope == 0) {
+    setenv("HEAPSCOPE_RING_DIR", rings.c_str(), 1);
+    const int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(heapscope_binary().c_str(), "heapscope", "run", "--json", json_path.c_str(), "--", "sh", "-c",
+          script.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  kill(heapscope, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(waitpid(heapscope, &status, 0), heapscope);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30)) << "sleep was not terminated";
+  ASSERT_TRUE(WIFEXITED(status)) << "heapscope itself was killed";
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);  // the program's status: killed by SIGTERM
+  std::ifstream in(json_path);
+  ASSERT_TRUE(in.good()) << "no report written";
+  const json report = json::parse(in);
+  bool leaks_seen = false;
+  bool launched_seen = false;
+  for (const json& process : report["processes"]) {
+    if (process["launched"] == true) {
+      launched_seen = true;
+      EXPECT_EQ(process["exit"]["signal"], SIGTERM) << process["exit"].dump();
+    }
+    if (!leaks_from(process, "/leak_shapes").empty()) leaks_seen = true;
+  }
+  EXPECT_TRUE(launched_seen) << report.dump(1).substr(0, 2000);
+  EXPECT_TRUE(leaks_seen) << report.dump(1).substr(0, 2000);
+  EXPECT_TRUE(std::filesystem::is_empty(rings)) << "session directory left in " << rings;
+}
+
+TEST(RunCommandE2E, TheNextHeapscopeRemovesTheSessionOfAKilledOne) {
+  std::string dir = testing::TempDir() + "/heapscope-stale-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string rings = dir + "/rings";
+  std::filesystem::create_directories(rings);
+  const pid_t heapscope = fork();
+  if (heapscope == 0) {
+    setpgid(0, 0);
+    setenv("HEAPSCOPE_RING_DIR", rings.c_str(), 1);
+    const int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(heapscope_binary().c_str(), "heapscope", "run", "--", "sleep", "60", (char*)nullptr);
+    _exit(127);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  kill(-heapscope, SIGKILL);  // heapscope and the program, as a CI timeout does
+  waitpid(heapscope, nullptr, 0);
+  size_t left = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(rings)) left += entry.is_directory() ? 1 : 0;
+  ASSERT_EQ(left, 1u) << "the killed heapscope's session directory should be there to be found";
+  const RunOutput next = run_heapscope({}, {"true"}, {"HEAPSCOPE_RING_DIR=" + rings});
+  ASSERT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_TRUE(std::filesystem::is_empty(rings)) << "the dead heapscope's session was not removed";
+}
+
 TEST(StressE2E, TenMillionCallsOnFourThreadsGiveExactCounts) {
   const RunOutput run = run_heapscope({}, {program("exact_counts"), "10000000"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
