@@ -183,8 +183,12 @@ void after_fork_child() noexcept {
   start_child_recording();
 }
 
+// A vfork child that calls exit() runs this in its parent's memory: nothing of it is the
+// parent's, so every exit path below asks whether this process owns the ring.
+bool is_ring_owner_now() noexcept;
+
 void on_program_exit(int status, void*) noexcept {
-  if (state.load(std::memory_order_acquire) != State::kReady) return;
+  if (state.load(std::memory_order_acquire) != State::kReady || !is_ring_owner_now()) return;
   auto* header = the_agent().ring.reserve(sizeof(format::ExitEvent));
   if (header == nullptr) return;
   auto* record = reinterpret_cast<format::ExitEvent*>(header);
@@ -212,7 +216,7 @@ SigactionFn real_sigaction = nullptr;  // looked up at init: never dlsym in a ha
 // is skipped where the signal interrupted the agent itself (its locks may be held below us).
 void on_fatal_signal(int signal_number, siginfo_t*, void* context) noexcept {
   watched_signals.fetch_and(~(uint64_t{1} << (signal_number - 1)), std::memory_order_acq_rel);
-  auto* header = the_agent().ring.reserve(sizeof(format::FatalSignalEvent));
+  auto* header = is_ring_owner_now() ? the_agent().ring.reserve(sizeof(format::FatalSignalEvent)) : nullptr;
   if (header != nullptr) {
     auto* record = reinterpret_cast<format::FatalSignalEvent*>(header);
     record->signal = signal_number;
@@ -449,7 +453,7 @@ void finish_image(const void* caller_frame, const ucontext_t* caller_state) noex
 // Runs from _dl_fini, after the program's atexit handlers and static destructors: the last
 // chance to sweep for damage the program did not trigger through a call of its own.
 __attribute__((destructor)) void finish_recording() {
-  if (state.load(std::memory_order_acquire) != State::kReady || ReentrancyGuard::active()) return;
+  if (state.load(std::memory_order_acquire) != State::kReady || ReentrancyGuard::active() || !is_ring_owner_now()) return;
   if (kAttachBuild) {
     // The process is ending while attached: its session ends here.
     attach_session::end_at_exit(__builtin_frame_address(0));
@@ -603,7 +607,18 @@ void emit_exec(const char* path) noexcept {
   RingWriter::commit(header, format::EventKind::kExec);
 }
 
-void note_exit_point(const void* frame_top, const ucontext_t& registers) noexcept {
+// A vfork child that calls exit() runs its parent's exit handlers and library destructors in
+// the parent's memory, and glibc marks them done there (and refuses new ones): the parent's own
+// exit then runs none of them, ours included, and its leaks would stay unclassified. The child
+// leaves this mark (its frames are not the parent's either); the parent, at its own exit, then
+// finishes here, which is as late as anything of its own would run.
+std::atomic<bool> exit_handlers_taken{false};
+
+void note_exit_point(const void* frame_top, const ucontext_t& registers, int status) noexcept {
+  if (!is_ring_owner()) {
+    exit_handlers_taken.store(true, std::memory_order_release);
+    return;
+  }
   // The first thread to get here ends the process; another one racing it waits in exit()'s
   // lock, so it must not overwrite the first's frame.
   uint32_t none = 0;
@@ -611,6 +626,11 @@ void note_exit_point(const void* frame_top, const ucontext_t& registers) noexcep
   exit_point.frame_top = frame_top;
   exit_point.registers = registers;
   exit_point.thread_id.store(sys::thread_id(), std::memory_order_release);
+  if (exit_handlers_taken.load(std::memory_order_acquire) && !kAttachBuild &&
+      state.load(std::memory_order_acquire) == State::kReady && !ReentrancyGuard::active()) {
+    on_program_exit(status, nullptr);
+    finish_image(frame_top, &exit_point.registers);
+  }
 }
 
 void modules_changed() noexcept {

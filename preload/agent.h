@@ -58,9 +58,10 @@ void emit_exec(const char* path) noexcept;
 void modules_changed() noexcept;
 // kThreadStart or kThreadExit for the calling thread.
 void emit_thread(format::EventKind kind, uint32_t parent_thread_id) noexcept;
-// The calling thread is about to end the process: the program's frames lie at `frame_top` and
-// above, and `registers` are its registers there. The exit leak scan starts there.
-void note_exit_point(const void* frame_top, const ucontext_t& registers) noexcept;
+// The calling thread is about to end the process with `status`: the program's frames lie at
+// `frame_top` and above, and `registers` are its registers there. The exit leak scan starts
+// there. After a vfork child's exit() consumed this process's exit handlers, it finishes here.
+void note_exit_point(const void* frame_top, const ucontext_t& registers, int status) noexcept;
 void emit_exec_failed() noexcept;
 // The process is about to end by _exit() or _Exit(), which run no exit handler and no
 // destructor: records the status and runs what the destructor would (the final sweeps, the exit

@@ -27,7 +27,7 @@ int main_then_mark(int argc, char** argv, char** envp) {
   const int result = program_main(argc, argv, envp);
   ucontext_t registers;
   getcontext(&registers);
-  agent::note_exit_point(heapscope::preload::program_frames_from(__builtin_frame_address(0)), registers);
+  agent::note_exit_point(heapscope::preload::program_frames_from(__builtin_frame_address(0)), registers, result);
   return result;
 }
 
@@ -38,7 +38,7 @@ extern "C" {
 HEAPSCOPE_EXPORT __attribute__((noreturn)) void exit(int status) {
   ucontext_t registers;
   getcontext(&registers);  // first: the caller's callee-saved registers, untouched
-  agent::note_exit_point(heapscope::preload::program_frames_from(__builtin_frame_address(0)), registers);
+  agent::note_exit_point(heapscope::preload::program_frames_from(__builtin_frame_address(0)), registers, status);
   static const auto real = reinterpret_cast<ExitFn>(dlsym(RTLD_NEXT, "exit"));
   real(status);
   __builtin_unreachable();

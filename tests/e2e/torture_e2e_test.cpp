@@ -91,5 +91,21 @@ TEST(TortureE2E, ABlockBehindAGuardPageIsStillReachable) {
   EXPECT_TRUE(found) << process["leaks"].dump(1);
 }
 
+// issue 15 #18: the vfork child's exit() ran the agent's exit sweep in the parent's memory,
+// which then skipped its own: the parent's leak came out unclassified.
+TEST(TortureE2E, AVforkChildsExitLeavesTheParentsExitScanToIt) {
+  const RunOutput run = run_heapscope({}, command_for("vfork-exit"), {}, seconds(60));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "vforked\n");
+  const json& process = run.report["processes"][0];
+  EXPECT_EQ(process["exit"]["code"], 0);
+  EXPECT_EQ(process["leak_scan"]["classified"], true) << process["leak_scan"].dump(1);
+  const auto records = leaks_from(process, "/torture");
+  ASSERT_EQ(records.size(), 1u) << process["leaks"].dump(1);
+  EXPECT_EQ(records[0]["kind"], "definite");
+  EXPECT_EQ(records[0]["bytes"], 4242);
+  EXPECT_NE(find_frame(records[0]["stack"], "lose_a_block"), nullptr);
+}
+
 }  // namespace
 }  // namespace heapscope::test
