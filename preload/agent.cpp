@@ -614,6 +614,10 @@ void emit_exec(const char* path) noexcept {
 // finishes here, which is as late as anything of its own would run.
 std::atomic<bool> exit_handlers_taken{false};
 
+void fork_prepare() noexcept { before_fork(); }
+void fork_parent() noexcept { after_fork_parent(); }
+void fork_child() noexcept { after_fork_child(); }
+
 void note_exit_point(const void* frame_top, const ucontext_t& registers, int status) noexcept {
   if (!is_ring_owner()) {
     exit_handlers_taken.store(true, std::memory_order_release);

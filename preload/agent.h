@@ -63,6 +63,12 @@ void emit_thread(format::EventKind kind, uint32_t parent_thread_id) noexcept;
 // there. After a vfork child's exit() consumed this process's exit handlers, it finishes here.
 void note_exit_point(const void* frame_top, const ucontext_t& registers, int status) noexcept;
 void emit_exec_failed() noexcept;
+// The atfork handlers, for the ways to make a process that run none: _Fork() and clone()
+// without CLONE_VM (interpose_fork.cpp). Without them the child would record into this
+// process's ring.
+void fork_prepare() noexcept;
+void fork_parent() noexcept;
+void fork_child() noexcept;
 // The process is about to end by _exit() or _Exit(), which run no exit handler and no
 // destructor: records the status and runs what the destructor would (the final sweeps, the exit
 // leak scan) from the caller's frame. Does nothing in a vfork child, from a signal handler that

@@ -107,5 +107,31 @@ TEST(TortureE2E, AVforkChildsExitLeavesTheParentsExitScanToIt) {
   EXPECT_NE(find_frame(records[0]["stack"], "lose_a_block"), nullptr);
 }
 
+// issue 15 #15: a child made by clone() without CLONE_VM or by _Fork() ran no atfork handler
+// and recorded into its parent's ring: the parent's report gained its blocks and lost its own.
+TEST(TortureE2E, ChildrenOfCloneAndForkWithoutHandlersAreTheirOwnProcesses) {
+  const RunOutput run = run_heapscope({}, command_for("fork-without-handlers"), {}, seconds(60));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "cloned and _Forked\n");
+  const json& processes = run.report["processes"];
+  ASSERT_EQ(processes.size(), 3u) << run.err;
+  size_t children = 0;
+  for (const json& process : processes) {
+    const auto records = leaks_from(process, "/torture");
+    ASSERT_EQ(records.size(), 1u) << process["leaks"].dump(1);
+    if (process["launched"] == true) {
+      EXPECT_EQ(records[0]["bytes"], 555);
+      EXPECT_EQ(records[0]["kind"], "reachable");
+      EXPECT_EQ(process["summary"]["allocations"], 3) << process["summary"].dump(1);  // 555, 10, stdout's buffer
+    } else {
+      ++children;
+      EXPECT_EQ(records[0]["bytes"], 777);
+      EXPECT_EQ(records[0]["kind"], "definite");
+      EXPECT_NE(find_frame(records[0]["stack"], "lose_in_child"), nullptr) << records[0].dump(1);
+    }
+  }
+  EXPECT_EQ(children, 2u);
+}
+
 }  // namespace
 }  // namespace heapscope::test

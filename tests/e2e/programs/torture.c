@@ -299,6 +299,40 @@ static int vfork_exit(void) {
   return 0;
 }
 
+/* --- fork-without-handlers: clone() without CLONE_VM and _Fork() make processes without
+ * running atfork handlers. Each child loses 777 bytes and ends with _exit; the parent keeps
+ * 555 bytes in a global. */
+static void* kept_by_parent;
+static void* lost_in_child;
+
+static __attribute__((noinline)) void lose_in_child(void) {
+  lost_in_child = malloc(777);
+  lost_in_child = NULL;
+}
+
+static int cloned_child(void* unused) {
+  (void)unused;
+  lose_in_child();
+  _exit(0);
+}
+
+static int fork_without_handlers(void) {
+  kept_by_parent = malloc(555);
+  static char child_stack[256 * 1024] __attribute__((aligned(16)));
+  pid_t child = clone(cloned_child, child_stack + sizeof child_stack, SIGCHLD, NULL);
+  int status = 0;
+  if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status)) return fail("clone");
+  child = _Fork();
+  if (child == 0) {
+    lose_in_child();
+    _exit(0);
+  }
+  if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status)) return fail("_Fork");
+  free(malloc(10));  /* the parent still records into its own ring */
+  puts("cloned and _Forked");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return fail("usage: torture MODE");
   const char* mode = argv[1];
@@ -312,5 +346,6 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "dlopen-dlclose") == 0 && argc > 2) return dlopen_dlclose(argv[2]);
   if (strcmp(mode, "signal-under-ulimit") == 0) return signal_under_ulimit();
   if (strcmp(mode, "vfork-exit") == 0) return vfork_exit();
+  if (strcmp(mode, "fork-without-handlers") == 0) return fork_without_handlers();
   return fail("unknown mode");
 }
