@@ -197,7 +197,7 @@ void on_program_exit(int status, void*) noexcept {
   RingWriter::commit(header, format::EventKind::kExit);
 }
 
-void finish_image(const void* caller_frame, const ucontext_t* caller_state) noexcept;
+void finish_image(const void* caller_frame, const ucontext_t* caller_state, bool interrupted = false) noexcept;
 // Not a vfork child sharing our memory (getpid() is a system call: glibc caches no pid since 2.25).
 bool is_ring_owner_now() noexcept { return getpid() == agent_instance.ring_pid; }
 
@@ -224,7 +224,8 @@ void on_fatal_signal(int signal_number, siginfo_t*, void* context) noexcept {
     RingWriter::commit(header, format::EventKind::kFatalSignal);
   }
   if (!ReentrancyGuard::active() && is_ring_owner_now() && the_agent().ring.is_open())
-    finish_image(program_frames_from(__builtin_frame_address(0)), static_cast<const ucontext_t*>(context));
+    finish_image(program_frames_from(__builtin_frame_address(0)), static_cast<const ucontext_t*>(context),
+                 /*interrupted=*/true);
   struct sigaction fallback {};
   fallback.sa_handler = SIG_DFL;
   real_sigaction(signal_number, &fallback, nullptr);
@@ -408,7 +409,7 @@ __attribute__((constructor)) void start_at_load() {
 // exit() or returned from main on this thread, interpose_exit.cpp marked a better place.
 std::atomic<bool> image_finished{false};
 
-void finish_image(const void* caller_frame, const ucontext_t* caller_state) noexcept {
+void finish_image(const void* caller_frame, const ucontext_t* caller_state, bool interrupted) noexcept {
   if (image_finished.exchange(true, std::memory_order_acq_rel)) return;
   ReentrancyGuard guard;
   Agent& a = the_agent();
@@ -423,7 +424,7 @@ void finish_image(const void* caller_frame, const ucontext_t* caller_state) noex
     if (exit_point.thread_id.load(std::memory_order_acquire) == sys::thread_id()) {
       scan = run_leak_scan({format::kScanAtExit, exit_point.frame_top, &exit_point.registers});
     } else {
-      scan = run_leak_scan({format::kScanAtExit, caller_frame, caller_state});
+      scan = run_leak_scan({format::kScanAtExit, caller_frame, caller_state, interrupted});
     }
   } else {
     format::LeakScanEndEvent disabled{};

@@ -4,6 +4,7 @@
 #include "build_mode.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -239,6 +240,23 @@ void scan_outside_blocks(RootReader& reader, uint64_t begin, uint64_t end, bool 
 }
 
 constinit uint32_t scans_run = 0;
+// The agent's own writable data (.data, .bss): never a root. It holds copies of what the
+// program passed it (the registers at exit, with the dead caller-saved ones a lost block's
+// address may linger in) and nothing the program could reach a block through.
+constexpr size_t kMaxOwnSegments = 4;
+constinit Range own_data[kMaxOwnSegments] = {};
+constinit size_t own_data_count = 0;
+
+int find_own_data(dl_phdr_info* info, size_t, void* base) noexcept {
+  if (info->dlpi_addr != reinterpret_cast<uintptr_t>(base)) return 0;
+  for (int i = 0; i < info->dlpi_phnum && own_data_count < kMaxOwnSegments; ++i) {
+    const ElfW(Phdr)& segment = info->dlpi_phdr[i];
+    if (segment.p_type != PT_LOAD || (segment.p_flags & PF_W) == 0) continue;
+    const uint64_t begin = info->dlpi_addr + segment.p_vaddr;
+    own_data[own_data_count++] = {begin & ~uint64_t{4095}, (begin + segment.p_memsz + 4095) & ~uint64_t{4095}};
+  }
+  return 1;
+}
 constexpr uint64_t kGlibcArenaBytes = uint64_t{64} << 20;  // HEAP_MAX_SIZE on 64-bit
 constinit size_t static_tls_bytes = 0;  // glibc's static TLS + thread control block; 0 unknown
 
@@ -297,6 +315,9 @@ void send_kinds(uint32_t scan_id, const ReachabilityMarker& marker, const ScanBl
 }  // namespace
 
 void init_leak_scan() noexcept {
+  Dl_info self{};
+  if (own_data_count == 0 && dladdr(reinterpret_cast<void*>(&init_leak_scan), &self) != 0)
+    dl_iterate_phdr(find_own_data, self.dli_fbase);
   // GLIBC_PRIVATE, but stable since 2.0 and what sanitizers use for the same purpose.
   using StaticInfo = void (*)(size_t*, size_t*);
   auto info = reinterpret_cast<StaticInfo>(dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info"));
@@ -348,6 +369,7 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   // The index's tables and the scan's own arrays are among the agent's mappings.
   sys::for_each_agent_mapping(exclude_agent_mapping, &extra);
   extra.add({reinterpret_cast<uint64_t>(&extra), reinterpret_cast<uint64_t>(&extra + 1)});
+  for (size_t i = 0; i < own_data_count; ++i) extra.add(own_data[i]);
 
   // ptrace first: it interrupts nothing the program sees. Signals where it is refused.
   StopResult stop;
@@ -434,11 +456,22 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   }
 #if defined(__x86_64__)
   if (request.caller_state != nullptr) {
-    const auto* registers = reinterpret_cast<const uint64_t*>(request.caller_state->uc_mcontext.gregs);
-    marker.scan_values(registers, NGREG);
+    const greg_t* registers = request.caller_state->uc_mcontext.gregs;
+    if (request.interrupted) {
+      marker.scan_values(reinterpret_cast<const uint64_t*>(registers), NGREG);
+    } else {
+      const uint64_t callee_saved[] = {static_cast<uint64_t>(registers[REG_RBX]), static_cast<uint64_t>(registers[REG_RBP]),
+                                       static_cast<uint64_t>(registers[REG_R12]), static_cast<uint64_t>(registers[REG_R13]),
+                                       static_cast<uint64_t>(registers[REG_R14]), static_cast<uint64_t>(registers[REG_R15])};
+      marker.scan_values(callee_saved, sizeof(callee_saved) / sizeof(callee_saved[0]));
+    }
   }
 #elif defined(__aarch64__)
-  if (request.caller_state != nullptr) marker.scan_values(request.caller_state->uc_mcontext.regs, 31);
+  if (request.caller_state != nullptr) {
+    // x19..x29 are callee-saved.
+    if (request.interrupted) marker.scan_values(request.caller_state->uc_mcontext.regs, 31);
+    else marker.scan_values(request.caller_state->uc_mcontext.regs + 19, 11);
+  }
 #endif
   marker.add_ignored_blocks();
   marker.propagate();

@@ -26,6 +26,11 @@ struct LeakScanRequest {
   uint16_t flags;                  // format::LeakScanFlags
   const void* caller_frame;        // the entry point's frame: the stack below is the agent's
   const ucontext_t* caller_state;  // the calling thread's registers at the entry point
+  // caller_state is where a signal interrupted the thread: every register is live. Otherwise it
+  // was taken at a call (exit, _exit, heapscope_leak_check), where the ABI makes the
+  // caller-saved registers dead: the stale pointer a call left in rdx or rcx would make a block
+  // lost just before exit look reachable (memcheck: definite). Only callee-saved ones are roots.
+  bool interrupted = false;
 };
 
 struct LeakScanOutcome {

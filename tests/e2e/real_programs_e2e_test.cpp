@@ -74,9 +74,11 @@ TEST_P(RealProgramE2E, RunsUnchangedAndIsReported) {
 // definitely or indirectly lost: memcheck reports none for them either (its figures for the
 // same commands on this machine: 0 and 0, with still reachable blocks). Some runtime arenas
 // (a Python built with pymalloc) hold interior pointers: "possible", as in memcheck.
+// The interpreter itself, not a version manager's shim in front of it (pyenv's are bash scripts
+// that do leak: memcheck finds 32 bytes definite and 154 blocks indirect in one of them, as we do).
 TEST(RealProgramLeakCheckE2E, RuntimeBlocksAreNeverDefiniteOrIndirect) {
   const std::vector<std::vector<std::string>> commands = {
-      {"python3", "-c", "pass"}, {"git", "--version"}, {"bash", "-c", "true"}, {"cmake", "--version"}};
+      {"/usr/bin/python3", "-c", "pass"}, {"git", "--version"}, {"bash", "-c", "true"}, {"cmake", "--version"}};
   for (const auto& command : commands) {
     if (!program_exists(command[0])) continue;
     const RunOutput run = run_heapscope({}, command);

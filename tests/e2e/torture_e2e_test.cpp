@@ -133,5 +133,22 @@ TEST(TortureE2E, ChildrenOfCloneAndForkWithoutHandlersAreTheirOwnProcesses) {
   EXPECT_EQ(children, 2u);
 }
 
+// issue 15 #22: the exit scan read caller-saved registers, dead by the ABI at the exit() call,
+// as roots (the agent's copy of them in its .bss too): a block lost just before exit came out
+// reachable. memcheck: definitely lost.
+TEST(TortureE2E, ABlockLostJustBeforeExitIsDefinite) {
+  const RunOutput run = run_heapscope({}, command_for("lose-before-exit"), {}, seconds(60));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& processes = run.report["processes"];
+  ASSERT_EQ(processes.size(), 2u);
+  for (const json& process : processes) {
+    if (process["launched"] == true) continue;
+    const auto records = leaks_from(process, "/torture");
+    ASSERT_EQ(records.size(), 1u) << process["leaks"].dump(1);
+    EXPECT_EQ(records[0]["bytes"], 333);
+    EXPECT_EQ(records[0]["kind"], "definite");
+  }
+}
+
 }  // namespace
 }  // namespace heapscope::test

@@ -333,6 +333,34 @@ static int fork_without_handlers(void) {
   return 0;
 }
 
+/* --- lose-then-exit: a forked child allocates 333 bytes and calls exit() with the block's
+ * address left only in caller-saved registers, which are dead at the call (memcheck: definitely
+ * lost). */
+static __attribute__((noinline)) void lose_then_exit(void) {
+  __asm__ volatile(
+      "mov $333, %%edi\n\t"
+      "call malloc@PLT\n\t"
+      "mov %%rax, %%rcx\n\t"
+      "mov %%rax, %%rdx\n\t"
+      "mov %%rax, %%rsi\n\t"
+      "mov %%rax, %%r8\n\t"
+      "mov %%rax, %%r9\n\t"
+      "mov %%rax, %%r10\n\t"
+      "mov %%rax, %%r11\n\t"
+      "xor %%edi, %%edi\n\t"
+      "call exit@PLT"
+      ::: "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "memory", "cc");
+}
+
+static int lose_before_exit(void) {
+  pid_t child = fork();
+  if (child == 0) lose_then_exit();
+  int status = 0;
+  if (child < 0 || waitpid(child, &status, 0) != child || !WIFEXITED(status)) return fail("fork");
+  puts("lost");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return fail("usage: torture MODE");
   const char* mode = argv[1];
@@ -347,5 +375,6 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "signal-under-ulimit") == 0) return signal_under_ulimit();
   if (strcmp(mode, "vfork-exit") == 0) return vfork_exit();
   if (strcmp(mode, "fork-without-handlers") == 0) return fork_without_handlers();
+  if (strcmp(mode, "lose-before-exit") == 0) return lose_before_exit();
   return fail("unknown mode");
 }
