@@ -9,6 +9,7 @@
 
 #include "heapscope/event_format.h"
 #include "ring_writer.h"
+#include "self_maps.h"
 #include "sys.h"
 
 namespace heapscope::preload {
@@ -35,6 +36,25 @@ size_t find_build_id(const dl_phdr_info* info, uint8_t (&out)[32]) noexcept {
     }
   }
   return 0;
+}
+
+// The absolute path of the file mapped at `address`, from /proc/self/maps, into `out`; its
+// length, or 0. For modules the loader names by a relative path (dlopen("plugins/x.so"), a
+// relative LD_LIBRARY_PATH): the symbolizer, in another process with another working
+// directory, could not open them.
+size_t mapped_file_path(uint64_t address, char (&out)[format::kMaxPath]) noexcept {
+  constexpr size_t kMapsBuffer = 64 * 1024;
+  char* buffer = static_cast<char*>(sys::map_anonymous(kMapsBuffer));
+  if (buffer == nullptr) return 0;
+  size_t length = 0;
+  for_each_mapping(buffer, kMapsBuffer, [&](const Mapping& mapping) {
+    if (length != 0 || address < mapping.begin || address >= mapping.end || !mapping.file_backed) return;
+    if (mapping.path_length == 0 || mapping.path[0] != '/' || mapping.path_length > sizeof(out)) return;
+    memcpy(out, mapping.path, mapping.path_length);
+    length = mapping.path_length;
+  });
+  sys::unmap(buffer, kMapsBuffer);
+  return length;
 }
 
 }  // namespace
@@ -126,6 +146,12 @@ void ModuleMap::add(dl_phdr_info* info) noexcept {
     const ssize_t length = readlink("/proc/self/exe", exe, sizeof(exe));
     path = exe;
     path_length = length > 0 ? static_cast<size_t>(length) : 0;
+  } else if (path[0] != '/' && !(path_length > 10 && sys::string_equal(path, "linux-vdso", 10))) {
+    const size_t length = mapped_file_path(start, exe);
+    if (length != 0) {
+      path = exe;
+      path_length = length;
+    }
   }
   if (path_length > format::kMaxPath) path_length = format::kMaxPath;
 

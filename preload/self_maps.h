@@ -21,6 +21,8 @@ struct Mapping {
   bool file_backed = false;   // inode != 0
   bool device = false;        // a /dev path other than /dev/zero: never read
   bool brk_heap = false;      // [heap]: the program break, glibc's main arena
+  const char* path = nullptr; // the file or [name], into the reader's buffer: valid during visit
+  size_t path_length = 0;
 };
 
 inline uint64_t parse_hex(const char*& p) noexcept {
@@ -54,6 +56,8 @@ inline bool parse_mapping(const char* line, const char* end, Mapping& out) noexc
   out.device = end - p >= 5 && sys::string_equal(p, "/dev/", 5) &&
                !(end - p == 9 && sys::string_equal(p, "/dev/zero", 9));
   out.brk_heap = end - p == 6 && sys::string_equal(p, "[heap]", 6);
+  out.path = p;
+  out.path_length = static_cast<size_t>(end - p);
   return true;
 }
 

@@ -150,5 +150,17 @@ TEST(TortureE2E, ABlockLostJustBeforeExitIsDefinite) {
   }
 }
 
+// issue 15 #23: a library loaded by a relative path was announced by that path, which the
+// symbolizer (another process, another working directory) could not open: frames showed "???".
+TEST(TortureE2E, ALibraryLoadedByARelativePathIsSymbolized) {
+  const RunOutput run =
+      run_heapscope({}, {program("torture"), "dlopen-relative", std::string(E2E_PROGRAMS_DIR)}, {}, seconds(60));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto records = leaks_from(run.report["processes"][0], "/plugins/libplugin.so");
+  ASSERT_EQ(records.size(), 1u) << run.report["processes"][0]["leaks"].dump(1);
+  EXPECT_EQ(records[0]["stack"][0]["function"], "plugin_leak");
+  EXPECT_EQ(records[0]["stack"][0]["module"], std::string(E2E_PROGRAMS_DIR) + "/plugins/libplugin.so");
+}
+
 }  // namespace
 }  // namespace heapscope::test

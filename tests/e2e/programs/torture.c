@@ -361,6 +361,19 @@ static int lose_before_exit(void) {
   return 0;
 }
 
+/* --- dlopen-relative: from DIR, loads plugins/libplugin.so by a path relative to the working
+ * directory and calls its leak: the report must name the plugin's function. */
+static int dlopen_relative(const char* directory) {
+  if (chdir(directory) != 0) return fail("chdir");
+  void* plugin = dlopen("plugins/libplugin.so", RTLD_NOW);
+  if (plugin == NULL) return fail(dlerror());
+  void (*plugin_leak)(void) = (void (*)(void))dlsym(plugin, "plugin_leak");
+  if (plugin_leak == NULL) return fail("no plugin_leak");
+  plugin_leak();
+  puts("loaded");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return fail("usage: torture MODE");
   const char* mode = argv[1];
@@ -376,5 +389,6 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "vfork-exit") == 0) return vfork_exit();
   if (strcmp(mode, "fork-without-handlers") == 0) return fork_without_handlers();
   if (strcmp(mode, "lose-before-exit") == 0) return lose_before_exit();
+  if (strcmp(mode, "dlopen-relative") == 0 && argc > 2) return dlopen_relative(argv[2]);
   return fail("unknown mode");
 }
