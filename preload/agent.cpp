@@ -138,15 +138,15 @@ void before_fork() noexcept {
   // Every lock another thread may hold, so that the child's copies are consistent; not those
   // the interrupted frame holds (waiting for them would wait forever): it releases them itself.
   a.modules.lock_for_fork();
+  a.index.lock_all_for_fork();  // index shards before the quarantine: verify_all's order
   a.quarantine.lock_for_fork();
-  a.index.lock_all_for_fork();
 }
 
 void after_fork_parent() noexcept {
   if (state.load(std::memory_order_acquire) != State::kReady) return;
   Agent& a = the_agent();
-  a.index.unlock_all_after_fork();
   a.quarantine.unlock_after_fork();
+  a.index.unlock_all_after_fork();
   a.modules.unlock_after_fork();
 }
 
@@ -165,8 +165,8 @@ void start_child_recording() noexcept {
 void after_fork_child() noexcept {
   if (state.load(std::memory_order_acquire) != State::kReady) return;
   Agent& a = the_agent();
-  a.index.unlock_all_after_fork();
   a.quarantine.unlock_after_fork();
+  a.index.unlock_all_after_fork();
   a.modules.unlock_after_fork();
   sys::forget_thread_id();
   unwind::reset_rule_cache_in_fork_child();

@@ -299,6 +299,10 @@ void verify_entry(BlockEntry& entry, void* context) noexcept {
   if (entry.state == BlockState::kQuarantined) {
     const int64_t changed = block::check_fill(user, entry.size);
     if (changed < 0) return;
+    // A free still filling it (it pushes the block into the FIFO once the fill is done), or
+    // one that took it out to check it as it leaves: not ours to judge. We hold the block's
+    // shard lock, so it cannot be released meanwhile; checked again now that it is proven full.
+    if (!agent::quarantine().holds(entry.address) || block::check_fill(user, entry.size) < 0) return;
     agent::report_error({ErrorKind::kUseAfterFree, entry.address, entry.size, changed, verification.stack_id,
                          entry.alloc_stack_id, entry.free_stack_id, entry.family, entry.free_api, 0});
   } else {

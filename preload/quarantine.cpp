@@ -47,4 +47,11 @@ bool Quarantine::pop(uint64_t& address, uint64_t& size, bool everything) noexcep
   return true;
 }
 
+bool Quarantine::holds(uint64_t address) noexcept {
+  SpinLockGuard hold(lock_);
+  for (size_t i = head_; i != tail_; ++i)
+    if (slots_[i % kSlots].address == address) return true;
+  return false;
+}
+
 }  // namespace heapscope::preload

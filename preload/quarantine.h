@@ -26,6 +26,10 @@ class Quarantine {
   bool pop(uint64_t& address, uint64_t& size, bool everything) noexcept;
 
   size_t held_bytes() const noexcept { return bytes_; }
+  // True if `address` is in the FIFO now: its free filled it completely before pushing it (a
+  // block marked quarantined in the index may still be being filled). A linear search: for
+  // the rare block a check found changed. Lock order: an index shard's lock, then this one.
+  bool holds(uint64_t address) noexcept;
 
   // atfork only (see SpinLock::lock_for_fork).
   void lock_for_fork() noexcept { lock_.lock_for_fork(); }

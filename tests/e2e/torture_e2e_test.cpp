@@ -65,6 +65,8 @@ INSTANTIATE_TEST_SUITE_P(
         TortureCase{"errno", "errno kept", {}, "(passed: a guard for the raw system calls)"},
         TortureCase{"signal-under-ulimit", "handled 500", {},
                     "malloc in a signal handler returned NULL: the nested arena reserved 4 GiB at once"},
+        TortureCase{"verify-while-freeing", "verified", {},
+                    "use-after-free reported: verify saw a block marked quarantined before its free filled it"},
         TortureCase{"dlopen-dlclose", "loaded 6000", {},
                     "hang (a third of runs): the module map's lock was held across dl_iterate_phdr while dlclose, "
                     "holding the loader's lock, freed"}),

@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "heapscope/heapscope.h"
+
 static int fail(const char* what) {
   fprintf(stderr, "torture: %s\n", what);
   return 1;
@@ -374,6 +376,32 @@ static int dlopen_relative(const char* directory) {
   return 0;
 }
 
+/* --- verify-while-freeing: heapscope_verify_heap() runs while other threads free large blocks:
+ * a correct program has no damaged block, however the calls interleave. */
+static volatile int freeing_done = 0;
+
+static void* free_large_blocks(void* unused) {
+  (void)unused;
+  for (int i = 0; i < 4000; ++i) {
+    char* block = malloc(64 * 1024 + (size_t)(i % 7) * 4096);
+    if (block == NULL) return (void*)1;
+    memset(block, 7, 64 * 1024);
+    free(block);
+  }
+  return NULL;
+}
+
+static int verify_while_freeing(void) {
+  pthread_t threads[2];
+  for (int i = 0; i < 2; ++i) pthread_create(&threads[i], NULL, free_large_blocks, NULL);
+  int damaged = 0;
+  for (int round = 0; round < 300; ++round) damaged += heapscope_verify_heap();
+  for (int i = 0; i < 2; ++i) pthread_join(threads[i], NULL);
+  if (damaged != 0) return fail("heapscope_verify_heap() found damage in a correct program");
+  puts("verified");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return fail("usage: torture MODE");
   const char* mode = argv[1];
@@ -389,6 +417,7 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "vfork-exit") == 0) return vfork_exit();
   if (strcmp(mode, "fork-without-handlers") == 0) return fork_without_handlers();
   if (strcmp(mode, "lose-before-exit") == 0) return lose_before_exit();
+  if (strcmp(mode, "verify-while-freeing") == 0) return verify_while_freeing();
   if (strcmp(mode, "dlopen-relative") == 0 && argc > 2) return dlopen_relative(argv[2]);
   return fail("unknown mode");
 }
