@@ -63,6 +63,15 @@ inline uint32_t event_alignment(size_t alignment) noexcept {
   return alignment > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(alignment);
 }
 
+// A block a signal handler got from the nested arena, freed twice (or an address inside the
+// arena it never handed out) by the program's own code: reported like any double or invalid
+// free; the arena itself changed nothing.
+HEAPSCOPE_COLD void report_nested_misuse(void* pointer, Api api, nested::Release what) noexcept {
+  const auto kind = what == nested::Release::kAlreadyFree ? ErrorKind::kDoubleFree : ErrorKind::kInvalidFree;
+  agent::report_error({kind, reinterpret_cast<uint64_t>(pointer), 0, 0, capture_detection_stack(), 0, 0, 0,
+                       static_cast<uint8_t>(api), 0});
+}
+
 bool family_matches(Family family, Api api) noexcept {
   switch (api) {
     case Api::kDelete: return family == Family::kNew;
@@ -135,7 +144,9 @@ HEAPSCOPE_HOT void* passthrough_allocate(size_t size, size_t alignment, bool zer
 }
 
 HEAPSCOPE_HOT void passthrough_release(void* pointer, bool nested) noexcept {
-  if (pointer == nullptr || real::is_bootstrap(pointer) || nested::release(pointer)) return;
+  // A second free of a nested block changes nothing; from here (inside the agent) it cannot be
+  // reported, a free from the program's own context reports it (release()).
+  if (pointer == nullptr || real::is_bootstrap(pointer) || nested::release(pointer) != nested::Release::kNotOurs) return;
   if (!nested) {
     real::free(pointer);
     return;
@@ -185,7 +196,11 @@ HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void* allocate(size_t size, size_t alignment, Ap
 }
 
 HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void release(void* pointer, Api api) noexcept {
-  if (pointer == nullptr || real::is_bootstrap(pointer) || nested::release(pointer)) return;
+  if (pointer == nullptr || real::is_bootstrap(pointer)) return;
+  if (const nested::Release freed = nested::release(pointer); freed != nested::Release::kNotOurs) {
+    if (freed != nested::Release::kReleased) report_nested_misuse(pointer, api, freed);
+    return;
+  }
   if (kAttachBuild) return release_in_place(pointer, api);
   const auto address = reinterpret_cast<uint64_t>(pointer);
   uint32_t free_stack = 0;
@@ -270,7 +285,7 @@ HEAPSCOPE_HOT void* reallocate(void* pointer, size_t size, Api api) noexcept {
     void* fresh = allocate(size, 0, api, Family::kMalloc, false);
     if (fresh == nullptr) return nullptr;
     memcpy(fresh, pointer, old_size < size ? old_size : size);
-    nested::release(pointer);
+    if (!real::is_bootstrap(pointer)) (void)nested::release(pointer);
     return fresh;
   }
   if (kAttachBuild) return reallocate_in_place(pointer, size, api);

@@ -20,13 +20,17 @@ constexpr size_t kSegmentBytes = size_t{64} << 20;
 constexpr size_t kMaxSegments = 64;                // 4 GiB in all
 constexpr uint64_t kPointerMask = (uint64_t{1} << 48) - 1;
 
-// Sits right before the user pointer. `offset` leads back to the block start.
+// Sits right before the user pointer; `offset` leads back to the block start. A free block's
+// free-list link is its first word, which is `link` when the header starts the block (the
+// usual offset of 16): never size_class or offset_state, so a second free of the block still
+// reads them, finds it free (kFreed, set by compare-and-swap) and changes nothing.
 struct Header {
-  uint32_t size_class;  // log2 of the block size
-  uint32_t offset;      // user - block start
-  uint64_t block_bytes; // whole block
+  uint64_t link;
+  uint32_t size_class;                 // log2 of the block size
+  std::atomic<uint32_t> offset_state;  // user - block start, | kFreed once released
 };
 static_assert(sizeof(Header) == 16);
+constexpr uint32_t kFreed = 0x80000000u;
 
 std::atomic<uintptr_t> segments[kMaxSegments];       // start of each, 0 until mapped
 std::atomic<uintptr_t> segment_used[kMaxSegments];   // bytes carved from each
@@ -88,10 +92,24 @@ void* carve(size_t shift) noexcept {
   }
 }
 
-const Header* header_of(const void* pointer) noexcept {
-  return reinterpret_cast<const Header*>(static_cast<const char*>(pointer) - sizeof(Header));
+Header* header_of(const void* pointer) noexcept {
+  return reinterpret_cast<Header*>(const_cast<char*>(static_cast<const char*>(pointer)) - sizeof(Header));
 }
 
+// The header of a pointer inside the arena, if it is one allocate() handed out: a class in
+// range, an offset it could have used, a block start aligned as carve() aligns blocks. A
+// program that wrote before its block, or frees an address inside one, gets nullptr.
+Header* valid_header(const void* pointer, uint32_t& offset) noexcept {
+  Header* header = header_of(pointer);
+  const uint32_t shift = header->size_class;
+  offset = header->offset_state.load(std::memory_order_acquire) & ~kFreed;
+  if (shift < kMinShift || shift > kMaxShift || offset < sizeof(Header) || offset > 4096 ||
+      (offset & (offset - 1)) != 0 || offset >= (uint32_t{1} << shift))
+    return nullptr;
+  const uintptr_t block = reinterpret_cast<uintptr_t>(pointer) - offset;
+  if ((block & ((uintptr_t{1} << shift) - 1)) != 0) return nullptr;
+  return header;
+}
 }  // namespace
 
 bool owns(const void* pointer) noexcept {
@@ -117,26 +135,31 @@ void* allocate(size_t size, size_t alignment, bool zeroed) noexcept {
   if (block == nullptr) block = carve(shift);
   if (block == nullptr) return nullptr;
   char* user = static_cast<char*>(block) + offset;
-  auto* header = reinterpret_cast<Header*>(user - sizeof(Header));
+  auto* header = header_of(user);
   header->size_class = static_cast<uint32_t>(shift);
-  header->offset = static_cast<uint32_t>(offset);
-  header->block_bytes = size_t{1} << shift;
+  header->offset_state.store(static_cast<uint32_t>(offset), std::memory_order_release);
   if (zeroed) memset(user, 0, size);
   return user;
 }
 
-bool release(void* pointer) noexcept {
-  if (!owns(pointer)) return false;
-  const Header* header = header_of(pointer);
-  void* block = static_cast<char*>(pointer) - header->offset;
-  push(header->size_class - kMinShift, block);
-  return true;
+Release release(void* pointer) noexcept {
+  if (!owns(pointer)) return Release::kNotOurs;
+  uint32_t offset = 0;
+  Header* header = valid_header(pointer, offset);
+  if (header == nullptr) return Release::kInvalid;
+  // Only one of two racing frees of a block may put it on the free list.
+  uint32_t expected = offset;
+  if (!header->offset_state.compare_exchange_strong(expected, offset | kFreed, std::memory_order_acq_rel))
+    return Release::kAlreadyFree;
+  push(header->size_class - kMinShift, static_cast<char*>(pointer) - offset);
+  return Release::kReleased;
 }
 
 size_t usable_size(const void* pointer) noexcept {
   if (!owns(pointer)) return 0;
-  const Header* header = header_of(pointer);
-  return header->block_bytes - header->offset;
+  uint32_t offset = 0;
+  const Header* header = valid_header(pointer, offset);
+  return header == nullptr ? 0 : (size_t{1} << header->size_class) - offset;
 }
 
 void* reallocate(void* pointer, size_t size) noexcept {
@@ -145,7 +168,7 @@ void* reallocate(void* pointer, size_t size) noexcept {
   if (pointer != nullptr) {
     const size_t old_size = usable_size(pointer);
     memcpy(fresh, pointer, old_size < size ? old_size : size);
-    release(pointer);
+    (void)release(pointer);
   }
   return fresh;
 }

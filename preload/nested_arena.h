@@ -17,8 +17,11 @@ namespace heapscope::preload::nested {
 
 // `alignment` <= 4096 and size up to ~1 MiB; larger requests and exhaustion return nullptr.
 void* allocate(size_t size, size_t alignment, bool zeroed) noexcept;
-// True if `pointer` came from allocate() (and releases it).
-bool release(void* pointer) noexcept;
+// Releases a block from allocate(). kNotOurs: not in the arena (nothing read). kAlreadyFree:
+// a double free, and kInvalid: an address allocate() never returned or a header the program
+// overwrote; both change nothing.
+enum class Release : uint8_t { kNotOurs, kReleased, kAlreadyFree, kInvalid };
+Release release(void* pointer) noexcept;
 bool owns(const void* pointer) noexcept;
 // Usable size of a block from allocate(); 0 if not ours.
 size_t usable_size(const void* pointer) noexcept;
