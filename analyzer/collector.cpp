@@ -340,7 +340,7 @@ class Collector {
       const int pid = reader->pid();
       // A newer image of the same pid means the older one ended by exec.
       for (Ring& ring : rings_)
-        if (!ring.closed && ring.reader->pid() == pid) finish(ring, false);
+        if (!ring.closed && ring.reader->pid() == pid) finish(ring, false, /*writer_gone=*/true);
       Ring ring;
       ring.reader = std::move(reader);
       ring.pidfd = open_pidfd(pid);
@@ -407,9 +407,10 @@ class Collector {
   }
 
  private:
-  size_t drain_one(Ring& ring) {
+  // `writer_gone`: nothing will write the ring again (see RingReader::drain_abandoned).
+  size_t drain_one(Ring& ring, bool writer_gone = false) {
     ProcessModel& model = result_.processes[ring.process_index].model;
-    return ring.reader->drain([&](const RecordView& record) {
+    const auto deliver = [&](const RecordView& record) {
       model.apply(record);
       if (output_dir_.empty() || traces_failed_) return;
       try {
@@ -426,13 +427,14 @@ class Collector {
         fmt::print(stderr, "heapscope: {}; no more trace files are written for this run\n", error.what());
         traces_failed_ = true;
       }
-    });
+    };
+    return writer_gone ? ring.reader->drain_abandoned(deliver) : ring.reader->drain(deliver);
   }
 
   // Drains what is left, then gives the ring's memory back at once: a test suite or a build
   // starts thousands of processes, and each ring file holds the pages its process wrote.
-  void finish(Ring& ring, bool process_ended) {
-    drain_one(ring);
+  void finish(Ring& ring, bool process_ended, bool writer_gone = false) {
+    drain_one(ring, process_ended || writer_gone);
     TracedProcess& process = result_.processes[ring.process_index];
     process.incomplete = (ring.reader->state() & format::kRingIncomplete) != 0;
     process.ring_waits = ring.reader->waits();

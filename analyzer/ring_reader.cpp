@@ -97,4 +97,39 @@ size_t RingReader::drain(const std::function<void(const RecordView&)>& deliver) 
   return delivered;
 }
 
+size_t RingReader::drain_abandoned(const std::function<void(const RecordView&)>& deliver) {
+  if (ring_ == nullptr) return 0;
+  const uint64_t capacity = mask_ + 1;
+  size_t delivered = drain(deliver);
+  const uint64_t written = ring_->write_pos.load(std::memory_order_acquire);
+  uint64_t position = ring_->read_pos.load(std::memory_order_relaxed);
+  while (position < written) {
+    const uint64_t offset = position & mask_;
+    uint16_t kind = 0;
+    memcpy(&kind, data_ + offset, sizeof(kind));
+    if (kind != 0) {  // a committed record after the hole
+      ring_->read_pos.store(position, std::memory_order_release);
+      delivered += drain(deliver);
+      position = ring_->read_pos.load(std::memory_order_relaxed);
+      continue;
+    }
+    uint32_t size = 0;
+    memcpy(&size, data_ + offset + 4, sizeof(size));
+    const bool sized = size >= 8 && size % 8 == 0 && size <= capacity - offset && position + size <= written;
+    const uint64_t skip = sized ? size : 8;
+    ++torn_records_;
+    memset(data_ + offset, 0, skip);
+    position += skip;
+    // A hole with no size is zero all along: count it once, where it starts.
+    while (!sized && position < written && (position & mask_) != 0) {
+      uint64_t word = 0;
+      memcpy(&word, data_ + (position & mask_), sizeof(word));
+      if (word != 0) break;
+      position += 8;
+    }
+  }
+  ring_->read_pos.store(position, std::memory_order_release);
+  return delivered;
+}
+
 }  // namespace heapscope::analyzer

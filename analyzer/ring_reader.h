@@ -32,6 +32,13 @@ class RingReader {
   // Delivers every committed record (padding skipped). Stops at the first uncommitted slot.
   // Returns the number of records delivered.
   size_t drain(const std::function<void(const RecordView&)>& deliver);
+  // drain() for a ring no one will write again (its process died, or exec replaced its image):
+  // a record a killed thread reserved and never committed would stop drain() for good, and
+  // every record after it (the signal that ended the process) would be lost. Such holes are
+  // skipped: by their size when the thread wrote it, else a zero word at a time (a slot is
+  // zero until written). Returns the records delivered; torn_records() counts the holes.
+  size_t drain_abandoned(const std::function<void(const RecordView&)>& deliver);
+  uint64_t torn_records() const noexcept { return torn_records_; }
 
  private:
   std::string path_;
@@ -40,6 +47,7 @@ class RingReader {
   format::RingHeader* ring_ = nullptr;
   std::byte* data_ = nullptr;
   uint64_t mask_ = 0;
+  uint64_t torn_records_ = 0;
 };
 
 }  // namespace heapscope::analyzer

@@ -109,7 +109,9 @@ TEST(AttachAgent, RedirectsTheProgramsSlotsForASessionAndPutsThemBack) {
     EXPECT_GT(attach->slots, 0u);
     EXPECT_EQ(attach->restored_slots, attach->slots);
     EXPECT_EQ(attach->reason, static_cast<uint32_t>(format::DetachReason::kRequested));
-    if (round == 0) EXPECT_GE(session.model().counters().unknown_frees, 1u);
+    if (round == 0) {
+      EXPECT_GE(session.model().counters().unknown_frees, 1u);
+    }
     // After the detach: the real allocator takes back what the session handed out.
     free(during);
     free(kept);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sys/wait.h>
@@ -43,6 +44,35 @@ bool write_free(RingWriter& writer, uint64_t address) {
   reinterpret_cast<format::FreeEvent*>(header)->address = address;
   RingWriter::commit(header, format::EventKind::kFree);
   return true;
+}
+
+// issue 15 #25: a thread killed between reserving a record and committing it (the process died
+// of a signal, or exec'd) left a hole that stopped the reader for good: the records after it,
+// the fatal signal among them, were lost and the report said "exit unknown".
+TEST_F(RingTest, ARingNoOneWillWriteAgainIsReadPastItsTornRecords) {
+  RingWriter writer;
+  ASSERT_TRUE(writer.open(dir_.c_str(), getpid(), 4096));
+  RingReader reader(ring_path());
+  ASSERT_TRUE(write_free(writer, 1));
+  // Reserved, size written, never committed.
+  ASSERT_NE(writer.reserve(sizeof(format::FreeEvent)), nullptr);
+  ASSERT_TRUE(write_free(writer, 2));
+  // Reserved and killed before even its size was written: all zero.
+  auto* silent = writer.reserve(sizeof(format::FreeEvent) + 16);
+  ASSERT_NE(silent, nullptr);
+  std::memset(silent, 0, sizeof(format::FreeEvent) + 16);
+  ASSERT_TRUE(write_free(writer, 3));
+
+  std::vector<uint64_t> freed;
+  const auto collect = [&](const RecordView& record) {
+    if (record.kind == format::EventKind::kFree) freed.push_back(record.as<format::FreeEvent>().address);
+  };
+  EXPECT_EQ(reader.drain(collect), 1u);  // a live writer may still commit: stop at the hole
+  EXPECT_EQ(freed, std::vector<uint64_t>({1}));
+  EXPECT_EQ(reader.drain_abandoned(collect), 2u);
+  EXPECT_EQ(freed, std::vector<uint64_t>({1, 2, 3}));
+  EXPECT_EQ(reader.torn_records(), 2u);
+  EXPECT_EQ(reader.drain_abandoned(collect), 0u);  // nothing twice
 }
 
 TEST_F(RingTest, RecordsArriveInOrderAcrossWrapAround) {
