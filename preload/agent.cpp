@@ -170,6 +170,7 @@ void after_fork_child() noexcept {
   a.modules.unlock_after_fork();
   sys::forget_thread_id();
   unwind::reset_rule_cache_in_fork_child();
+  unwind::adopt_thread_walks_in_fork_child();
   // Nothing the child does may reach the parent's ring: not even a record the interrupted
   // frame reserved before the fork.
   a.ring.stop_in_fork_child();

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -146,10 +147,19 @@ std::atomic<uint32_t> memo_generation{0};
 struct ThreadWalker {
   // The thread's stack, [stack_low, stack_high): every frame and every word a walk reads lies
   // in it. A clobbered frame pointer (code using rbp as a general register) or a corrupt saved
-  // one then ends the walk instead of faulting inside malloc. Both 0 while unknown: every walk
-  // is declined (libunwind, which validates what it reads, takes it).
+  // one then ends the walk instead of faulting inside malloc. Both 0 while unknown.
   uint64_t stack_low;
   uint64_t stack_high;
+  // Other stacks this thread ran on lately (coroutines, an alternate signal stack): the mapping
+  // that holds each, learned from /proc/self/maps once, replaced round-robin.
+  struct Range {
+    uint64_t low;
+    uint64_t high;
+  };
+  static constexpr size_t kForeignStacks = 8;
+  Range foreign[kForeignStacks];
+  uint32_t foreign_next;
+  bool unregistered;  // the registry was full: release_thread_walks unmaps it
   uint32_t generation;       // rules_generation() the caches were filled under
   uint32_t memo_generation;  // memo_generation the walks' stack_id words were filled under
   ReuseBudget budget;
@@ -199,35 +209,68 @@ inline void account(ThreadWalker& mine, size_t walked, size_t reused) noexcept {
   budget.walks = budget.frames_walked = budget.frames_reused = 0;
 }
 
-// The stack `sp` lies in, from /proc/self/maps: the mapping that holds it. The main thread's
-// grows down to its rlimit, so its bottom is placed there. Called once per thread (first walk);
-// the pthread_create trampoline gives its threads' stacks directly (set_thread_stack).
-HEAPSCOPE_COLD void learn_stack(ThreadWalker& walker, uint64_t sp) noexcept {
+[[gnu::tls_model("initial-exec")]] thread_local ThreadState thread_state;
+
+// The mapping `sp` lies in, from /proc/self/maps; the main thread's stack grows down to its
+// rlimit, so its bottom is placed there. False if none holds it.
+HEAPSCOPE_COLD bool stack_mapping(uint64_t sp, uint64_t& low, uint64_t& high) noexcept {
   constexpr size_t kMapsBuffer = 64 * 1024;
   char* buffer = static_cast<char*>(sys::map_anonymous(kMapsBuffer));
-  if (buffer == nullptr) return;
+  if (buffer == nullptr) return false;
   Mapping found;
+  bool main_stack = false;
   for_each_mapping(buffer, kMapsBuffer, [&](const Mapping& mapping) {
     if (sp < mapping.begin || sp >= mapping.end) return;
     found = mapping;
+    main_stack = mapping.path_length == 7 && sys::string_equal(mapping.path, "[stack]", 7);
   });
   sys::unmap(buffer, kMapsBuffer);
-  if (found.end == 0) return;
-  const bool main_stack = syscall(SYS_gettid) == getpid();
-  uint64_t low = found.begin;
+  if (found.end == 0 || !found.readable) return false;
+  low = found.begin;
+  high = found.end;
   if (main_stack) {
     rlimit limit{};
     const uint64_t most = uint64_t{1} << 30;  // an unlimited stack: as far as a frame may be
     uint64_t size = syscall(SYS_prlimit64, 0, RLIMIT_STACK, nullptr, &limit) == 0 && limit.rlim_cur < most
                         ? limit.rlim_cur : most;
-    if (size < found.end - found.begin) size = found.end - found.begin;
-    low = found.end - size;
+    if (size < high - low) size = high - low;
+    low = high - size;
   }
-  walker.stack_low = low;
-  walker.stack_high = found.end;
+  return true;
 }
 
-[[gnu::tls_model("initial-exec")]] thread_local ThreadState thread_state;
+// The bounds of the stack `sp` is on: the thread's own, or one of the others it ran on lately
+// (learned once each). False when no mapping holds sp: the walk cannot be checked.
+// Whether every page of [from, to) is mapped: a stack learned earlier may have been unmapped
+// (a coroutine's, freed) and something smaller mapped where it was.
+bool all_mapped(uint64_t from, uint64_t to) noexcept {
+  unsigned char present[256];
+  for (uint64_t page = from & ~uint64_t{4095}; page < to;) {
+    const uint64_t pages = (to - page + 4095) / 4096 < 256 ? (to - page + 4095) / 4096 : 256;
+    if (syscall(SYS_mincore, page, pages * 4096, present) != 0) return false;
+    page += pages * 4096;
+  }
+  return true;
+}
+
+HEAPSCOPE_COLD bool foreign_stack(ThreadWalker& walker, uint64_t sp, uint64_t& low, uint64_t& high) noexcept {
+  const int saved_errno = errno;
+  for (ThreadWalker::Range& range : walker.foreign) {
+    if (sp - range.low >= range.high - range.low) continue;
+    if (all_mapped(sp, range.high)) {
+      errno = saved_errno;
+      low = range.low;
+      high = range.high;
+      return true;
+    }
+    range = {0, 0};  // gone: learned again below
+  }
+  const bool found = stack_mapping(sp, low, high);
+  errno = saved_errno;
+  if (!found) return false;
+  walker.foreign[walker.foreign_next++ % ThreadWalker::kForeignStacks] = {low, high};
+  return true;
+}
 
 // The thread's walker, mapped (zeroed: empty caches, no walk remembered) at its first walk, or
 // by set_thread_stack. `sp` is where the thread's stack is now (0: learn nothing).
@@ -246,12 +289,24 @@ HEAPSCOPE_COLD ThreadWalker* map_walker(uint64_t sp) noexcept {
   const int saved_errno = errno;  // a failed mmap sets it: the program's call succeeds all the same
   auto* walker = static_cast<ThreadWalker*>(sys::map_anonymous(sizeof(ThreadWalker)));
   if (walker == nullptr) state.unavailable = true;
-  if (kAttachBuild && walker != nullptr && !register_walker(walker)) {
-    sys::unmap(walker, sizeof(ThreadWalker));
-    walker = nullptr;
-    state.unavailable = true;
+  // Every table is registered, to be unmapped once its thread is gone (reap_thread_walks):
+  // the thread-end hook cannot be the end of it, since TLS destructors that run after it
+  // still allocate. The registry is reaped as it fills, and every 64 tables.
+  static std::atomic<uint32_t> registrations{0};
+  if (!kAttachBuild && walker != nullptr && registrations.fetch_add(1, std::memory_order_relaxed) % 64 == 63)
+    reap_thread_walks(false);
+  if (walker != nullptr && !register_walker(walker)) {
+    if (!kAttachBuild && reap_thread_walks(false) > 0 && register_walker(walker)) {
+      // room made
+    } else if (kAttachBuild) {
+      sys::unmap(walker, sizeof(ThreadWalker));
+      walker = nullptr;
+      state.unavailable = true;
+    } else {
+      walker->unregistered = true;  // unmapped at its thread's end instead
+    }
   }
-  if (walker != nullptr && sp != 0) learn_stack(*walker, sp);
+  if (walker != nullptr && sp != 0) stack_mapping(sp, walker->stack_low, walker->stack_high);
   errno = saved_errno;
   state.walker = walker;
   return walker;
@@ -403,6 +458,27 @@ inline void give_memo(PreviousWalk* slot, int output, bool repeated, WalkMemo* m
   *memo = WalkMemo{&slot->stack_id, repeated};
 }
 
+// Steps through the kernel's signal frame at `sp` (the ucontext_t rt_sigreturn restores) to the
+// interrupted state. The context must lie in the current stack, and the interrupted stack
+// pointer in the thread's own stack or the current one (a handler on an alternate stack
+// interrupted code on the thread's stack). False: the stack ends here.
+HEAPSCOPE_COLD bool signal_step(const ThreadWalker& mine, uint64_t& sp, uint64_t& low, uint64_t& high, uint64_t& ip,
+                                uint64_t& fp) noexcept {
+  if (high - sp < sizeof(ucontext_t) || (sp & 7) != 0) return false;
+  const greg_t* registers = reinterpret_cast<const ucontext_t*>(sp)->uc_mcontext.gregs;
+  const auto interrupted_sp = static_cast<uint64_t>(registers[REG_RSP]);
+  if (interrupted_sp - mine.stack_low < mine.stack_high - mine.stack_low) {
+    low = mine.stack_low;
+    high = mine.stack_high;
+  } else if (interrupted_sp - low >= high - low) {
+    return false;
+  }
+  ip = static_cast<uint64_t>(registers[REG_RIP]);
+  fp = static_cast<uint64_t>(registers[REG_RBP]);
+  sp = interrupted_sp;
+  return ip != 0;
+}
+
 // Walks from the state (ip, sp, fp). `lookup` is the address whose rule describes that state:
 // ip itself where execution is, ip - 1 for a return address, so a call that ends its function
 // finds that function's rule, not the next one's.
@@ -417,10 +493,11 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
     if (walker == nullptr) return -1;  // libunwind walks it
   }
   ThreadWalker& mine = *walker;
-  // Not on the thread's own stack (a coroutine's, an alternate signal stack), or that stack is
-  // unknown: its bounds cannot be checked, libunwind walks it.
-  const uint64_t high = mine.stack_high;
-  if (__builtin_expect(sp - mine.stack_low >= high - mine.stack_low, 0)) return -1;
+  // Every frame lies in the stack the walk started on: the thread's own, or one it runs on
+  // for a while (a coroutine's, an alternate signal stack), whose bounds are learned once.
+  uint64_t low = mine.stack_low;
+  uint64_t high = mine.stack_high;
+  if (__builtin_expect(sp - low >= high - low, 0) && !foreign_stack(mine, sp, low, high)) return -1;
   PreviousWalk* walks = mine.walks;
   const uint32_t generation = rules_generation();
   const uint32_t memos = memo_generation.load(std::memory_order_acquire);
@@ -438,7 +515,7 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
   constexpr size_t kInnerCapacity = sizeof(inner) / sizeof(inner[0]);
   static_assert(kRememberedFrames <= kInnerCapacity);
   if (max_frames > kInnerCapacity) max_frames = kInnerCapacity;
-  const bool remembering = mine.budget.paused == 0;
+  bool remembering = mine.budget.paused == 0;  // until the walk crosses a signal frame
   if (mine.budget.paused != 0) --mine.budget.paused;
   PreviousWalk* previous = remembering ? &walks[walk_slot(sp, ip)] : nullptr;
   // The remembered frame to compare with next: stack addresses grow outwards in both walks.
@@ -475,8 +552,8 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
       } else {
         const Rule rule = Rule::decode(shared_rule(lookup));
         if (!thread_entry(lookup, rule, *entry)) {
-          if (rule.kind == RuleKind::kFrame) return -1;  // too unusual to bother: libunwind
-          missed = ThreadEntry{lookup, StepRule{0, 0, rule.kind, 0, 0, 0, is_marked(lookup)}};
+          // Offsets too large to keep (never seen in compiled code): the stack ends here.
+          missed = ThreadEntry{lookup, StepRule{0, 0, RuleKind::kUnsupported, 0, 0, 0, is_marked(lookup)}};
           entry = &missed;
         } else {
           set[1] = set[0];
@@ -500,9 +577,23 @@ HEAPSCOPE_HOT inline int walk(uint64_t ip, uint64_t sp, uint64_t fp, uint64_t lo
       return static_cast<int>(count);
     }
     uint64_t cfa;
-    if (entry->rule.kind != RuleKind::kFrame) {
+    if (entry->rule.kind == RuleKind::kSignalReturn) {
+      // The kernel's frame: the interrupted context is in the ucontext_t at sp. The walk goes
+      // on there, at the interrupted instruction itself (not a return address), and is not
+      // remembered: what a signal interrupted does not repeat.
       if (remembering) previous->count = 0;
-      return -1;
+      remembering = false;
+      candidate = -1;
+      if (!signal_step(mine, sp, low, high, ip, fp)) return static_cast<int>(count);
+      lookup = ip;
+      continue;
+    }
+    if (entry->rule.kind != RuleKind::kFrame) {
+      // No rule for this code (no unwind information, or one we do not evaluate): the stack
+      // ends here. Nothing else is asked: libunwind, the other unwinder at hand, keeps a pipe
+      // open on two of the program's descriptors (it is used only with --fast-unwind=no).
+      if (remembering) previous->count = 0;
+      return static_cast<int>(count);
     }
     if (!step(entry->rule, sp, high, fp, cfa)) {
       // The frame's rule leads off the thread's stack: its frame pointer was clobbered (code
@@ -562,12 +653,20 @@ void set_thread_stack(uint64_t low, uint64_t high) noexcept {
 
 void release_thread_walks() noexcept {
   ThreadState& state = thread_state;
-  state.unavailable = true;
   ThreadWalker* walker = state.walker;
-  if (walker == nullptr) return;
+  if (walker == nullptr || !walker->unregistered) return;  // registered: reaped once the thread is gone
+  state.unavailable = true;
   state.walker = nullptr;  // before the unmap: a signal handler's walk must not see it half gone
   __atomic_signal_fence(__ATOMIC_SEQ_CST);
   sys::unmap(walker, sizeof(ThreadWalker));
+}
+
+void adopt_thread_walks_in_fork_child() noexcept {
+  ThreadWalker* walker = thread_state.walker;
+  if (walker == nullptr) return;
+  const auto tid = static_cast<uint32_t>(syscall(SYS_gettid));
+  for (RegisteredWalker& entry : registered_walkers)
+    if (entry.walker.load(std::memory_order_relaxed) == walker) entry.tid.store(tid, std::memory_order_relaxed);
 }
 
 size_t reap_thread_walks(bool everything) noexcept {

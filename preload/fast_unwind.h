@@ -45,11 +45,16 @@ void forget_walk_memos() noexcept;
 // first walk.
 void set_thread_stack(uint64_t low, uint64_t high) noexcept;
 
-// Unmaps the calling thread's caches and remembered walks (at its end); its later walks are
-// declined (-1), so its callers use libunwind.
+// At the thread's end: its caches and remembered walks stay (TLS destructors that run later
+// still allocate) and are unmapped once the thread is gone (reap_thread_walks), unless the
+// registry was full, in which case they are unmapped now and later walks are declined (-1).
 void release_thread_walks() noexcept;
+// A fork child's thread: its table is registered under its parent thread's id, which the
+// child does not have; without this a reap would unmap the table the thread is using.
+void adopt_thread_walks_in_fork_child() noexcept;
 
-// The attach agent's tables (it sees no thread end): unmaps those of threads that have ended,
+// Unmaps the tables of threads that have ended (the attach agent sees no thread end; the
+// preload agent reaps as tables are mapped),
 // or, with `everything`, all of them, and makes every thread map a new one at its next walk
 // (only when no thread can be walking: at detach, once the agent's gate is drained). Returns
 // how many it unmapped.

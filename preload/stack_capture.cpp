@@ -39,8 +39,9 @@ int find_own_module(dl_phdr_info* info, size_t, void* base) {
 
 void init_stack_capture(bool fast_unwind) noexcept {
   fast_walker = fast_unwind && unwind::init_rule_cache();
-  // Per-thread caching makes unw_backtrace's frame-info lookups lock-free after warm-up.
-  if (!kAttachBuild) unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+  // Per-thread caching makes unw_backtrace's frame-info lookups lock-free after warm-up. Not
+  // touched unless it is the unwinder asked for: see capture_stack.
+  if (!kAttachBuild && !fast_walker) unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   Dl_info self{};
   if (dladdr(reinterpret_cast<void*>(&init_stack_capture), &self) != 0)
     dl_iterate_phdr(find_own_module, self.dli_fbase);
@@ -97,18 +98,22 @@ HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames, unwind::
     }
   }
   if (memo != nullptr) *memo = unwind::WalkMemo{};
-  if (kAttachBuild) {
-    // The attach agent never calls libunwind: its memory validation keeps a pipe open on two
-    // of the program's descriptors, which would outlive the detach. A stack our walker declines
-    // (signal frames, code without unwind information) is cut to the program's call site.
+  if (kAttachBuild || fast_walker) {
+    // libunwind is called only when asked for (--fast-unwind=no): its memory validation keeps
+    // a pipe open on two of the program's descriptors (the program's first open() would no
+    // longer get 3), and after a daemon's close_range it writes into whatever file took those
+    // numbers. A stack our walker cannot walk at all (no table, no mapping around its stack
+    // pointer) is cut to the program's call site; others it ends where it must.
+    const size_t wanted = max_frames + kCaptureSlack;
+    const int got = program_frame == nullptr && fast_walker ? unwind::fast_backtrace(frames, wanted) : -1;
+    if (got > 0) return without_own_frames(frames, static_cast<size_t>(got), max_frames);
     if (program_frame == nullptr || max_frames == 0) return 0;
     frames[0] = program_frame[1];
     return 1;
   }
-  // From here: the agent's own frames come first.
+  // --fast-unwind=no: libunwind for every stack, the agent's own frames first.
   const size_t wanted = max_frames + kCaptureSlack;
-  int got = fast_walker && program_frame == nullptr ? unwind::fast_backtrace(frames, wanted) : -1;
-  if (got < 0) got = libunwind_backtrace(frames, wanted);
+  const int got = libunwind_backtrace(frames, wanted);
   return got > 0 ? without_own_frames(frames, static_cast<size_t>(got), max_frames) : 0;
 }
 

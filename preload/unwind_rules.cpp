@@ -400,6 +400,9 @@ const uint8_t* find_fde(const uint8_t* header, uintptr_t address) noexcept {
   return header + table[low].fde;
 }
 
+// x86-64 glibc's __restore_rt: mov $15 (rt_sigreturn), %rax; syscall.
+constexpr uint8_t kSigreturnCode[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+
 }  // namespace
 
 Rule rule_in_module(const uint8_t* eh_frame_hdr, uintptr_t address) noexcept {
@@ -432,7 +435,17 @@ Rule rule_in_module(const uint8_t* eh_frame_hdr, uintptr_t address) noexcept {
 // free() in another thread.
 Rule find_rule(uintptr_t address) noexcept {
   dl_find_object found{};
-  if (_dl_find_object(reinterpret_cast<void*>(address), &found) != 0 || found.dlfo_eh_frame == nullptr) return Rule{};
+  if (_dl_find_object(reinterpret_cast<void*>(address), &found) != 0) return Rule{};
+  // A return address at the signal trampoline (looked up at the byte before it): its CFI is an
+  // expression we do not evaluate, and the kernel's frame layout says it all.
+  const uintptr_t next = address + 1;
+  if (next + sizeof(kSigreturnCode) <= reinterpret_cast<uintptr_t>(found.dlfo_map_end) &&
+      __builtin_memcmp(reinterpret_cast<const void*>(next), kSigreturnCode, sizeof(kSigreturnCode)) == 0) {
+    Rule rule;
+    rule.kind = RuleKind::kSignalReturn;
+    return rule;
+  }
+  if (found.dlfo_eh_frame == nullptr) return Rule{};
   return rule_in_module(static_cast<const uint8_t*>(found.dlfo_eh_frame), address);
 }
 

@@ -17,6 +17,8 @@ enum class RuleKind : uint8_t {
   kUnsupported = 0,  // unwind this stack another way
   kFrame = 1,        // an ordinary frame: the fields below say how to reach the caller
   kOutermost = 2,    // the return address is undefined: the first frame of a thread or process
+  kSignalReturn = 3, // the kernel's signal trampoline (__restore_rt): the interrupted context lies
+                     // in the ucontext_t at the caller's stack pointer
 };
 
 enum class CfaBase : uint8_t {
@@ -66,7 +68,7 @@ struct Rule {
 // The rule at `address` in the module whose .eh_frame_hdr section starts at `eh_frame_hdr`.
 Rule rule_in_module(const uint8_t* eh_frame_hdr, uintptr_t address) noexcept;
 
-// The rule at `address` in whatever loaded module contains it (found with dl_iterate_phdr).
+// The rule at `address` in whatever loaded module contains it (found with _dl_find_object).
 Rule find_rule(uintptr_t address) noexcept;
 
 }  // namespace heapscope::preload::unwind

@@ -164,5 +164,18 @@ TEST(TortureE2E, ALibraryLoadedByARelativePathIsSymbolized) {
   EXPECT_EQ(records[0]["stack"][0]["module"], std::string(E2E_PROGRAMS_DIR) + "/plugins/libplugin.so");
 }
 
+// issue 15: libunwind, called for stacks the agent's walker declined (signal frames), kept a
+// pipe on two of the program's descriptors (its first open() got 5, not 3), and after a
+// daemon-style close_range wrote into the program's files. The agent now owns no descriptor.
+TEST(TortureE2E, TheProgramOwnsEveryDescriptor) {
+  const RunOutput native = run_native(command_for("descriptors"), seconds(60));
+  ASSERT_EQ(native.exit_code, 0) << native.err;
+  const RunOutput run = run_heapscope({}, command_for("descriptors"), {}, seconds(60));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, native.out);
+  const json& process = run.report["processes"][0];
+  EXPECT_EQ(process["errors"].size(), 0u);
+}
+
 }  // namespace
 }  // namespace heapscope::test

@@ -3,6 +3,8 @@
  * no changed result. Modes that check a result exit 1 with a message when it is wrong. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <link.h>
 #include <malloc.h>
@@ -402,6 +404,49 @@ static int verify_while_freeing(void) {
   return 0;
 }
 
+/* --- descriptors: the program owns every descriptor. It prints the number its first open()
+ * gets, closes everything above stderr as daemons do, then writes a file while allocating
+ * (stacks through a signal handler too) and checks every byte it wrote. */
+static volatile sig_atomic_t in_handler_allocations = 0;
+
+static void allocate_in_handler(int signal_number) {
+  (void)signal_number;
+  free(malloc(72));
+  ++in_handler_allocations;
+}
+
+static int descriptors(void) {
+  const int first = open("/dev/null", O_RDONLY);
+  printf("first descriptor %d\n", first);
+  fflush(stdout);
+  syscall(SYS_close_range, 3u, ~0u, 0u);
+  char path[] = "/tmp/heapscope-torture-XXXXXX";
+  const int fd = mkstemp(path);
+  if (fd < 0) return fail("mkstemp");
+  unlink(path);
+  struct sigaction action;
+  memset(&action, 0, sizeof action);
+  action.sa_handler = allocate_in_handler;
+  sigaction(SIGUSR1, &action, NULL);
+  char line[64];
+  for (int i = 0; i < 2000; ++i) {
+    char* scratch = malloc(32 + (size_t)(i % 50));
+    if (i % 100 == 0) raise(SIGUSR1);
+    const int length = snprintf(line, sizeof line, "line %d\n", i);
+    if (write(fd, line, (size_t)length) != length) return fail("a write failed");
+    free(scratch);
+  }
+  if (lseek(fd, 0, SEEK_SET) != 0) return fail("lseek");
+  FILE* back = fdopen(fd, "r");
+  for (int i = 0; i < 2000; ++i) {
+    int number = -1;
+    if (fscanf(back, "line %d\n", &number) != 1 || number != i) return fail("the file lost what was written");
+  }
+  fclose(back);
+  puts("descriptors intact");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return fail("usage: torture MODE");
   const char* mode = argv[1];
@@ -418,6 +463,7 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "fork-without-handlers") == 0) return fork_without_handlers();
   if (strcmp(mode, "lose-before-exit") == 0) return lose_before_exit();
   if (strcmp(mode, "verify-while-freeing") == 0) return verify_while_freeing();
+  if (strcmp(mode, "descriptors") == 0) return descriptors();
   if (strcmp(mode, "dlopen-relative") == 0 && argc > 2) return dlopen_relative(argv[2]);
   return fail("unknown mode");
 }
