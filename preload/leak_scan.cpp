@@ -18,6 +18,7 @@
 #include "agent.h"
 #include "block_header.h"
 #include "reachability.h"
+#include "real_alloc.h"
 #include "self_maps.h"
 #include "sys.h"
 #include "thread_stop.h"
@@ -415,14 +416,20 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
             [](const Range& a, const Range& b) { return a.begin < b.begin; });
   const bool attach_roots = (request.flags & format::kScanAtDetach) != 0;
   const bool mapped = for_each_mapping(maps_buffer.data(), kMapsBuffer, [&](const Mapping& mapping) {
-    if (mapping.readable && mapping.writable && mapping.is_private && !mapping.device) {
+    // Read-only anonymous memory too: a program may seal a table of pointers with
+    // mprotect(PROT_READ), and memcheck reads it. (Read-only file mappings are code, constants
+    // and relocated-then-sealed data, which hold no heap address; the kernel's named ones, such
+    // as [vvar], are not the program's and may fault when read.)
+    const bool sealed = mapping.readable && !mapping.writable && !mapping.file_backed && mapping.path_length == 0;
+    if (mapping.readable && (mapping.writable || sealed) && mapping.is_private && !mapping.device) {
       const bool copy = mapping.file_backed || !all_stopped;
       const uint64_t from = live_part(mapping);
-      // Between its first and last block, a mapping is the allocator's: the gaps are free
-      // chunks and its bookkeeping, full of stale pointers (old headers of merged chunks) that
-      // would make lost blocks look reachable. Only what lies outside that span is scanned,
-      // unless the whole mapping is known to be the allocator's: glibc's main arena ([heap])
-      // and its thread arenas (mappings aligned to their 64 MiB reservation).
+      // Between its first and last block, a mapping is taken for the allocator's: the gaps are
+      // free chunks and its bookkeeping, full of stale pointers (old headers of merged chunks)
+      // that would make lost blocks look reachable. Only what lies outside that span is
+      // scanned, unless the allocator is known: glibc's main arena ([heap]) and its thread
+      // arenas (mappings aligned to their 64 MiB reservation) are its own whole, and elsewhere
+      // it owns exactly its mmapped chunks.
       if (attach_roots) {
         scan_outside_blocks(reader, from, mapping.end, copy, tracked.data(), tracked_count, extra.ranges, extra.count);
         previous = mapping;
@@ -431,6 +438,14 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
       Range span = tracked_span(tracked.data(), tracked_count, mapping.begin, mapping.end);
       const bool glibc_arena = mapping.brk_heap || (mapping.begin & (kGlibcArenaBytes - 1)) == 0;
       if (span.end > span.begin && glibc_arena) span = {mapping.begin, mapping.end};
+      if (span.end > span.begin && !glibc_arena && real::is_glibc()) {
+        // Over glibc, blocks outside its arenas are chunks it mmapped one by one: nothing of the
+        // allocator's lies between them, and the kernel may have merged them with the program's
+        // own mappings, whose memory is a root like any other.
+        scan_outside_blocks(reader, from, mapping.end, copy, tracked.data(), tracked_count, extra.ranges, extra.count);
+        previous = mapping;
+        return;
+      }
       if (span.end <= span.begin) {
         scan_gaps(reader, from, mapping.end, copy, extra.ranges, extra.count);
       } else {

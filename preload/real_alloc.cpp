@@ -24,6 +24,7 @@ FreeFn real_free = nullptr;
 PosixMemalignFn real_posix_memalign = nullptr;
 UsableSizeFn real_usable_size = nullptr;
 std::atomic<bool> resolving{false};
+bool glibc_underneath = false;
 
 // dlsym's own needs (a few hundred bytes for its error buffer); 64 KiB is ample.
 alignas(64) char bootstrap_buffer[64 * 1024];
@@ -37,6 +38,8 @@ void* bootstrap_alloc(size_t size) noexcept {
 }
 
 }  // namespace
+
+bool is_glibc() noexcept { return glibc_underneath; }
 
 bool is_bootstrap(const void* pointer) noexcept {
   const auto* p = static_cast<const char*>(pointer);
@@ -53,6 +56,17 @@ static bool resolve_by(Lookup lookup) noexcept {
   real_usable_size = reinterpret_cast<UsableSizeFn>(lookup("malloc_usable_size"));
   real_free = reinterpret_cast<FreeFn>(lookup("free"));
   resolving.store(false, std::memory_order_relaxed);
+  // Which allocator: at init, where dladdr may take the loader's lock (never in a scan, which
+  // may have stopped the thread holding it).
+  Dl_info where{};
+  if (real_malloc != nullptr && dladdr(reinterpret_cast<void*>(real_malloc), &where) != 0 && where.dli_fname != nullptr) {
+    const char* name = where.dli_fname;
+    size_t length = 0;
+    while (name[length] != '\0') ++length;
+    constexpr char kLibc[] = "/libc.so.6";
+    constexpr size_t kLibcLength = sizeof(kLibc) - 1;
+    glibc_underneath = length >= kLibcLength && __builtin_memcmp(name + length - kLibcLength, kLibc, kLibcLength) == 0;
+  }
   return real_malloc != nullptr && real_free != nullptr && real_calloc != nullptr &&
          real_realloc != nullptr && real_posix_memalign != nullptr;
 }

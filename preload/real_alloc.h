@@ -21,6 +21,10 @@ void free(void* pointer) noexcept;
 int posix_memalign(void** out, size_t alignment, size_t size) noexcept;
 size_t usable_size(void* pointer) noexcept;
 
+// True when the allocator underneath is glibc's (its arenas and mmapped chunks have a known
+// shape: leak_scan.cpp). Set by resolve.
+bool is_glibc() noexcept;
+
 // True for pointers handed out by the bootstrap buffer.
 bool is_bootstrap(const void* pointer) noexcept;
 

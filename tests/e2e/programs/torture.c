@@ -447,6 +447,26 @@ static int descriptors(void) {
   return 0;
 }
 
+/* --- unusual-roots: the only pointers to two blocks lie in memory memcheck reads as roots and
+ * heapscope did not: a mapping of the program's that the kernel merged with the large blocks
+ * glibc mmapped around it (100 bytes), and a table sealed with mprotect(PROT_READ) (200). */
+static void* large_blocks[2];
+
+static int unusual_roots(void) {
+  const size_t page = 4096;
+  large_blocks[0] = malloc(256 * 1024);  /* above the mmap threshold: a mapping of its own */
+  void** between = mmap(NULL, 16 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  large_blocks[1] = malloc(256 * 1024);
+  if (between == MAP_FAILED || large_blocks[0] == NULL || large_blocks[1] == NULL) return fail("allocation");
+  between[8 * page / sizeof(void*)] = malloc(100);
+  void** sealed = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (sealed == MAP_FAILED) return fail("mmap");
+  sealed[7] = malloc(200);
+  if (mprotect(sealed, page, PROT_READ) != 0) return fail("mprotect");
+  puts("roots");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return fail("usage: torture MODE");
   const char* mode = argv[1];
@@ -464,6 +484,7 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "lose-before-exit") == 0) return lose_before_exit();
   if (strcmp(mode, "verify-while-freeing") == 0) return verify_while_freeing();
   if (strcmp(mode, "descriptors") == 0) return descriptors();
+  if (strcmp(mode, "unusual-roots") == 0) return unusual_roots();
   if (strcmp(mode, "dlopen-relative") == 0 && argc > 2) return dlopen_relative(argv[2]);
   return fail("unknown mode");
 }
