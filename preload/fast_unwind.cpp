@@ -661,6 +661,17 @@ void release_thread_walks() noexcept {
   sys::unmap(walker, sizeof(ThreadWalker));
 }
 
+bool thread_stack(uint32_t tid, uint64_t& low, uint64_t& high) noexcept {
+  for (const RegisteredWalker& entry : registered_walkers) {
+    const ThreadWalker* walker = entry.walker.load(std::memory_order_acquire);
+    if (walker == nullptr || entry.tid.load(std::memory_order_relaxed) != tid || walker->stack_high == 0) continue;
+    low = walker->stack_low;
+    high = walker->stack_high;
+    return true;
+  }
+  return false;
+}
+
 void adopt_thread_walks_in_fork_child() noexcept {
   ThreadWalker* walker = thread_state.walker;
   if (walker == nullptr) return;

@@ -49,6 +49,11 @@ void set_thread_stack(uint64_t low, uint64_t high) noexcept;
 // still allocate) and are unmapped once the thread is gone (reap_thread_walks), unless the
 // registry was full, in which case they are unmapped now and later walks are declined (-1).
 void release_thread_walks() noexcept;
+// The stack of live thread `tid` as its walker knows it (its own, not a coroutine's it may be
+// running on now): false if the thread never walked. For the leak scan, which must not take
+// the stack of a thread running elsewhere for a dead one.
+bool thread_stack(uint32_t tid, uint64_t& low, uint64_t& high) noexcept;
+
 // A fork child's thread: its table is registered under its parent thread's id, which the
 // child does not have; without this a reap would unmap the table the thread is using.
 void adopt_thread_walks_in_fork_child() noexcept;

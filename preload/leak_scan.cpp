@@ -21,6 +21,7 @@
 #include "real_alloc.h"
 #include "self_maps.h"
 #include "sys.h"
+#include "fast_unwind.h"
 #include "thread_stop.h"
 
 namespace heapscope::preload {
@@ -389,6 +390,22 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
     if (!mapping.readable) marker.mark_unreadable(mapping.begin, mapping.end, block_copy_buffer.data(), kBlockCopyBuffer);
   });
 
+  // The live threads' own stacks, from the registry of thread stacks (fast_unwind.h): a thread
+  // running a coroutine (swapcontext) or a handler on an alternate signal stack has its stack
+  // pointer elsewhere, and its own stack, whose frames are live, must not be taken for the
+  // stack of a thread that ended.
+  ScratchArray<Range> live_stacks(slot_capacity + 1);
+  size_t live_stack_count = 0;
+  if (live_stacks.data() != nullptr) {
+    auto add_stack = [&](uint32_t tid) {
+      Range range{};
+      if (unwind::thread_stack(tid, range.begin, range.end)) live_stacks.data()[live_stack_count++] = range;
+    };
+    add_stack(sys::thread_id());
+    for (size_t i = 0; i < stop.slots_used; ++i)
+      if (slots.data()[i].stopped.load(std::memory_order_acquire) == kThreadStopped) add_stack(slots.data()[i].tid);
+  }
+
   // Each stack is read from its stack pointer up (x86-64 leaf functions may keep data in the
   // 128 bytes below it); ours from the entry point's frame up: below are the agent's frames.
   // A thread that did not stop has its whole stack read.
@@ -398,6 +415,8 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
     const auto own = reinterpret_cast<uint64_t>(request.caller_frame);
     if (own >= mapping.begin && own < mapping.end) from = own;
     bool has_live_thread = from != mapping.begin;
+    for (size_t i = 0; i < live_stack_count && !has_live_thread; ++i)
+      has_live_thread = live_stacks.data()[i].begin < mapping.end && live_stacks.data()[i].end > mapping.begin;
     for (size_t i = 0; i < stop.slots_used; ++i) {
       const StoppedThread& thread = slots.data()[i];
       if (thread.stopped.load(std::memory_order_acquire) != kThreadStopped) continue;

@@ -192,5 +192,21 @@ TEST(TortureE2E, PointersInMergedAndSealedMappingsAreRoots) {
   EXPECT_EQ(kinds[256 * 1024], "reachable");
 }
 
+// issue 15 #12: a live thread running a coroutine has its stack pointer on the coroutine's
+// stack; its own stack, whose frames are live, was taken for a dead thread's cached stack and
+// only its TLS was read: the block only that stack points to came out definitely lost.
+TEST(TortureE2E, AThreadRunningACoroutineKeepsItsOwnStackAsARoot) {
+  const RunOutput run = run_heapscope({}, command_for("coroutine-stack"), {}, seconds(60));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const json& process = run.report["processes"][0];
+  bool found = false;
+  for (const json& record : leaks_from(process, "/torture")) {
+    if (record["bytes"] != 300) continue;
+    found = true;
+    EXPECT_EQ(record["kind"], "reachable") << record.dump(1);
+  }
+  EXPECT_TRUE(found) << process["leaks"].dump(1);
+}
+
 }  // namespace
 }  // namespace heapscope::test

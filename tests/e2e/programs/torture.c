@@ -20,6 +20,7 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "heapscope/heapscope.h"
@@ -467,6 +468,38 @@ static int unusual_roots(void) {
   return 0;
 }
 
+/* --- coroutine-stack: a thread switches to a coroutine (swapcontext onto a heap stack) and is
+ * still running it when main exits. The only pointer to a 300-byte block lies in the thread's
+ * own stack, in the frame suspended in swapcontext: live, though no stack pointer is there. */
+static ucontext_t thread_context;
+static ucontext_t coroutine_context;
+static volatile int in_coroutine = 0;
+
+static void coroutine_body(void) {
+  in_coroutine = 1;
+  for (;;) pause();
+}
+
+static void* start_coroutine(void* unused) {
+  (void)unused;
+  void* volatile kept_on_own_stack = malloc(300);
+  getcontext(&coroutine_context);
+  coroutine_context.uc_stack.ss_size = 256 * 1024;
+  coroutine_context.uc_stack.ss_sp = malloc(coroutine_context.uc_stack.ss_size);
+  coroutine_context.uc_link = NULL;
+  makecontext(&coroutine_context, coroutine_body, 0);
+  swapcontext(&thread_context, &coroutine_context);
+  return kept_on_own_stack;  /* never reached */
+}
+
+static int run_on_coroutine(void) {
+  pthread_t thread;
+  if (pthread_create(&thread, NULL, start_coroutine, NULL) != 0) return fail("pthread_create");
+  while (!in_coroutine) sched_yield();
+  puts("switched");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return fail("usage: torture MODE");
   const char* mode = argv[1];
@@ -485,6 +518,7 @@ int main(int argc, char** argv) {
   if (strcmp(mode, "verify-while-freeing") == 0) return verify_while_freeing();
   if (strcmp(mode, "descriptors") == 0) return descriptors();
   if (strcmp(mode, "unusual-roots") == 0) return unusual_roots();
+  if (strcmp(mode, "coroutine-stack") == 0) return run_on_coroutine();
   if (strcmp(mode, "dlopen-relative") == 0 && argc > 2) return dlopen_relative(argv[2]);
   return fail("unknown mode");
 }
