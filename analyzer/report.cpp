@@ -75,6 +75,9 @@ std::string scan_failure(format::ScanStatus status) {
     case format::ScanStatus::kNoMemory: return "the leak scan could not map its work memory";
     case format::ScanStatus::kNoMemoryMap: return "the leak scan could not read /proc/self/maps";
     case format::ScanStatus::kDisabled: return "leak checking was turned off (--leak-check=no)";
+    case format::ScanStatus::kAgentMemoryUnlisted:
+      return "heapscope could not list all of its own memory (too many mappings), so the leak scan could not tell it "
+             "from the program's";
   }
   return fmt::format("the leak scan failed (status {})", static_cast<uint32_t>(status));
 }

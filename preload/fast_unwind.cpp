@@ -159,7 +159,6 @@ struct ThreadWalker {
   static constexpr size_t kForeignStacks = 8;
   Range foreign[kForeignStacks];
   uint32_t foreign_next;
-  bool unregistered;  // the registry was full: release_thread_walks unmaps it
   uint32_t generation;       // rules_generation() the caches were filled under
   uint32_t memo_generation;  // memo_generation the walks' stack_id words were filled under
   ReuseBudget budget;
@@ -287,7 +286,8 @@ HEAPSCOPE_COLD ThreadWalker* map_walker(uint64_t sp) noexcept {
   }
   if (state.unavailable) return nullptr;
   const int saved_errno = errno;  // a failed mmap sets it: the program's call succeeds all the same
-  auto* walker = static_cast<ThreadWalker*>(sys::map_anonymous(sizeof(ThreadWalker)));
+  // Not in the agent's mapping list: the registry lists every table (for_each_thread_table).
+  auto* walker = static_cast<ThreadWalker*>(sys::map_unlisted(sizeof(ThreadWalker)));
   if (walker == nullptr) state.unavailable = true;
   // Every table is registered, to be unmapped once its thread is gone (reap_thread_walks):
   // the thread-end hook cannot be the end of it, since TLS destructors that run after it
@@ -295,16 +295,12 @@ HEAPSCOPE_COLD ThreadWalker* map_walker(uint64_t sp) noexcept {
   static std::atomic<uint32_t> registrations{0};
   if (!kAttachBuild && walker != nullptr && registrations.fetch_add(1, std::memory_order_relaxed) % 64 == 63)
     reap_thread_walks(false);
-  if (walker != nullptr && !register_walker(walker)) {
-    if (!kAttachBuild && reap_thread_walks(false) > 0 && register_walker(walker)) {
-      // room made
-    } else if (kAttachBuild) {
-      sys::unmap(walker, sizeof(ThreadWalker));
-      walker = nullptr;
-      state.unavailable = true;
-    } else {
-      walker->unregistered = true;  // unmapped at its thread's end instead
-    }
+  if (walker != nullptr && !register_walker(walker) &&
+      (kAttachBuild || reap_thread_walks(false) == 0 || !register_walker(walker))) {
+    // More live threads than the registry holds: this one's stacks are cut to the call site.
+    sys::unmap_unlisted(walker, sizeof(ThreadWalker));
+    walker = nullptr;
+    state.unavailable = true;
   }
   if (walker != nullptr && sp != 0) stack_mapping(sp, walker->stack_low, walker->stack_high);
   errno = saved_errno;
@@ -652,13 +648,22 @@ void set_thread_stack(uint64_t low, uint64_t high) noexcept {
 }
 
 void release_thread_walks() noexcept {
-  ThreadState& state = thread_state;
-  ThreadWalker* walker = state.walker;
-  if (walker == nullptr || !walker->unregistered) return;  // registered: reaped once the thread is gone
-  state.unavailable = true;
-  state.walker = nullptr;  // before the unmap: a signal handler's walk must not see it half gone
-  __atomic_signal_fence(__ATOMIC_SEQ_CST);
-  sys::unmap(walker, sizeof(ThreadWalker));
+  // Registered: reaped once the thread is gone (TLS destructors that run after this hook still
+  // allocate and are walked).
+}
+
+size_t thread_table_count() noexcept {
+  size_t count = 0;
+  for (const RegisteredWalker& entry : registered_walkers)
+    count += entry.walker.load(std::memory_order_relaxed) != nullptr ? 1 : 0;
+  return count;
+}
+
+void for_each_thread_table(void (*visit)(uint64_t begin, uint64_t end, void*), void* context) noexcept {
+  for (const RegisteredWalker& entry : registered_walkers) {
+    const auto begin = reinterpret_cast<uint64_t>(entry.walker.load(std::memory_order_acquire));
+    if (begin != 0) visit(begin, begin + sizeof(ThreadWalker), context);
+  }
 }
 
 bool thread_stack(uint32_t tid, uint64_t& low, uint64_t& high) noexcept {
@@ -691,7 +696,7 @@ size_t reap_thread_walks(bool everything) noexcept {
     // tgkill with signal 0 only asks whether the thread exists in this process.
     if (!everything && !(syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH)) continue;
     entry.walker.store(nullptr, std::memory_order_release);
-    sys::unmap(walker, sizeof(ThreadWalker));
+    sys::unmap_unlisted(walker, sizeof(ThreadWalker));
     ++reaped;
   }
   return reaped;

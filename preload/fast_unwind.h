@@ -45,10 +45,12 @@ void forget_walk_memos() noexcept;
 // first walk.
 void set_thread_stack(uint64_t low, uint64_t high) noexcept;
 
-// At the thread's end: its caches and remembered walks stay (TLS destructors that run later
-// still allocate) and are unmapped once the thread is gone (reap_thread_walks), unless the
-// registry was full, in which case they are unmapped now and later walks are declined (-1).
+// At the thread's end: nothing now. Its caches and remembered walks stay (TLS destructors that
+// run later still allocate) and are unmapped once the thread is gone (reap_thread_walks).
 void release_thread_walks() noexcept;
+// Every thread's table, for the leak scan to exclude (they are not in sys's mapping list).
+size_t thread_table_count() noexcept;
+void for_each_thread_table(void (*visit)(uint64_t begin, uint64_t end, void*), void* context) noexcept;
 // The stack of live thread `tid` as its walker knows it (its own, not a coroutine's it may be
 // running on now): false if the thread never walked. For the leak scan, which must not take
 // the stack of a thread running elsewhere for a dead one.

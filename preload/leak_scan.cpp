@@ -50,8 +50,10 @@ class ScratchArray {
 };
 
 // Ranges no scan may read as roots, besides the blocks: the agent's tables and the scan's own
-// arrays (they hold every block's address), and the dead part of each stopped stack.
-constexpr size_t kMaxExtraExclusions = 2304;  // the agent's mappings (sys.cpp) and a few more
+// arrays (they hold every block's address), the walker's per-thread tables, the agent's own
+// data, and the dead part of each stopped stack. Sized for what exists at the scan, never
+// a fixed capacity a busy process could overflow into a different result.
+constexpr size_t kOwnExclusions = 8;  // the agent's data segments, slack
 
 // Gathering from the index in one pass: live blocks into `blocks` (with the bytes in front of
 // each in `leader`, unused until the marker starts), quarantined blocks' real ranges at the
@@ -106,18 +108,18 @@ size_t tracked_ranges(const Gathered& gathered) noexcept {
   return out;
 }
 
-struct ExtraExclusions {
-  Range ranges[kMaxExtraExclusions];
+struct Exclusions {
+  Range* ranges = nullptr;
   size_t count = 0;
+  size_t capacity = 0;
   void add(Range range) noexcept {
-    if (count < kMaxExtraExclusions && range.end > range.begin) ranges[count++] = range;
+    if (count < capacity && range.end > range.begin) ranges[count++] = range;
   }
 };
 
-void exclude_agent_mapping(uint64_t begin, uint64_t end, void* context) noexcept {
-  static_cast<ExtraExclusions*>(context)->add({begin, end});
+void exclude_mapping(uint64_t begin, uint64_t end, void* context) noexcept {
+  static_cast<Exclusions*>(context)->add({begin, end});
 }
-
 
 // Reads root memory for the marker. Memory that may vanish or fault under us (file-backed
 // pages past the end of a file, mappings a thread we could not stop may unmap) is copied with
@@ -353,11 +355,15 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   ScratchArray<char> copy_buffer(kCopyBuffer);
   constexpr size_t kBlockCopyBuffer = 64 * 1024;  // the marker's own (it reads while roots are)
   ScratchArray<char> block_copy_buffer(kBlockCopyBuffer);
-  static ExtraExclusions extra;  // static: 8 KiB is too much for a thread's stack
-  extra.count = 0;
+  // Counted now, mapped before any thread stops; threads may still map tables meanwhile, so
+  // with room to spare (a table mapped after the count is excluded if room remains; a scan
+  // that could not list them all says so rather than read them as roots).
+  const size_t exclusion_capacity = sys::agent_mapping_count() + unwind::thread_table_count() + kOwnExclusions + 256;
+  ScratchArray<Range> exclusion_ranges(exclusion_capacity);
+  Exclusions extra{exclusion_ranges.data(), 0, exclusion_capacity};
   if (blocks.data() == nullptr || tracked.data() == nullptr || work.data() == nullptr ||
       slots.data() == nullptr || maps_buffer.data() == nullptr || copy_buffer.data() == nullptr ||
-      block_copy_buffer.data() == nullptr) {
+      block_copy_buffer.data() == nullptr || exclusion_ranges.data() == nullptr) {
     index.unlock_all();
     end.status = static_cast<uint32_t>(format::ScanStatus::kNoMemory);
     agent::emit_leak_scan_end(end, request.flags);
@@ -369,9 +375,10 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
             [](const ScanBlock& a, const ScanBlock& b) { return a.address < b.address; });
   const size_t tracked_count = tracked_ranges(gathered);
   // The index's tables and the scan's own arrays are among the agent's mappings.
-  sys::for_each_agent_mapping(exclude_agent_mapping, &extra);
-  extra.add({reinterpret_cast<uint64_t>(&extra), reinterpret_cast<uint64_t>(&extra + 1)});
+  sys::for_each_agent_mapping(exclude_mapping, &extra);
+  unwind::for_each_thread_table(exclude_mapping, &extra);
   for (size_t i = 0; i < own_data_count; ++i) extra.add(own_data[i]);
+  const bool all_excluded = extra.count < extra.capacity && sys::unlisted_mappings() == 0;
 
   // ptrace first: it interrupts nothing the program sees. Signals where it is refused.
   StopResult stop;
@@ -518,6 +525,8 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
 
   if (!mapped) {
     end.status = static_cast<uint32_t>(format::ScanStatus::kNoMemoryMap);
+  } else if (!all_excluded) {
+    end.status = static_cast<uint32_t>(format::ScanStatus::kAgentMemoryUnlisted);
   } else {
     uint64_t tally[5] = {0, 0, 0, 0, 0};
     send_kinds(outcome.scan_id, marker, blocks.data(), gathered.block_count, tally,

@@ -106,6 +106,7 @@ struct AgentMapping {
 };
 constexpr size_t kAgentMappings = 2048;
 constinit AgentMapping agent_mappings[kAgentMappings] = {};
+std::atomic<uint64_t> unlisted{0};  // mappings the full list could not take, still mapped
 
 void remember_mapping(uint64_t begin, uint64_t end) noexcept {
   for (AgentMapping& slot : agent_mappings) {
@@ -116,6 +117,7 @@ void remember_mapping(uint64_t begin, uint64_t end) noexcept {
       return;
     }
   }
+  unlisted.fetch_add(1, std::memory_order_relaxed);
 }
 
 void forget_mapping(uint64_t begin) noexcept {
@@ -125,6 +127,7 @@ void forget_mapping(uint64_t begin) noexcept {
     slot.begin.store(0, std::memory_order_release);
     return;
   }
+  unlisted.fetch_sub(1, std::memory_order_relaxed);  // it was one the list could not take
 }
 }  // namespace
 
@@ -143,6 +146,25 @@ void unmap(void* address, size_t bytes) noexcept {
   if (address == nullptr) return;
   forget_mapping(reinterpret_cast<uint64_t>(address));
   munmap(address, bytes);
+}
+
+size_t agent_mapping_count() noexcept {
+  size_t count = 0;
+  for (const AgentMapping& slot : agent_mappings) count += slot.begin.load(std::memory_order_relaxed) != 0 ? 1 : 0;
+  return count;
+}
+
+uint64_t unlisted_mappings() noexcept { return unlisted.load(std::memory_order_relaxed); }
+
+void* map_unlisted(size_t bytes) noexcept {
+  const int saved_errno = errno;
+  void* address = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  errno = saved_errno;
+  return address == MAP_FAILED ? nullptr : address;
+}
+
+void unmap_unlisted(void* address, size_t bytes) noexcept {
+  if (address != nullptr) munmap(address, bytes);
 }
 
 void for_each_agent_mapping(void (*visit)(uint64_t, uint64_t, void*), void* context) noexcept {

@@ -36,6 +36,14 @@ bool process_alive(int pid) noexcept;  // kill(pid, 0) != ESRCH; errno untouched
 void* map_anonymous(size_t bytes) noexcept;
 void unmap(void* address, size_t bytes) noexcept;
 void for_each_agent_mapping(void (*visit)(uint64_t begin, uint64_t end, void*), void* context) noexcept;
+size_t agent_mapping_count() noexcept;
+// Mappings map_anonymous made but could not list (the list was full), still mapped. A scan that
+// cannot exclude all of the agent's memory would read the index as roots: it says so instead
+// (format::ScanStatus::kAgentMemoryUnlisted).
+uint64_t unlisted_mappings() noexcept;
+// A mapping kept out of the list, for tables that are listed elsewhere (the walker's registry).
+void* map_unlisted(size_t bytes) noexcept;
+void unmap_unlisted(void* address, size_t bytes) noexcept;
 
 // System calls without libc's wrappers, for every file the agent touches: none of them is a
 // cancellation point (a thread cancelled inside the agent would die holding what it holds: a

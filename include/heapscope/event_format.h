@@ -325,6 +325,8 @@ enum class ScanStatus : uint32_t {
   kNoMemory = 1,          // the scan's work arrays could not be mapped
   kNoMemoryMap = 2,       // /proc/self/maps could not be read
   kDisabled = 3,          // the leak_check option is off
+  kAgentMemoryUnlisted = 4,  // some of the agent's own memory could not be listed, so the scan
+                             // could not tell it from the program's: nothing is classified
 };
 
 // Closes a scan (header.flags: LeakScanFlags). Threads that could not be stopped kept running
