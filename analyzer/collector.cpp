@@ -201,8 +201,29 @@ std::unique_ptr<TraceWriter> open_trace(const std::string& dir, const ProcessMod
 
 int open_pidfd(int pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
-bool has_ended(int pidfd) {
-  if (pidfd < 0) return true;
+// Without a pidfd (kernels before 5.3, or a seccomp profile that refuses pidfd_open): the
+// process has ended when /proc no longer has it, or has it as a zombie (dead, not yet reaped
+// by its parent, which may be us). Taking every such process for ended at once, as before,
+// closed its ring while it still wrote: events were lost, and a program waiting on a full ring
+// nobody drained hung heapscope in waitpid.
+bool proc_says_ended(int pid) {
+  char path[64];
+  std::snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;
+  char text[512];
+  const ssize_t got = read(fd, text, sizeof(text) - 1);
+  close(fd);
+  if (got <= 0) return true;
+  text[got] = '\0';
+  const char* after_name = std::strrchr(text, ')');  // the name may hold spaces and ')'
+  if (after_name == nullptr || after_name[1] != ' ') return false;
+  const char state = after_name[2];
+  return state == 'Z' || state == 'X';
+}
+
+bool has_ended(int pidfd, int pid) {
+  if (pidfd < 0) return proc_says_ended(pid);
   pollfd poller{pidfd, POLLIN, 0};
   return poll(&poller, 1, 0) > 0;
 }
@@ -284,7 +305,7 @@ class Collector {
     launched_pidfd_ = open_pidfd(pid);
     launched_not_a_child_ = true;
     // Already gone (a short program can end before we start): its ring still holds it all.
-    if (launched_pidfd_ < 0) launched_reaped_ = true;
+    if (launched_pidfd_ < 0 && proc_says_ended(pid)) launched_reaped_ = true;
     launched_trace_path_ = trace_path;
   }
 
@@ -293,11 +314,13 @@ class Collector {
   bool reap_launched(bool block) {
     if (launched_reaped_) return true;
     if (launched_not_a_child_) {
-      if (!block && !has_ended(launched_pidfd_)) return false;
-      if (block) {
+      if (!block && !has_ended(launched_pidfd_, result_.launched_pid)) return false;
+      if (block && launched_pidfd_ >= 0) {
         pollfd poller{launched_pidfd_, POLLIN, 0};
         poll(&poller, 1, -1);
       }
+      while (block && launched_pidfd_ < 0 && !proc_says_ended(result_.launched_pid))
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
       launched_reaped_ = true;
       return true;
     }
@@ -360,7 +383,7 @@ class Collector {
     for (Ring& ring : rings_) {
       if (ring.closed) continue;
       // Check for the end before draining: whatever was committed before it is then drained.
-      const bool ended = check_ends && has_ended(ring.pidfd);
+      const bool ended = check_ends && has_ended(ring.pidfd, ring.reader->pid());
       delivered += drain_one(ring);
       if (ended) {
         finish(ring, true);

@@ -1,6 +1,11 @@
 // End-to-end: real programs from tests/e2e/programs run under `heapscope run`; assertions are
 // on the JSON report (schema heapscope.report v1) and on what the program itself saw.
 #include <fcntl.h>
+#include <cstddef>
+#include <sys/syscall.h>
+#include <sys/prctl.h>
+#include <linux/seccomp.h>
+#include <linux/filter.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1095,6 +1100,74 @@ TEST(RunCommandE2E, TheNextHeapscopeRemovesTheSessionOfAKilledOne) {
   const RunOutput next = run_heapscope({}, {"true"}, {"HEAPSCOPE_RING_DIR=" + rings});
   ASSERT_EQ(next.exit_code, 0) << next.err;
   EXPECT_TRUE(std::filesystem::is_empty(rings)) << "the dead heapscope's session was not removed";
+}
+
+// issue 15 #4: without pidfd_open (kernels before 5.3, or a seccomp profile that refuses it)
+// every process was taken for ended at once: its ring was closed while it still wrote, events
+// were lost, and a program waiting on a full ring hung heapscope in waitpid. Runs heapscope and
+// the program under a filter that makes pidfd_open fail with ENOSYS.
+RunOutput run_without_pidfd(const std::vector<std::string>& options, const std::vector<std::string>& command) {
+  std::string dir = testing::TempDir() + "/heapscope-nopidfd-XXXXXX";
+  if (mkdtemp(dir.data()) == nullptr) return {};
+  const std::string json_path = dir + "/report.json";
+  const std::string err_path = dir + "/err";
+  std::vector<std::string> argv = {heapscope_binary(), "run", "--json", json_path};
+  argv.insert(argv.end(), options.begin(), options.end());
+  argv.push_back("--");
+  argv.insert(argv.end(), command.begin(), command.end());
+  const pid_t child = fork();
+  if (child == 0) {
+    setpgid(0, 0);
+    const int null = open("/dev/null", O_RDWR);
+    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(null, 0);
+    dup2(null, 1);
+    dup2(err, 2);
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_pidfd_open, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog program = {sizeof(filter) / sizeof(filter[0]), filter};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0)
+      _exit(99);
+    exec_or_exit(argv);
+  }
+  RunOutput output;
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (waitpid(child, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(-child, SIGKILL);
+      waitpid(child, &status, 0);
+      ADD_FAILURE() << "heapscope hung without pidfd_open";
+      return output;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  output.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  std::ifstream err(err_path);
+  output.err.assign(std::istreambuf_iterator<char>(err), {});
+  std::ifstream in(json_path);
+  if (in.good()) output.report = json::parse(in);
+  return output;
+}
+
+TEST(RunCommandE2E, WithoutPidfdOpenNothingIsLostAndNothingHangs) {
+  const RunOutput small = run_without_pidfd({}, {program("leak_shapes")});
+  ASSERT_EQ(small.exit_code, 3) << small.err;
+  const json& process = only_process(small);
+  EXPECT_EQ(process["summary"]["allocations"], 20);
+  EXPECT_EQ(process["summary"]["frees"], 6);
+  EXPECT_EQ(process["leaks"].size(), 5u);
+  EXPECT_EQ(process["complete"], true);
+  // A small ring the program fills again and again, from four threads.
+  const RunOutput busy = run_without_pidfd({"--ring-mib", "1"}, {program("exact_counts"), "1000000"});
+  ASSERT_EQ(busy.exit_code, 0) << busy.err;
+  const json& summary = only_process(busy)["summary"];
+  EXPECT_EQ(summary["allocations"].get<long>() - summary["frees"].get<long>(), summary["live_at_exit"]["blocks"].get<long>());
+  EXPECT_GE(summary["allocations"].get<long>(), 500000);
 }
 
 TEST(StressE2E, TenMillionCallsOnFourThreadsGiveExactCounts) {
