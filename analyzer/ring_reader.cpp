@@ -48,6 +48,12 @@ RingReader::RingReader(const std::string& path) : path_(path) {
   mask_ = capacity - 1;
 }
 
+RingReader::RingReader(format::RingHeader* mapped) : path_("(mapped ring)") {
+  ring_ = mapped;
+  data_ = reinterpret_cast<std::byte*>(mapped) + sizeof(format::RingHeader);
+  mask_ = mapped->capacity - 1;
+}
+
 RingReader::~RingReader() {
   if (mapping_ != nullptr) munmap(mapping_, mapping_bytes_);
 }

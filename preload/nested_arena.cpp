@@ -56,8 +56,9 @@ void* pop(size_t index) noexcept {
     const uintptr_t block = head & kPointerMask;
     if (block == 0) return nullptr;
     // The block may be popped and reused concurrently; reading its link is still safe (the
-    // segments are never unmapped) and the tag makes a stale CAS fail.
-    const uint64_t next = *reinterpret_cast<const uint64_t*>(block);
+    // segments are never unmapped; an atomic read, so no data race either) and the tag makes a
+    // stale CAS fail.
+    const uint64_t next = __atomic_load_n(reinterpret_cast<const uint64_t*>(block), __ATOMIC_RELAXED);
     const uint64_t tagged = ((head >> 48) + 1) << 48 | (next & kPointerMask);
     if (free_heads[index].compare_exchange_weak(head, tagged, std::memory_order_acq_rel))
       return reinterpret_cast<void*>(block);
@@ -67,7 +68,7 @@ void* pop(size_t index) noexcept {
 void push(size_t index, void* block) noexcept {
   uint64_t head = free_heads[index].load(std::memory_order_acquire);
   for (;;) {
-    *reinterpret_cast<uint64_t*>(block) = head & kPointerMask;
+    __atomic_store_n(reinterpret_cast<uint64_t*>(block), head & kPointerMask, __ATOMIC_RELAXED);
     const uint64_t tagged = ((head >> 48) + 1) << 48 | reinterpret_cast<uint64_t>(block);
     if (free_heads[index].compare_exchange_weak(head, tagged, std::memory_order_acq_rel)) return;
   }

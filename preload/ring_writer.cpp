@@ -113,9 +113,11 @@ HEAPSCOPE_HOT format::EventHeader* RingWriter::reserve(uint32_t size) noexcept {
     const uint64_t offset = position & mask_;
     const uint64_t padding = offset + size > capacity ? capacity - offset : 0;
     const uint64_t needed = padding + size;
-    if (position + needed - seen_read_pos_.load(std::memory_order_relaxed) > capacity) {
+    // Acquire/release on the cached copy too: a producer trusting another's copy must also see
+    // the collector's zeroing of the slots that copy freed (on x86 both are plain moves).
+    if (position + needed - seen_read_pos_.load(std::memory_order_acquire) > capacity) {
       const uint64_t read = ring_->read_pos.load(std::memory_order_acquire);
-      seen_read_pos_.store(read, std::memory_order_relaxed);
+      seen_read_pos_.store(read, std::memory_order_release);
       if (position + needed - read > capacity) {
         wait_for_space();
         if (collector_lost_) return nullptr;

@@ -34,6 +34,8 @@ class RingWriter {
   static void commit(format::EventHeader* record, format::EventKind kind) noexcept;
 
   void set_state(uint32_t bits) noexcept;
+  // The mapping, for a reader in this process (tests: analyzer::RingReader's adopting form).
+  format::RingHeader* mapping() const noexcept { return ring_; }
   uint64_t waits() const noexcept;
 
  private:
