@@ -3,6 +3,7 @@
 
 #include <atomic>
 
+#include "debug_frame.h"
 #include "sys.h"
 #include "unwind_rules.h"
 
@@ -72,10 +73,14 @@ void forget_rules() noexcept {
       slots[i].address.store(0, std::memory_order_relaxed);
   }
   generation.fetch_add(1, std::memory_order_release);
+  forget_debug_frames();  // a module loaded later at the same address is another file
   writing.store(false, std::memory_order_release);
 }
 
-void reset_rule_cache_in_fork_child() noexcept { writing.store(false, std::memory_order_release); }
+void reset_rule_cache_in_fork_child() noexcept {
+  writing.store(false, std::memory_order_release);
+  reset_debug_frames_in_fork_child();
+}
 
 bool rule_cache_ready() noexcept { return slots != nullptr; }
 

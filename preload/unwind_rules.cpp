@@ -2,6 +2,8 @@
 // unwind_rules.h). Formats: DWARF 5 section 6.4 and the LSB's .eh_frame / .eh_frame_hdr.
 #include "unwind_rules.h"
 
+#include "debug_frame.h"
+
 #include <dlfcn.h>
 #include <link.h>
 
@@ -134,14 +136,16 @@ const uint8_t* entry_end(Reader& reader) noexcept {
   return reader.position() + length;
 }
 
-bool parse_cie(const uint8_t* at, Cie& cie) noexcept {
+// `debug_frame`: a CIE of .debug_frame, whose id is 0xffffffff (0 in .eh_frame) and which
+// may be version 4 (address and segment selector sizes after the augmentation).
+bool parse_cie(const uint8_t* at, Cie& cie, bool debug_frame = false) noexcept {
   Reader reader(at, at + 16);
   const uint8_t* end = entry_end(reader);
   if (end == nullptr) return false;
   reader = Reader(reader.position(), end);
-  if (reader.fixed<uint32_t>() != 0) return false;  // not a CIE
+  if (reader.fixed<uint32_t>() != (debug_frame ? 0xffffffffu : 0u)) return false;  // not a CIE
   const uint8_t version = reader.fixed<uint8_t>();
-  if (version != 1 && version != 3) return false;
+  if (version != 1 && version != 3 && !(debug_frame && version == 4)) return false;
   const auto* augmentation = reinterpret_cast<const char*>(reader.position());
   size_t augmentation_length = 0;
   while (augmentation[augmentation_length] != '\0') {
@@ -149,6 +153,7 @@ bool parse_cie(const uint8_t* at, Cie& cie) noexcept {
   }
   reader.skip(augmentation_length + 1);
   if (augmentation_length > 0 && augmentation[0] != 'z') return false;  // e.g. the old "eh"
+  if (version == 4 && (reader.fixed<uint8_t>() != 8 || reader.fixed<uint8_t>() != 0)) return false;  // 64-bit, no segments
   cie.code_align = reader.uleb();
   cie.data_align = reader.sleb();
   const uint64_t return_register = version == 1 ? reader.fixed<uint8_t>() : reader.uleb();
@@ -405,19 +410,28 @@ constexpr uint8_t kSigreturnCode[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 
 
 }  // namespace
 
-Rule rule_in_module(const uint8_t* eh_frame_hdr, uintptr_t address) noexcept {
-  const uint8_t* fde = find_fde(eh_frame_hdr, address);
-  if (fde == nullptr) return Rule{};
+namespace {
+
+// The rule at `address` from its FDE at `fde`. In .eh_frame the CIE pointer is relative to
+// its own field and locations are encoded as the CIE says; in .debug_frame (`debug_frame`
+// non-null: that section's start) it is an offset from the section's start and locations are
+// link-time addresses, `bias` away from run-time ones.
+Rule rule_from_fde(const uint8_t* fde, uintptr_t address, const uint8_t* debug_frame, const uint8_t* debug_frame_end,
+                   uint64_t bias) noexcept {
   Reader reader(fde, fde + 16);
   const uint8_t* end = entry_end(reader);
   if (end == nullptr) return Rule{};
   reader = Reader(reader.position(), end);
   const uint8_t* cie_field = reader.position();
   const uint32_t cie_offset = reader.fixed<uint32_t>();
-  if (cie_offset == 0) return Rule{};  // a CIE, not an FDE: the table is wrong
+  if (cie_offset == (debug_frame != nullptr ? 0xffffffffu : 0u)) return Rule{};  // a CIE, not an FDE
   Cie cie;
-  if (!parse_cie(cie_field - cie_offset, cie)) return Rule{};
-  const uintptr_t begin = reader.pointer(cie.fde_encoding, 0);
+  // A file's offsets are checked before they are followed: the section is all we mapped.
+  if (debug_frame != nullptr && cie_offset + uint64_t{16} > static_cast<uint64_t>(debug_frame_end - debug_frame))
+    return Rule{};
+  const uint8_t* cie_at = debug_frame != nullptr ? debug_frame + cie_offset : cie_field - cie_offset;
+  if (!parse_cie(cie_at, cie, debug_frame != nullptr)) return Rule{};
+  const uintptr_t begin = reader.pointer(cie.fde_encoding, 0) + bias;
   const uint64_t range = reader.pointer(cie.fde_encoding & kEncFormatMask, 0);
   if (!reader.ok() || address < begin || address - begin >= range) return Rule{};
   if (cie.has_augmentation_data) reader.skip(reader.uleb());
@@ -427,6 +441,14 @@ Rule rule_in_module(const uint8_t* eh_frame_hdr, uintptr_t address) noexcept {
   program.mark_initial();
   if (!program.run(reader.position(), end, begin)) return Rule{};
   return rule_from_row(program.row());
+}
+
+}  // namespace
+
+Rule rule_in_module(const uint8_t* eh_frame_hdr, uintptr_t address) noexcept {
+  const uint8_t* fde = find_fde(eh_frame_hdr, address);
+  if (fde == nullptr) return Rule{};
+  return rule_from_fde(fde, address, nullptr, nullptr, 0);
 }
 
 // _dl_find_object (glibc 2.35), not dl_iterate_phdr: it takes no lock and is async-signal-safe.
@@ -445,8 +467,14 @@ Rule find_rule(uintptr_t address) noexcept {
     rule.kind = RuleKind::kSignalReturn;
     return rule;
   }
-  if (found.dlfo_eh_frame == nullptr) return Rule{};
-  return rule_in_module(static_cast<const uint8_t*>(found.dlfo_eh_frame), address);
+  if (found.dlfo_eh_frame != nullptr) {
+    const Rule rule = rule_in_module(static_cast<const uint8_t*>(found.dlfo_eh_frame), address);
+    if (rule.kind != RuleKind::kUnsupported) return rule;
+  }
+  // Code built with -g but without unwind tables has its frames in .debug_frame only.
+  DebugFrameEntry entry{};
+  if (!find_debug_frame(found, address, entry)) return Rule{};
+  return rule_from_fde(entry.fde, address, entry.section, entry.section_end, entry.bias);
 }
 
 }  // namespace heapscope::preload::unwind

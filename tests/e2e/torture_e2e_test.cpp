@@ -227,5 +227,19 @@ TEST(TortureE2E, ThousandsOfShortLivedInternalThreadsLeaveTheScanRight) {
   EXPECT_TRUE(found) << process["leaks"].dump(1);
 }
 
+// issue 15 #24: code built with -g -fno-asynchronous-unwind-tables has its frames in
+// .debug_frame only; the walker ignored it and lost every frame after the first, main included.
+TEST(TortureE2E, FramesDescribedOnlyInDebugFrameAreWalked) {
+  const RunOutput run = run_heapscope({}, {program("debug_frame_only")}, {}, seconds(60));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto records = leaks_from(run.report["processes"][0], "/debug_frame_only");
+  ASSERT_EQ(records.size(), 1u) << run.report["processes"][0]["leaks"].dump(1);
+  const json& stack = records[0]["stack"];
+  ASSERT_GE(stack.size(), 3u) << stack.dump(1);
+  EXPECT_EQ(stack[0]["function"], "inner");
+  EXPECT_EQ(stack[1]["function"], "middle");
+  EXPECT_EQ(stack[2]["function"], "main");
+}
+
 }  // namespace
 }  // namespace heapscope::test
