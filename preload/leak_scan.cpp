@@ -333,6 +333,7 @@ void init_leak_scan() noexcept {
 }
 
 LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
+  sys::KeepErrno keep_errno;  // heapscope_leak_check() is the program's call
   LeakScanOutcome outcome;
   outcome.scan_id = ++scans_run;
   format::LeakScanEndEvent end{};

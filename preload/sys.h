@@ -1,6 +1,7 @@
 // Raw system services for the agent: thread ids, clocks, sleeping, memory mapping.
 // Everything here is async-signal-safe and never allocates: callable from the hot path.
 #pragma once
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 
@@ -14,6 +15,19 @@
 #define HEAPSCOPE_COLD __attribute__((cold, noinline))
 
 namespace heapscope::preload::sys {
+
+// Puts errno back when it goes out of scope: at the agent's entry points that make system
+// calls (a leak scan, a heap check), whose failures are the agent's, not the program's.
+class KeepErrno {
+ public:
+  KeepErrno() noexcept : saved_(errno) {}
+  ~KeepErrno() { errno = saved_; }
+  KeepErrno(const KeepErrno&) = delete;
+  KeepErrno& operator=(const KeepErrno&) = delete;
+
+ private:
+  int saved_;
+};
 
 // Kernel thread id of the caller, cached in initial-exec TLS (reset in a fork child).
 uint32_t thread_id() noexcept;
