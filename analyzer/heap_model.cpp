@@ -280,6 +280,16 @@ ThreadLife* ProcessModel::running_thread(uint32_t thread_id) {
 }
 
 void ProcessModel::on_free(const format::FreeEvent& event) {
+  if ((event.header.flags & format::kFreeImplied) != 0) {
+    // A trace's word for what on_alloc does when a block comes at a live one's address.
+    if (LiveBlock* block = live_.find(event.address)) {
+      counters_.live_bytes -= block->size;
+      touch(*block->tally).costs.live_bytes -= block->size;
+      if (!ignored_.empty()) ignored_.erase(event.address);
+      live_.erase(event.address);
+    }
+    return;
+  }
   // The release that completes a moved realloc comes right after its new block, on its thread;
   // anything else first settles the peak as it stood.
   const bool completes_realloc = realloc_pending_ && event.thread_id == realloc_pending_thread_ &&

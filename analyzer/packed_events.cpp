@@ -133,6 +133,22 @@ bool EventPacker::pack_free(const format::FreeEvent& event) {
   return true;
 }
 
+// A block allocated where one is still live: the first one's free was never seen (see
+// format::kFreeImplied). Said explicitly, by ordinal, so that a reader keyed by ordinals drops
+// the first block as the live model drops it.
+void EventPacker::emit_implied_free(const format::AllocEvent& event, uint64_t ordinal) {
+  flush();
+  format::FreeEvent implied{};
+  implied.header.kind = static_cast<uint16_t>(EventKind::kFree);
+  implied.header.size = sizeof(implied);
+  implied.header.flags = format::kFreeImplied;
+  implied.header.time_ns = event.header.time_ns;
+  implied.address = ordinal;
+  implied.thread_id = event.thread_id;
+  live_.erase(event.address);
+  emit_(std::as_bytes(std::span(&implied, 1)));
+}
+
 void EventPacker::add(std::span<const std::byte> record) {
   format::EventHeader header;
   memcpy(&header, record.data(), sizeof(header));
@@ -140,6 +156,7 @@ void EventPacker::add(std::span<const std::byte> record) {
   if (header.kind == static_cast<uint16_t>(EventKind::kAlloc) && record.size() >= sizeof(format::AllocEvent)) {
     format::AllocEvent event;
     memcpy(&event, record.data(), sizeof(event));
+    if (const uint64_t still_live = ordinal_of(event.address); still_live != 0) emit_implied_free(event, still_live);
     packed = pack_alloc(event);
   } else if (header.kind == static_cast<uint16_t>(EventKind::kFree) && record.size() >= sizeof(format::FreeEvent)) {
     format::FreeEvent event;

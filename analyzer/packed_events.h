@@ -57,6 +57,7 @@ class EventPacker {
  private:
   bool pack_alloc(const format::AllocEvent& event);
   bool pack_free(const format::FreeEvent& event);
+  void emit_implied_free(const format::AllocEvent& event, uint64_t ordinal);
   void begin_event(const format::EventHeader& header, uint8_t tag, uint32_t thread_id);
   void emit_translated(std::span<const std::byte> record);
   uint64_t ordinal_of(uint64_t address) const;

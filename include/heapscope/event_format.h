@@ -150,6 +150,15 @@ struct FreeEvent {
 };
 static_assert(sizeof(FreeEvent) == 32);
 
+// FreeEvent header.flags. Only in trace files: the collector writes a kFreeImplied free where a
+// block is allocated at the address of one still live (the agent did not see that block's free:
+// a free through a slot not yet redirected, during an attach). A live heap model takes such an
+// allocation as that free; a trace names blocks by ordinal and needs it said. Not a free of the
+// program's: it is not counted as one.
+enum FreeFlags : uint16_t {
+  kFreeImplied = 1u << 0,
+};
+
 // Error kinds, append-only. Names match the JSON report's `errors[].kind`.
 enum class ErrorKind : uint16_t {
   kOverflow = 1,        // bytes after the block's end were overwritten
@@ -273,7 +282,7 @@ struct DetachEvent {
 };
 static_assert(sizeof(DetachEvent) == 32);
 
-// --- Reachability scans (preload/leak_scan.h) -----------------------------------------------
+// --- Reachability scans (preload/scan/leak_scan.h) -----------------------------------------------
 // A scan stops the process's other threads, reads every root (writable memory of modules,
 // stacks, registers, TLS) and the heap transitively, then sends kLeakKinds records naming each
 // live block that is NOT reachable, and one kLeakScanEnd. Names match the JSON `leaks[].kind`.

@@ -118,16 +118,21 @@ HEAPSCOPE_HOT inline void release_in_place(void* pointer, Api api) noexcept {
 inline void* reallocate_in_place(void* pointer, size_t size, Api api) noexcept {
   const auto address = reinterpret_cast<uint64_t>(pointer);
   BlockEntry old{};
-  // Out of the index before the real realloc: the address may be handed out again at once.
+  // Out of the index, and its free recorded, before the real realloc: once that returns, the
+  // old address may be handed to another thread at once, whose allocation must come after
+  // this free in the ring (else the free would be taken for that block's: its trace kept the
+  // realloc'd block alive and lost the other one).
   const bool ours = agent::index().take(address, 0, old) == FreeCheck::kOk;
   const bool tracking = agent::allocations_tracked();
   const uint32_t stack_id = tracking ? agent::capture_stack_id() : 0;
+  agent::emit_free(address, api);
   void* fresh = real::realloc(pointer, size);
   if (fresh == nullptr) {
-    if (ours) agent::index().insert(old);  // the old block stays valid, as realloc promises
+    // The old block stays valid, as realloc promises: it is ours again, recorded again.
+    if (ours && agent::index().insert(old))
+      agent::emit_alloc(address, old.size, old.alloc_stack_id, 0, api, static_cast<Family>(old.family));
     return nullptr;
   }
-  agent::emit_free(address, api);
   if (!tracking) return fresh;
   const auto fresh_address = reinterpret_cast<uint64_t>(fresh);
   const BlockEntry entry{fresh_address, size, stack_id, 0, 0, static_cast<uint8_t>(Family::kMalloc), BlockState::kLive, 0, 0};
