@@ -27,6 +27,13 @@ void PrintTo(const TortureCase& c, std::ostream* out) { *out << c.mode; }
 
 class TortureE2E : public ::testing::TestWithParam<TortureCase> {};
 
+// The kind of torture.c's one leak record of `bytes` bytes ("" if there is none).
+std::string kind_of_leak(const json& process, int bytes) {
+  for (const json& record : leaks_from(process, "/torture"))
+    if (record["bytes"] == bytes) return record["kind"];
+  return "";
+}
+
 std::vector<std::string> command_for(const std::string& mode) {
   std::vector<std::string> command = {program("torture"), mode};
   if (mode == "dlopen-dlclose") command.push_back(program("plugin.so"));
@@ -86,13 +93,7 @@ TEST(TortureE2E, ABlockBehindAGuardPageIsStillReachable) {
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const json& process = run.report["processes"][0];
   ASSERT_EQ(process["leak_scan"]["classified"], true) << process["leak_scan"].dump(1);
-  bool found = false;
-  for (const json& record : leaks_from(process, "/torture")) {
-    if (record["bytes"] != 100) continue;
-    found = true;
-    EXPECT_EQ(record["kind"], "reachable") << record.dump(1);
-  }
-  EXPECT_TRUE(found) << process["leaks"].dump(1);
+  EXPECT_EQ(kind_of_leak(process, 100), "reachable") << process["leaks"].dump(1);
 }
 
 // issue 15 #18: the vfork child's exit() ran the agent's exit sweep in the parent's memory,
@@ -186,11 +187,8 @@ TEST(TortureE2E, PointersInMergedAndSealedMappingsAreRoots) {
   const RunOutput run = run_heapscope({}, command_for("unusual-roots"), {}, seconds(60));
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const json& process = run.report["processes"][0];
-  std::map<int, std::string> kinds;
-  for (const json& record : leaks_from(process, "/torture")) kinds[record["bytes"].get<int>()] = record["kind"];
-  EXPECT_EQ(kinds[100], "reachable") << process["leaks"].dump(1);
-  EXPECT_EQ(kinds[200], "reachable") << process["leaks"].dump(1);
-  EXPECT_EQ(kinds[256 * 1024], "reachable");
+  EXPECT_EQ(kind_of_leak(process, 100), "reachable") << process["leaks"].dump(1);
+  EXPECT_EQ(kind_of_leak(process, 200), "reachable") << process["leaks"].dump(1);
 }
 
 // issue 15 #12: a live thread running a coroutine has its stack pointer on the coroutine's
@@ -200,13 +198,7 @@ TEST(TortureE2E, AThreadRunningACoroutineKeepsItsOwnStackAsARoot) {
   const RunOutput run = run_heapscope({}, command_for("coroutine-stack"), {}, seconds(60));
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const json& process = run.report["processes"][0];
-  bool found = false;
-  for (const json& record : leaks_from(process, "/torture")) {
-    if (record["bytes"] != 300) continue;
-    found = true;
-    EXPECT_EQ(record["kind"], "reachable") << record.dump(1);
-  }
-  EXPECT_TRUE(found) << process["leaks"].dump(1);
+  EXPECT_EQ(kind_of_leak(process, 300), "reachable") << process["leaks"].dump(1);
 }
 
 // issue 15 #13: the walker's tables of glibc-internal threads (one per SIGEV_THREAD expiration)
@@ -219,13 +211,7 @@ TEST(TortureE2E, ThousandsOfShortLivedInternalThreadsLeaveTheScanRight) {
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const json& process = run.report["processes"][0];
   EXPECT_EQ(process["leak_scan"]["classified"], true) << process["leak_scan"].dump(1);
-  bool found = false;
-  for (const json& record : leaks_from(process, "/torture")) {
-    if (record["bytes"] != 4242) continue;
-    found = true;
-    EXPECT_EQ(record["kind"], "definite") << record.dump(1);
-  }
-  EXPECT_TRUE(found) << process["leaks"].dump(1);
+  EXPECT_EQ(kind_of_leak(process, 4242), "definite") << process["leaks"].dump(1);
 }
 
 // issue 15 #24: code built with -g -fno-asynchronous-unwind-tables has its frames in
