@@ -595,7 +595,7 @@ AttachArguments parse_attach_arguments(const std::vector<std::string>& arguments
 }
 
 // `heapscope collect --session DIR --pid PID --trace FILE`: started by the agent when it is
-// preloaded without `heapscope run` (preload/standalone.cpp). Drains the process's ring into
+// preloaded without `heapscope run` (preload/record/standalone.cpp). Drains the process's ring into
 // its trace, silently: the agent prints the summary, `heapscope report` the rest.
 int collect_command(const std::vector<std::string>& arguments) {
   std::string session, trace;

@@ -36,7 +36,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // See format::kRingDirEnv. The agent, preloaded alone, makes the same choice without the
-// standard library (preload/standalone.cpp).
+// standard library (preload/record/standalone.cpp).
 std::string ring_base_directory() {
   const char* chosen = getenv(format::kRingDirEnv);
   if (chosen != nullptr && *chosen != '\0') return chosen;

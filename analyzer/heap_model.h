@@ -245,7 +245,7 @@ class ProcessModel {
   AddressMap<LiveBlock> live_;
   std::vector<Module> modules_;
   std::unordered_map<uint32_t, Stack> stacks_;
-  // The agent may, rarely, name one stack with two ids (see preload/stack_depot.h); leaks are
+  // The agent may, rarely, name one stack with two ids (see preload/stacks/stack_depot.h); leaks are
   // grouped by the first id seen for identical frames.
   std::unordered_map<uint64_t, std::vector<uint32_t>> ids_by_hash_;
   std::unordered_map<uint32_t, uint32_t> alias_;

@@ -1,4 +1,4 @@
-// Stack walking alone: heapscope's cached walker (preload/fast_unwind.h) against libunwind's
+// Stack walking alone: heapscope's cached walker (preload/stacks/fast_unwind.h) against libunwind's
 // cached unw_backtrace, from the same 30-frame stack, 10^6 walks each. Prints ns per walk and
 // per frame, and the ratio. The stack repeats from walk to walk, so heapscope's walker reuses
 // its previous walk after checking it: its best case. usage: unwind_bench [DEPTH]

@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-/* Exported by the agent (preload/client_api.cpp). Do not call these directly: a program that
+/* Exported by the agent (preload/interpose/client_api.cpp). Do not call these directly: a program that
  * runs without heapscope has them null. */
 extern int heapscope_agent_verify_heap(void) __attribute__((weak));
 extern int heapscope_agent_ignore_object(const void* pointer) __attribute__((weak));

@@ -194,7 +194,7 @@ struct FromCallerWalk {
   uint64_t from[64] = {};
 };
 
-// As an interposer does (preload/stack_capture.h): a frame-pointer frame hands its return
+// As an interposer does (preload/stacks/stack_capture.h): a frame-pointer frame hands its return
 // address, its caller's stack pointer and the caller's rbp to fast_backtrace_from.
 extern "C" __attribute__((noinline, optimize("no-omit-frame-pointer"))) void walk_from_caller(void* context) {
   auto* walk = static_cast<FromCallerWalk*>(context);

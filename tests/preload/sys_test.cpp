@@ -1,4 +1,4 @@
-// The agent's mapping list (preload/sys.h): a leak scan excludes every mapping in it, so a
+// The agent's mapping list (preload/support/sys.h): a leak scan excludes every mapping in it, so a
 // mapping it cannot take must be known, never silently dropped (issue 15 #13).
 #include "sys.h"
 
