@@ -302,7 +302,7 @@ bool initialize() noexcept {
   parse_options(sys::get_env(format::kOptionsEnv), a.options);
   if (a.session == nullptr || *a.session == '\0') {
     // Preloaded without `heapscope run`: a session and a collector of our own.
-    if (!standalone::start(a.own_session)) return false;
+    if (!standalone::start(a.own_session, a.options.output_dir, a.options.output_dir_length)) return false;
     a.standalone = true;
     a.session = a.own_session.directory;
     a.collector_pid = a.own_session.collector_pid;

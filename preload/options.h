@@ -1,5 +1,6 @@
 // The agent's options, one field per row of include/heapscope/agent_options.inc.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace heapscope::preload {
@@ -8,6 +9,11 @@ struct Options {
 #define HEAPSCOPE_OPTION(type, name, default_value, help) type name = default_value;
 #include "heapscope/agent_options.inc"
 #undef HEAPSCOPE_OPTION
+  // output_dir=DIR (HEAPSCOPE_OPTIONS only, not a `heapscope run` option: run has --output):
+  // where an agent preloaded alone writes its trace, instead of each process's working
+  // directory. Points into the environment string; a path may not contain ':'.
+  const char* output_dir = nullptr;
+  size_t output_dir_length = 0;
 };
 
 // Parses "key=value:key=value" into `options` without allocating. Unknown keys and bad values

@@ -55,6 +55,12 @@ int parse_options(const char* text, Options& options) noexcept {
                       static_cast<size_t>(equals < end ? end - equals - 1 : 0)};
     bool known = false;
     bool valid = false;
+    if (key.equals("output_dir")) {
+      known = true;
+      valid = value.length > 0;
+      options.output_dir = value.data;
+      options.output_dir_length = value.length;
+    }
 #define HEAPSCOPE_OPTION(type, name, default_value, help) \
   if (!known && key.equals(#name)) {                      \
     known = true;                                         \

@@ -84,10 +84,22 @@ bool find_collector(const char* library) noexcept {
   return append(collector_buffer, "/../bin/heapscope") && access(collector_buffer, X_OK) == 0;
 }
 
-// <cwd or TMPDIR>/heapscope.<program>.<pid>.trace.zst, numbered if taken (as `heapscope run`).
-bool choose_trace_path() noexcept {
+// <output_dir, or cwd, or TMPDIR>/heapscope.<program>.<pid>.trace.zst, numbered if taken (as
+// `heapscope run`). Every child of a program preloaded by hand writes where output_dir says,
+// not into whatever directory it runs in.
+bool choose_trace_path(const char* output_dir, size_t output_dir_length) noexcept {
   char directory[kPath];
-  if (getcwd(directory, sizeof(directory)) == nullptr || access(directory, W_OK | X_OK) != 0) {
+  directory[0] = '\0';
+  if (output_dir != nullptr && output_dir_length > 0 && output_dir_length < sizeof(directory)) {
+    for (size_t i = 0; i < output_dir_length; ++i) directory[i] = output_dir[i];
+    directory[output_dir_length] = '\0';
+    if (access(directory, W_OK | X_OK) != 0) {
+      RawLine().text("heapscope: output_dir ").text(directory).text(" is not a writable directory; the trace goes "
+                                                                   "to the working directory").emit();
+      directory[0] = '\0';
+    }
+  }
+  if (directory[0] == '\0' && (getcwd(directory, sizeof(directory)) == nullptr || access(directory, W_OK | X_OK) != 0)) {
     directory[0] = '\0';
     if (!append(directory, temporary_directory())) return false;
   }
@@ -167,7 +179,36 @@ int spawn_collector() noexcept {
 
 }  // namespace
 
-bool start(Session& session) noexcept {
+namespace {
+
+// Where stderr went when the process started. Many programs close it before they exit (every
+// coreutils program does, at exit): the summary then goes to that file or terminal, opened
+// again by its path for the one line. (A pipe cannot be opened again: its summary is lost, the
+// trace keeps everything.) No descriptor is kept open meanwhile: the program owns them all.
+char stderr_path[256];
+dev_t stderr_device = 0;
+ino_t stderr_inode = 0;
+
+void remember_stderr() noexcept {
+  struct stat status {};
+  if (fstat(2, &status) != 0) return;
+  stderr_device = status.st_dev;
+  stderr_inode = status.st_ino;
+  const ssize_t length = readlink("/proc/self/fd/2", stderr_path, sizeof(stderr_path) - 1);
+  stderr_path[length > 0 && stderr_path[0] == '/' ? length : 0] = '\0';
+}
+
+int summary_descriptor() noexcept {
+  struct stat status {};
+  if (fstat(2, &status) == 0 && status.st_dev == stderr_device && status.st_ino == stderr_inode) return 2;
+  if (stderr_path[0] == '\0') return -1;
+  return sys::open_file(stderr_path, O_WRONLY | O_APPEND | O_NOCTTY | O_CLOEXEC);
+}
+
+}  // namespace
+
+bool start(Session& session, const char* output_dir, size_t output_dir_length) noexcept {
+  remember_stderr();
   const char* library = own_file();
   if (library == nullptr) return false;
   if (!find_collector(library)) {
@@ -182,7 +223,7 @@ bool start(Session& session) noexcept {
         .text("; this process is not traced").emit();
     return false;
   }
-  if (!choose_trace_path()) {
+  if (!choose_trace_path(output_dir, output_dir_length)) {
     rmdir(directory_buffer);
     RawLine().text("heapscope: no writable place for the trace; this process is not traced").emit();
     return false;
@@ -200,6 +241,8 @@ bool start(Session& session) noexcept {
 }
 
 void print_summary(const Session& session, const ExitFigures& figures) noexcept {
+  const int fd = summary_descriptor();
+  if (fd < 0) return;
   RawLine line;
   line.text("heapscope: pid ").number(getpid()).text(": ")
       .number(static_cast<int64_t>(figures.live_bytes)).text(" bytes in ").number(static_cast<int64_t>(figures.live_blocks)).text(" blocks live at exit");
@@ -208,7 +251,8 @@ void print_summary(const Session& session, const ExitFigures& figures) noexcept 
         .number(static_cast<int64_t>(figures.indirect_bytes)).text(", possibly ").number(static_cast<int64_t>(figures.possible_bytes)).text(")");
   }
   line.text(", ").number(static_cast<int64_t>(figures.errors)).text(" heap errors; full report: heapscope report ")
-      .text(session.trace_path).emit();
+      .text(session.trace_path).emit_to(fd);
+  if (fd != 2) sys::close_file(fd);
 }
 
 }  // namespace heapscope::preload::standalone

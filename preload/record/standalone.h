@@ -5,6 +5,7 @@
 // detached (a grandchild, reparented at once): the program never sees it in wait() or as
 // SIGCHLD. Everything here runs at init or exit, without malloc.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 namespace heapscope::preload::standalone {
@@ -15,9 +16,10 @@ struct Session {
   int collector_pid = 0;
 };
 
-// Sets up the session and starts the collector. False (with a message on stderr) if it could
-// not: then the process is not traced.
-bool start(Session& session) noexcept;
+// Sets up the session and starts the collector; the trace goes to `output_dir` (`length`
+// bytes; none: the working directory, or TMPDIR where that is not writable). False (with a
+// message on stderr) if it could not: then the process is not traced.
+bool start(Session& session, const char* output_dir, size_t output_dir_length) noexcept;
 
 struct ExitFigures {
   uint64_t live_blocks, live_bytes;

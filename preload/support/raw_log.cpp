@@ -49,6 +49,12 @@ void RawLine::emit() noexcept {
   length_ = 0;
 }
 
+void RawLine::emit_to(int fd) noexcept {
+  buffer_[length_++] = '\n';
+  sys::write_all(fd, buffer_, length_);
+  length_ = 0;
+}
+
 void fatal(const char* message) noexcept {
   RawLine().text("heapscope: fatal: ").text(message).emit();
   abort();

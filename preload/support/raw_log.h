@@ -13,6 +13,7 @@ class RawLine {
   RawLine& number(int64_t value) noexcept;
   RawLine& hex(uint64_t value) noexcept;
   void emit() noexcept;  // appends '\n', writes to fd 2
+  void emit_to(int fd) noexcept;  // appends '\n', writes to `fd`
 
  private:
   void put(char c) noexcept;

@@ -147,7 +147,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // The agent must not change what a C program loads: no libstdc++ (its start-up allocations
 // would appear in the report, and it changes the program). A compiler quirk once pulled it in
-// through the C++ personality routine (see preload/stack_capture.h).
+// through the C++ personality routine (see preload/stacks/stack_capture.h).
 TEST(PreloadE2E, AgentLoadsNoLibstdcxxIntoACProgram) {
   const RunOutput run = run_heapscope({}, {program("leak_shapes")});
   const json& process = only_process(run);
@@ -1286,6 +1286,49 @@ TEST(StandaloneE2E, PreloadedAloneItWritesATraceAndPrintsASummary) {
   EXPECT_EQ(process["summary"]["frees"], 6);
   EXPECT_EQ(process["summary"]["leaks"]["definite"]["blocks"], 14);
   EXPECT_EQ(process["leak_scan"]["classified"], true);
+}
+
+// issue 12 (9): preloaded by hand, every child dropped its trace in its own working directory;
+// HEAPSCOPE_OPTIONS=output_dir=DIR puts them all in DIR.
+TEST(StandaloneE2E, OutputDirGathersEveryProcesssTrace) {
+  std::string dir = testing::TempDir() + "/heapscope-alone-out-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string traces = dir + "/traces";
+  const std::string elsewhere = dir + "/elsewhere";
+  std::filesystem::create_directories(traces);
+  std::filesystem::create_directories(elsewhere);
+  const RunOutput run = run_preloaded_alone(dir, "output_dir=" + traces,
+                                            "sh -c 'cd " + elsewhere + " && " + program("leak_shapes") + "'");
+  ASSERT_EQ(run.exit_code, 3) << run.err;
+  std::set<std::string> names;
+  for (int attempt = 0; attempt < 100 && names.size() < 2; ++attempt) {
+    names.clear();
+    for (const auto& entry : std::filesystem::directory_iterator(traces)) names.insert(entry.path().filename().string());
+    usleep(50 * 1000);
+  }
+  bool shell = false;
+  bool program_trace = false;
+  for (const std::string& name : names) {
+    shell = shell || name.starts_with("heapscope.sh.");
+    program_trace = program_trace || name.starts_with("heapscope.leak_shapes.");
+  }
+  EXPECT_TRUE(shell && program_trace) << run.err;
+  EXPECT_TRUE(std::filesystem::is_empty(elsewhere)) << "a trace went to the child's working directory";
+}
+
+// issue 12 (9): programs that close stderr before they exit (every coreutils one) lost the
+// summary line. Where stderr is a file or a terminal, the agent opens it again for that line.
+TEST(StandaloneE2E, TheSummaryReachesAStderrTheProgramClosed) {
+  std::string dir = testing::TempDir() + "/heapscope-alone-closed-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  dir = std::filesystem::canonical(dir).string();  // as the program's getcwd() says it
+  const std::string err_file = dir + "/stderr.txt";
+  const RunOutput run = run_preloaded_alone(dir, "", "ls " + dir + " > /dev/null 2> " + err_file);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::ifstream in(err_file);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("heapscope: pid "), std::string::npos) << text;
+  EXPECT_NE(text.find("full report: heapscope report " + dir + "/heapscope.ls."), std::string::npos) << text;
 }
 
 // issue 15: the collector the agent starts inherited the program's descriptors, so a shell's
