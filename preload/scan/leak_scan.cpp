@@ -394,9 +394,29 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   RootReader reader(marker, copy_buffer.data(), kCopyBuffer);
   // Pages the program made inaccessible inside its blocks (a heap coroutine stack's guard page)
   // are known before any block is read.
+  size_t file_mappings = 0;
   for_each_mapping(maps_buffer.data(), kMapsBuffer, [&](const Mapping& mapping) {
     if (!mapping.readable) marker.mark_unreadable(mapping.begin, mapping.end, block_copy_buffer.data(), kBlockCopyBuffer);
+    if (mapping.readable && mapping.file_backed && !mapping.device) ++file_mappings;
   });
+  // The readable file mappings (code, constants, vtables), in address order as maps lists
+  // them, for the multipleinheritance heuristic (reachability.h). Sized from the count above,
+  // with room for the few a thread that did not stop may add.
+  const size_t file_capacity = file_mappings + 64;
+  ScratchArray<FileRange> file_ranges(file_capacity);
+  if (file_ranges.data() != nullptr) {
+    size_t filled = 0;
+    bool complete = true;
+    for_each_mapping(maps_buffer.data(), kMapsBuffer, [&](const Mapping& mapping) {
+      if (!mapping.readable || !mapping.file_backed || mapping.device) return;
+      if (filled == file_capacity) {
+        complete = false;
+        return;
+      }
+      file_ranges.data()[filled++] = {mapping.begin, mapping.end, mapping.executable};
+    });
+    if (complete) marker.set_file_ranges(file_ranges.data(), filled);
+  }
 
   // The live threads' own stacks, from the registry of thread stacks (fast_unwind.h): a thread
   // running a coroutine (swapcontext) or a handler on an alternate signal stack has its stack

@@ -84,15 +84,79 @@ void ReachabilityMarker::read_block(const ScanBlock& block, Visit visit) noexcep
   }
 }
 
-bool ReachabilityMarker::first_word(const ScanBlock& block, uint64_t& word) noexcept {
+bool ReachabilityMarker::word_at(const ScanBlock& block, uint64_t offset, uint64_t& word) noexcept {
+  if (offset + 8 > block.size) return false;
   bool read = false;
-  read_block(ScanBlock{block.address, 8, 0, Reach::kUnreached, 0, 0, block.unreadable_pages},
+  read_block(ScanBlock{block.address + offset, 8, 0, Reach::kUnreached, 0, 0, block.unreadable_pages},
              [&](const uint64_t* words, size_t count) {
                if (count == 0 || read) return;
                word = words[0];
                read = true;
              });
   return read;
+}
+
+bool ReachabilityMarker::first_word(const ScanBlock& block, uint64_t& word) noexcept { return word_at(block, 0, word); }
+
+const FileRange* ReachabilityMarker::file_range(uint64_t address) const noexcept {
+  size_t low = 0;
+  size_t high = file_range_count_;
+  while (low < high) {
+    const size_t middle = low + (high - low) / 2;
+    if (file_ranges_[middle].end <= address) low = middle + 1;
+    else high = middle;
+  }
+  return low < file_range_count_ && file_ranges_[low].begin <= address ? &file_ranges_[low] : nullptr;
+}
+
+// memcheck's test (mc_leakcheck.c): in a readable file mapping, and among its first 20 words,
+// two non-null ones before any that is not a pointer into executable file-mapped code. Read
+// by copy: a file mapping may end past the end of its file.
+bool ReachabilityMarker::is_vtable(uint64_t address) noexcept {
+  if ((address & 7) != 0 || address < 4096) return false;
+  const FileRange* range = file_range(address);
+  if (range == nullptr) return false;
+  uint64_t words[20];
+  const uint64_t bytes = range->end - address < sizeof(words) ? range->end - address : sizeof(words);
+  iovec local{words, static_cast<size_t>(bytes)};
+  iovec remote{reinterpret_cast<void*>(address), static_cast<size_t>(bytes)};
+  const ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+  if (got < 16) return false;
+  int functions = 0;
+  for (size_t i = 0; i < static_cast<size_t>(got) / 8; ++i) {
+    if (words[i] == 0) continue;
+    const FileRange* code = file_range(words[i]);
+    if (code == nullptr || !code->executable) return false;
+    if (++functions == 2) return true;
+  }
+  return false;
+}
+
+// memcheck's default leak heuristics (mc_leakcheck.c, heuristic_reachedness): layouts in
+// which C++ programs keep only an interior pointer to a block they still use.
+bool ReachabilityMarker::heuristic_start(const ScanBlock& block, uint64_t value) noexcept {
+  const uint64_t offset = value - block.address;
+  uint64_t first = 0;
+  if (!first_word(block, first)) return false;
+  // stdstring: length, capacity, refcount, then the characters and a NUL (the pre-C++11
+  // libstdc++ string); the pointer is at the characters.
+  uint64_t capacity = 0;
+  if (offset == 24 && word_at(block, 8, capacity) && capacity < block.size && 24 + capacity + 1 == block.size &&
+      first <= capacity)
+    return true;
+  if (offset == 8 && first > 0) {
+    // length64: a 64-bit length of the rest, then the data (sqlite3's allocator).
+    if (block.size - 8 == first) return true;
+    // newarray: new[] of a type with a destructor stores the element count first.
+    if ((block.size - 8) % first == 0) return true;
+  }
+  // multipleinheritance: the pointer is at a vtable pointer (a base other than the first), and
+  // the block starts with one too.
+  uint64_t inner = 0;
+  if (file_range_count_ != 0 && (offset & 7) == 0 && word_at(block, offset, inner) && is_vtable(inner) &&
+      is_vtable(first))
+    return true;
+  return false;
 }
 
 // glibc allocates a dtv as (count + 2) entries of 16 bytes, stores count in entry 0 and keeps a
@@ -109,7 +173,7 @@ void ReachabilityMarker::reach(uint64_t value, Reach via) noexcept {
   bool start = false;
   const long found = find(value, start);
   if (found < 0) return;
-  if (!start) start = is_tls_vector_pointer(blocks_[found], value);
+  if (!start) start = is_tls_vector_pointer(blocks_[found], value) || heuristic_start(blocks_[found], value);
   // A chain is as strong as its weakest link: an interior pointer anywhere makes it "possible".
   const Reach strength = start ? via : Reach::kPossible;
   ScanBlock& block = blocks_[found];

@@ -12,10 +12,12 @@
 //    to is definite, and every lost block it leads to (start or interior pointers) is indirect.
 //    In a cycle of lost blocks that nothing outside points to, the block with the lowest address
 //    is definite and the others indirect (memcheck's "clique leader" rule).
-//  - one layout is recognized: glibc's dynamic TLS vector (dtv), which the thread control block
-//    points to one 16-byte entry in, with the entry count in the block's first word. That
-//    pointer counts as a start pointer, so a thread's TLS vector is never "possibly lost" (it is
-//    in memcheck's reports, for every thread alive or cached at exit).
+//  - some layouts make an interior pointer count as a start pointer. glibc's dynamic TLS vector
+//    (dtv), which the thread control block points to one 16-byte entry in, with the entry count
+//    in the block's first word: a thread's TLS vector is never "possibly lost" (it is in
+//    memcheck's reports, for every thread alive or cached at exit). And memcheck's default leak
+//    heuristics, for blocks C++ refers to by an interior pointer (docs/leak-check.md):
+//    stdstring, length64, newarray, multipleinheritance.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -23,6 +25,13 @@
 namespace heapscope::preload {
 
 enum class Reach : uint8_t { kUnreached = 0, kPossible = 1, kReachable = 2 };
+
+// A readable file mapping (code, constants, vtables), for the multipleinheritance heuristic.
+struct FileRange {
+  uint64_t begin;
+  uint64_t end;
+  bool executable;
+};
 
 // One live block as the scan sees it; the array is sorted by address, blocks do not overlap.
 struct ScanBlock {
@@ -46,6 +55,13 @@ class ReachabilityMarker {
   // which fails where a read would fault) into `buffer` of `buffer_bytes` (a multiple of
   // 4096), their unreadable pages skipped. Call for every such range before any scan.
   void mark_unreadable(uint64_t begin, uint64_t end, char* buffer, size_t buffer_bytes) noexcept;
+  // The process's readable file mappings, sorted by address (kept, not copied): with them, an
+  // interior pointer at a vtable pointer whose block starts with one counts as a start pointer
+  // (memcheck's multipleinheritance heuristic). Without, that heuristic never applies.
+  void set_file_ranges(const FileRange* ranges, size_t count) noexcept {
+    file_ranges_ = ranges;
+    file_range_count_ = count;
+  }
   // Root memory: every aligned 8-byte word in [begin, begin + bytes) that points into a block.
   void scan_root(const void* begin, size_t bytes) noexcept;
   // Root values that are not in memory (a thread's registers).
@@ -73,6 +89,10 @@ class ReachabilityMarker {
   void read_block(const ScanBlock& block, Visit visit) noexcept;
   bool first_word(const ScanBlock& block, uint64_t& word) noexcept;
   bool is_tls_vector_pointer(const ScanBlock& block, uint64_t value) noexcept;
+  bool word_at(const ScanBlock& block, uint64_t offset, uint64_t& word) noexcept;
+  bool heuristic_start(const ScanBlock& block, uint64_t value) noexcept;
+  const FileRange* file_range(uint64_t address) const noexcept;
+  bool is_vtable(uint64_t address) noexcept;
 
   ScanBlock* blocks_;
   size_t count_;
@@ -83,6 +103,8 @@ class ReachabilityMarker {
   uint64_t heap_bytes_scanned_ = 0;
   char* copy_buffer_ = nullptr;  // for blocks with unreadable pages
   size_t copy_bytes_ = 0;
+  const FileRange* file_ranges_ = nullptr;
+  size_t file_range_count_ = 0;
 };
 
 }  // namespace heapscope::preload

@@ -17,7 +17,7 @@ namespace heapscope::preload {
 struct Mapping {
   uint64_t begin = 0;
   uint64_t end = 0;
-  bool readable = false, writable = false, is_private = false;
+  bool readable = false, writable = false, executable = false, is_private = false;
   bool file_backed = false;   // inode != 0
   bool device = false;        // a /dev path other than /dev/zero: never read
   bool brk_heap = false;      // [heap]: the program break, glibc's main arena
@@ -43,6 +43,7 @@ inline bool parse_mapping(const char* line, const char* end, Mapping& out) noexc
   if (*p++ != ' ' || end - p < 4) return false;
   out.readable = p[0] == 'r';
   out.writable = p[1] == 'w';
+  out.executable = p[2] == 'x';
   out.is_private = p[3] == 'p';
   p += 4;
   // offset, device, inode
