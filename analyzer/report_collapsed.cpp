@@ -24,8 +24,8 @@ std::string frame_label(const SymbolizedFrame& frame) {
   std::string name;
   if (!frame.function.empty()) {
     name = frame.function;
-  } else if (!frame.module.empty()) {
-    name = fmt::format("{:#x} ({})", frame.address, frame.module.substr(frame.module.rfind('/') + 1));
+  } else if (!frame.module.empty()) {  // a stripped library: module+offset, the same in every run
+    name = fmt::format("{}+{:#x}", frame.module.substr(frame.module.rfind('/') + 1), frame.module_offset);
   } else {
     name = fmt::format("{:#x}", frame.address);
   }

@@ -117,13 +117,19 @@ function seconds(s) {
 }
 // A byte count for a card: rounded, with the exact count on hover.
 function exactBytes(n) { return num(n) + " bytes"; }
+// A frame with no function (a stripped library) is named by its module and offset in it: the
+// same in every run, unlike its address.
+function moduleOffset(f) { return f.module ? f.module.slice(f.module.lastIndexOf("/") + 1) + "+" + f.module_offset : null; }
 function frameText(f) {
   let where = "";
   if (f.file) where = " (" + f.file + (f.line ? ":" + f.line : "") + ")";
-  else if (f.module) where = " (in " + f.module + ")";
+  else if (f.module && f.function) where = " (in " + f.module + ")";
+  else if (f.module) where = " (in " + f.module + "+" + f.module_offset + ")";
   return (f.function || "???") + (f.inlined ? " [inlined]" : "") + where;
 }
-function topFrame(stack) { return stack && stack.length ? (stack[0].function || stack[0].address) : "(no stack)"; }
+function topFrame(stack) {
+  return stack && stack.length ? (stack[0].function || moduleOffset(stack[0]) || stack[0].address) : "(no stack)";
+}
 function stackList(stack) {
   if (!stack || !stack.length) return el("p", {class: "note", text: "(no stack recorded)"});
   return el("ol", {class: "stack", start: "0"}, ...stack.map((f) => el("li", {text: frameText(f)})));

@@ -15,7 +15,8 @@ json frame_json(const SymbolizedFrame& frame) {
               {"function", frame.function.empty() ? json(nullptr) : json(frame.function)},
               {"file", frame.file.empty() ? json(nullptr) : json(frame.file)},
               {"line", frame.line > 0 ? json(frame.line) : json(nullptr)},
-              {"module", frame.module.empty() ? json(nullptr) : json(frame.module)}};
+              {"module", frame.module.empty() ? json(nullptr) : json(frame.module)},
+              {"module_offset", frame.module.empty() ? json(nullptr) : json(hex(frame.module_offset))}};
   if (frame.inlined) out["inlined"] = true;
   return out;
 }

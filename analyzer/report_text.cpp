@@ -67,8 +67,10 @@ void append_stack(std::string& out, const FrameList& frames, const Style& style)
     std::string where;
     if (!frame.file.empty())
       where = frame.line > 0 ? fmt::format(" ({}:{})", frame.file, frame.line) : fmt::format(" ({})", frame.file);
-    else if (!frame.module.empty())
+    else if (!frame.module.empty() && !frame.function.empty())
       where = fmt::format(" (in {})", frame.module);
+    else if (!frame.module.empty())  // a stripped library: where in it, the same in every run
+      where = fmt::format(" (in {}+{:#x})", frame.module, frame.module_offset);
     out += fmt::format("        #{:<2} {} {}{}{}\n", i, style.dim(fmt::format("{:#x}", frame.address)),
                        style.bold(frame.function.empty() ? "???" : frame.function),
                        frame.inlined ? " [inlined]" : "", where);

@@ -172,7 +172,10 @@ const std::vector<SymbolizedFrame>& Symbolizer::symbolize(const Module* module, 
   } else {
     frames = symbolize_in_file(*open_module, address - bias);
   }
-  for (SymbolizedFrame& frame : frames) frame.address = address;
+  for (SymbolizedFrame& frame : frames) {
+    frame.address = address;
+    if (module != nullptr) frame.module_offset = address - bias;
+  }
   return cache_.emplace(key, std::move(frames)).first->second;
 }
 

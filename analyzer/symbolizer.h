@@ -29,6 +29,9 @@ struct SymbolizedFrame {
   int line = 0;          // 0 when unknown
   std::string module;    // path of the ELF object; empty when outside every module
   bool inlined = false;  // an inlined call inside the next frame's function
+  // address less the module's load bias: the same in every run and process (what addr2line
+  // and `nm` take), for frames of stripped libraries; meaningful only when `module` is set.
+  uint64_t module_offset = 0;
 };
 
 // A module's symbol names by address, as dwfl_module_addrinfo gives them, without its cost.

@@ -81,6 +81,35 @@ TEST(PreloadE2E, ReportsEachLeakShapeAtItsAllocatingFunction) {
   EXPECT_EQ(leaks[4]["stack"][1]["function"], "leak_strdup");
 }
 
+// issue 12 (10): frames of a stripped program or library were bare addresses, different in every
+// run. They now carry the module and the offset in it: the same in every run, what addr2line
+// takes.
+TEST(PreloadE2E, FramesOfAStrippedProgramAreNamedByModuleAndOffset) {
+  std::string dir = testing::TempDir() + "/heapscope-stripped-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  dir = std::filesystem::canonical(dir).string();  // as the loader names the module
+  const std::string stripped = dir + "/leak_shapes";
+  ASSERT_EQ(run_native({"cp", program("leak_shapes"), stripped}).exit_code, 0);
+  ASSERT_EQ(run_native({"strip", "--strip-all", stripped}).exit_code, 0);
+  const RunOutput symbols = run_heapscope({}, {program("leak_shapes")});
+  const RunOutput bare = run_heapscope({}, {stripped});
+  ASSERT_EQ(bare.exit_code, 3) << bare.err;
+  const auto named = leaks_from(only_process(symbols), "/leak_shapes");
+  const auto unnamed = leaks_from(only_process(bare), "/leak_shapes");
+  ASSERT_EQ(named.size(), 4u);  // the fifth leak's innermost frame is strdup's, in libc
+  ASSERT_EQ(unnamed.size(), 4u);
+  for (size_t i = 0; i < named.size(); ++i) {
+    const json& with = named[i]["stack"][0];
+    const json& without = unnamed[i]["stack"][0];
+    EXPECT_TRUE(without["function"].is_null()) << without.dump();
+    EXPECT_EQ(without["module"], stripped);
+    EXPECT_EQ(without["module_offset"], with["module_offset"]) << "the same code, the same offset in every run";
+    EXPECT_NE(without["module_offset"], without["address"]);
+    EXPECT_NE(bare.err.find("??? (in " + stripped + "+" + without["module_offset"].get<std::string>() + ")"),
+              std::string::npos) << bare.err;
+  }
+}
+
 struct ErrorCase {
   std::string argument;
   std::string kind;
