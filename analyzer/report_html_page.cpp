@@ -454,8 +454,16 @@ function render() {
       report.append(el("section", {class: "process", id: "process-0"}, el("h2", {text: title}),
                        el("p", {class: "sub", text: p.attach ? "attached to while it ran (heapscope attach)" : p.launched ? "the launched program" : "a traced process"}), ...processBody(p, true)));
     } else {
-      // Later processes open on demand: a build traces thousands.
-      const details = el("details", {class: "process", id: "process-" + i}, el("summary", {text: title}));
+      // Later processes open on demand: a build traces thousands. Their summary line says
+      // what is inside, so that a process with errors or leaks stands out while closed.
+      const l = p.summary.leaks;
+      const lostBytes = l.definite.bytes + l.indirect.bytes + l.possible.bytes + l.unclassified.bytes;
+      const badges = [];
+      if (p.summary.error_count > 0)
+        badges.push(el("span", {class: "kind error", "data-role": "badge", text: num(p.summary.error_count) + " heap error" + (p.summary.error_count === 1 ? "" : "s")}));
+      if (lostBytes > 0)
+        badges.push(el("span", {class: "kind definite", "data-role": "badge", title: num(lostBytes) + " bytes", text: bytes(lostBytes) + " leaked"}));
+      const details = el("details", {class: "process", id: "process-" + i}, el("summary", {}, title + " ", ...badges));
       let filled = false;
       details.addEventListener("toggle", () => {
         if (filled || !details.open) return;

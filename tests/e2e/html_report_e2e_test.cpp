@@ -172,6 +172,29 @@ TEST_F(HtmlReportE2E, ReportFromTracesAndOneSectionPerProcess) {
   EXPECT_NE(dom.find("<details class=\"process\" id=\"process-1\""), std::string::npos);  // opened on demand
 }
 
+// issue 12 (10): a closed section says on its summary line what it holds: heap errors, leaks.
+TEST_F(HtmlReportE2E, ClosedSectionsCarryErrorAndLeakBadges) {
+  const std::string dir = testing::TempDir() + "/heapscope-html-badges";
+  std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
+  const std::string html = dir + "/report.html";
+  const RunOutput run = run_heapscope(
+      {"--html", html}, {"sh", "-c", program("leak_shapes") + "; " + program("heap_errors") + " double_free; true"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string dom = rendered_dom(html);
+  std::vector<std::string> summaries;
+  for (size_t at = dom.find("<summary>"); at != std::string::npos; at = dom.find("<summary>", at + 1))
+    summaries.push_back(dom.substr(at, dom.find("</summary>", at) - at));
+  auto badged = [&](const std::string& program_name, const std::string& text) {
+    for (const std::string& summary : summaries)
+      if (summary.find(program_name) != std::string::npos && summary.find("data-role=\"badge\"") != std::string::npos &&
+          summary.find(text) != std::string::npos)
+        return true;
+    return false;
+  };
+  EXPECT_TRUE(badged("/leak_shapes", "2.05 KiB leaked</span>")) << dom.substr(dom.find("<details"), 3000);
+  EXPECT_TRUE(badged("/heap_errors", "1 heap error</span>")) << dom.substr(dom.find("<details"), 3000);
+}
+
 TEST_F(HtmlReportE2E, AnUnwritableDestinationFailsBeforeTheProgramRuns) {
   const RunOutput run = run_heapscope({"--html", "/nonexistent/dir/report.html"}, {program("leak_shapes")});
   EXPECT_EQ(run.exit_code, 125);
