@@ -1013,6 +1013,23 @@ TEST(TraceE2E, BigTraceShowsProgressOnATerminalOnly) {
   EXPECT_EQ(piped.err.find("reading"), std::string::npos) << piped.err;
 }
 
+// Starts `heapscope ARGS...` in the background, its rings in `ring_dir`, its own output to
+// /dev/null; `own_group` puts it (and what it starts) in a process group of its own.
+pid_t start_heapscope(const std::string& ring_dir, const std::vector<std::string>& arguments, bool own_group = false) {
+  const pid_t child = fork();
+  if (child == 0) {
+    if (own_group) setpgid(0, 0);
+    setenv("HEAPSCOPE_RING_DIR", ring_dir.c_str(), 1);
+    const int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    std::vector<std::string> argv = {heapscope_binary()};
+    argv.insert(argv.end(), arguments.begin(), arguments.end());
+    exec_or_exit(argv);
+  }
+  return child;
+}
+
 TEST(TraceE2E, KilledCollectorLeavesTheProgramRunningAndAPartialTrace) {
   std::string dir = testing::TempDir() + "/heapscope-killed-XXXXXX";
   ASSERT_NE(mkdtemp(dir.data()), nullptr);
@@ -1023,16 +1040,7 @@ TEST(TraceE2E, KilledCollectorLeavesTheProgramRunningAndAPartialTrace) {
   const std::string done = dir + "/done";
   // The workload runs a few seconds under heapscope; `touch` proves it ended normally.
   const std::string script = std::string(ALLOC_WORKLOAD) + " 3000000 few && touch " + done;
-  const pid_t collector = fork();
-  if (collector == 0) {
-    setenv("HEAPSCOPE_RING_DIR", tmp.c_str(), 1);
-    const int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    execl(heapscope_binary().c_str(), "heapscope", "run", "--output", traces.c_str(), "--", "sh", "-c",
-          script.c_str(), (char*)nullptr);
-    _exit(127);
-  }
+  const pid_t collector = start_heapscope(tmp, {"run", "--output", traces, "--", "sh", "-c", script});
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   kill(collector, SIGKILL);
   waitpid(collector, nullptr, 0);
@@ -1071,16 +1079,7 @@ TEST(RunCommandE2E, SigtermGoesToTheProgramAndTheReportIsStillWritten) {
   const std::string json_path = dir + "/report.json";
   const std::string script = program("leak_shapes") + "; exec sleep 60";
   const auto started = std::chrono::steady_clock::now();
-  const pid_t heapscope = fork();
-  if (heapscope == 0) {
-    setenv("HEAPSCOPE_RING_DIR", rings.c_str(), 1);
-    const int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    execl(heapscope_binary().c_str(), "heapscope", "run", "--json", json_path.c_str(), "--", "sh", "-c",
-          script.c_str(), (char*)nullptr);
-    _exit(127);
-  }
+  const pid_t heapscope = start_heapscope(rings, {"run", "--json", json_path, "--", "sh", "-c", script});
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   kill(heapscope, SIGTERM);
   int status = 0;
@@ -1110,16 +1109,7 @@ TEST(RunCommandE2E, TheNextHeapscopeRemovesTheSessionOfAKilledOne) {
   ASSERT_NE(mkdtemp(dir.data()), nullptr);
   const std::string rings = dir + "/rings";
   std::filesystem::create_directories(rings);
-  const pid_t heapscope = fork();
-  if (heapscope == 0) {
-    setpgid(0, 0);
-    setenv("HEAPSCOPE_RING_DIR", rings.c_str(), 1);
-    const int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    dup2(null, 2);
-    execl(heapscope_binary().c_str(), "heapscope", "run", "--", "sleep", "60", (char*)nullptr);
-    _exit(127);
-  }
+  const pid_t heapscope = start_heapscope(rings, {"run", "--", "sleep", "60"}, /*own_group=*/true);
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   kill(-heapscope, SIGKILL);  // heapscope and the program, as a CI timeout does
   waitpid(heapscope, nullptr, 0);
