@@ -73,14 +73,32 @@ std::string demangle(const char* name) {
 
 SymbolLookup::SymbolLookup(Dwfl_Module* module) : module_(module) {
   const int count = dwfl_module_getsymtab(module);
+  const int first_global = dwfl_module_getsymtab_first_global(module);
+  locals_exist_ = first_global > 1;
   for (int i = 1; i < count; ++i) {
     GElf_Sym symbol{};
     GElf_Addr value = 0;
-    if (dwfl_module_getsym_info(module, i, &symbol, &value, nullptr, nullptr, nullptr) == nullptr) continue;
+    GElf_Word shndx = 0;
+    const char* name = dwfl_module_getsym_info(module, i, &symbol, &value, &shndx, nullptr, nullptr);
+    if (name == nullptr) continue;
     edges_.push_back(value);
     edges_.push_back(value + symbol.st_size);
     edges_.push_back(symbol.st_value);  // a raw st_value may be tried too (function descriptors)
+    if (i == first_global) first_global_ = symbols_.size();
+    const int type = GELF_ST_TYPE(symbol.st_info);
+    if (name[0] == '\0' || symbol.st_shndx == SHN_UNDEF || type == STT_SECTION || type == STT_FILE || type == STT_TLS)
+      continue;  // never a candidate (search_table's filter)
+    uint8_t binding = 0;
+    switch (GELF_ST_BIND(symbol.st_info)) {
+      case STB_GLOBAL: binding = 3; break;
+      case STB_WEAK: binding = 2; break;
+      case STB_LOCAL: binding = 1; break;
+      default: break;
+    }
+    symbols_.push_back(Symbol{value, symbol.st_size, name, shndx, binding});
   }
+  if (first_global <= 1) first_global_ = 0;  // one table, searched whole
+  else if (first_global >= count) first_global_ = symbols_.size();
   GElf_Addr bias = 0;
   if (Elf* elf = dwfl_module_getelf(module, &bias)) {
     Elf_Scn* section = nullptr;
@@ -89,18 +107,167 @@ SymbolLookup::SymbolLookup(Dwfl_Module* module) : module_(module) {
       if (gelf_getshdr(section, &header) == nullptr) continue;
       edges_.push_back(header.sh_addr);
       edges_.push_back(header.sh_addr + header.sh_size);
+      if ((header.sh_flags & SHF_ALLOC) != 0)
+        sections_.push_back(Section{header.sh_addr + bias, header.sh_addr + bias + header.sh_size,
+                                    static_cast<uint32_t>(elf_ndxscn(section))});
     }
   }
+  std::stable_sort(sections_.begin(), sections_.end(), [](const Section& a, const Section& b) { return a.start < b.start; });
+  by_value_.resize(symbols_.size());
+  for (size_t i = 0; i < symbols_.size(); ++i) by_value_[i] = static_cast<uint32_t>(i);
+  std::stable_sort(by_value_.begin(), by_value_.end(),
+                   [&](uint32_t a, uint32_t b) { return symbols_[a].value < symbols_[b].value; });
+  prefix_end_.resize(by_value_.size());
+  prefix_end_global_.resize(by_value_.size());
+  uint64_t highest = 0;
+  uint64_t highest_global = 0;
+  for (size_t k = 0; k < by_value_.size(); ++k) {
+    const Symbol& symbol = symbols_[by_value_[k]];
+    highest = std::max(highest, symbol.value + symbol.size);
+    if (by_value_[k] >= first_global_) highest_global = std::max(highest_global, symbol.value + symbol.size);
+    prefix_end_[k] = highest;
+    prefix_end_global_[k] = highest_global;
+  }
+  for (const Symbol& symbol : symbols_) {
+    if (symbol.size != 0) continue;
+    if (symbol.shndx >= SHN_LORESERVE) sizeless_absolute_.push_back(symbol.value);
+    else sizeless_by_section_[section_of(symbol.value)].push_back(symbol.value);
+  }
+  std::sort(sizeless_absolute_.begin(), sizeless_absolute_.end());
+  for (auto& [section, values] : sizeless_by_section_) std::sort(values.begin(), values.end());
   std::sort(edges_.begin(), edges_.end());
   edges_.erase(std::unique(edges_.begin(), edges_.end()), edges_.end());
+}
+
+// libdwfl's section lookup (derelocate.c, find_section): a binary search in which a section's
+// end counts as inside it unless the next one starts there. UINT32_MAX: in none.
+uint32_t SymbolLookup::section_of(uint64_t address) const {
+  size_t low = 0;
+  size_t high = sections_.size();
+  while (low < high) {
+    const size_t middle = (low + high) / 2;
+    if (address < sections_[middle].start) {
+      high = middle;
+    } else if (address > sections_[middle].end) {
+      low = middle + 1;
+    } else {
+      size_t found = middle;
+      if (address == sections_[middle].end && middle + 1 < sections_.size() && address == sections_[middle + 1].start)
+        ++found;
+      return sections_[found].index;
+    }
+  }
+  return UINT32_MAX;
+}
+
+struct SymbolLookup::Candidates {
+  const Symbol* closest = nullptr;  // sized, containing the address
+  const Symbol* sizeless = nullptr;
+  uint64_t min_label = 0;  // no sizeless symbol below every candidate's end
+  uint32_t address_section = 0;
+  bool address_section_known = false;
+};
+
+// __libdwfl_addrsym's search_table and try_sym_value, for addrinfo (values not adjusted).
+void SymbolLookup::scan(size_t from, size_t to, uint64_t address, Candidates& found) const {
+  for (size_t i = from; i < to; ++i) {
+    const Symbol& symbol = symbols_[i];
+    if (symbol.value > address) continue;
+    if (symbol.value + symbol.size > found.min_label) found.min_label = symbol.value + symbol.size;
+    if (symbol.size != 0 && address - symbol.value >= symbol.size) continue;
+    const Symbol* closest = found.closest;
+    if (closest == nullptr || closest->value < symbol.value || closest->binding < symbol.binding) {
+      if (symbol.size != 0) {
+        found.closest = &symbol;
+      } else if (closest == nullptr && symbol.value >= found.min_label) {
+        bool same_section = false;
+        if (symbol.shndx >= SHN_LORESERVE) {
+          same_section = symbol.value == address;
+        } else {
+          if (!found.address_section_known) {
+            found.address_section = section_of(address);
+            found.address_section_known = true;
+          }
+          same_section = found.address_section == section_of(symbol.value);
+        }
+        if (same_section) found.sizeless = &symbol;
+      }
+    } else if (symbol.size != 0 && closest->value == symbol.value &&
+               ((closest->size > symbol.size && closest->binding <= symbol.binding) ||
+                (closest->size >= symbol.size && closest->binding < symbol.binding))) {
+      found.closest = &symbol;
+    }
+  }
+}
+
+// Whether a sizeless symbol could be the answer: one at or below the address in its section (or
+// an absolute one exactly at it). Where none is, only sized symbols containing the address count.
+bool SymbolLookup::sizeless_may_apply(uint64_t address) const {
+  if (std::binary_search(sizeless_absolute_.begin(), sizeless_absolute_.end(), address)) return true;
+  const auto in_section = sizeless_by_section_.find(section_of(address));
+  if (in_section == sizeless_by_section_.end()) return false;
+  const std::vector<uint64_t>& values = in_section->second;
+  const auto after = std::upper_bound(values.begin(), values.end(), address);
+  if (after == values.begin()) return false;
+  const uint64_t highest_sizeless = *(after - 1);
+  if (highest_sizeless == address) return true;  // it also decides whether locals are searched
+  // Every symbol below the address pushes libdwfl's min_label to its end, and the global part is
+  // always searched: a sizeless symbol below that end is never the answer.
+  const auto at = std::upper_bound(by_value_.begin(), by_value_.end(), address,
+                                   [&](uint64_t value, uint32_t index) { return value < symbols_[index].value; });
+  const uint64_t global_end = at == by_value_.begin() ? 0 : prefix_end_global_[static_cast<size_t>(at - by_value_.begin()) - 1];
+  return highest_sizeless >= global_end;
+}
+
+// The same answer as full_scan, mostly without one: the sized symbols containing the address
+// are found through the value order (walking down while an earlier symbol may still reach it),
+// then judged by libdwfl's rules in table order, globals before locals. Where a sizeless
+// symbol could matter, the full scan decides.
+const char* SymbolLookup::addrinfo(uint64_t address) const {
+  if (sizeless_may_apply(address)) return full_scan(address);
+  std::vector<uint32_t> containing;
+  auto at = std::upper_bound(by_value_.begin(), by_value_.end(), address,
+                             [&](uint64_t value, uint32_t index) { return value < symbols_[index].value; });
+  for (size_t k = static_cast<size_t>(at - by_value_.begin()); k > 0 && prefix_end_[k - 1] > address; --k) {
+    const Symbol& symbol = symbols_[by_value_[k - 1]];
+    if (symbol.size != 0 && address - symbol.value < symbol.size) containing.push_back(by_value_[k - 1]);
+  }
+  std::sort(containing.begin(), containing.end());
+  auto pick = [&](bool globals) -> const Symbol* {
+    const Symbol* closest = nullptr;
+    for (const uint32_t index : containing) {
+      if ((index >= first_global_) != globals) continue;
+      const Symbol& symbol = symbols_[index];
+      if (closest == nullptr || closest->value < symbol.value || closest->binding < symbol.binding) {
+        closest = &symbol;
+      } else if (closest->value == symbol.value &&
+                 ((closest->size > symbol.size && closest->binding <= symbol.binding) ||
+                  (closest->size >= symbol.size && closest->binding < symbol.binding))) {
+        closest = &symbol;
+      }
+    }
+    return closest;
+  };
+  if (const Symbol* global = pick(true)) return global->name;
+  if (!locals_exist_) return nullptr;
+  const Symbol* local = pick(false);
+  return local != nullptr ? local->name : nullptr;
+}
+
+const char* SymbolLookup::full_scan(uint64_t address) const {
+  Candidates found;
+  scan(first_global_, symbols_.size(), address, found);
+  if (found.closest == nullptr && locals_exist_ && (found.sizeless == nullptr || found.sizeless->value != address))
+    scan(0, first_global_, address, found);
+  if (found.closest != nullptr) return found.closest->name;
+  if (found.sizeless != nullptr && found.sizeless->value >= found.min_label) return found.sizeless->name;
+  return nullptr;
 }
 
 std::string SymbolLookup::at(uint64_t address) {
   auto after = intervals_.upper_bound(address);
   if (after != intervals_.begin() && address < std::prev(after)->second.end) return std::prev(after)->second.name;
-  GElf_Off offset = 0;
-  GElf_Sym symbol{};
-  const char* name = dwfl_module_addrinfo(module_, address, &offset, &symbol, nullptr, nullptr, nullptr);
+  const char* name = addrinfo(address);
   std::string readable = name != nullptr ? demangle(name) : std::string();
   // An edge at the address itself (a symbol starting exactly there) can make its answer its own.
   const auto next = std::upper_bound(edges_.begin(), edges_.end(), address);

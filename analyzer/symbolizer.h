@@ -41,6 +41,10 @@ struct SymbolizedFrame {
 // still cover it, and which section holds it; between two consecutive edges (a symbol's start
 // or end, a section's start or end) all of that stays the same, and so does the answer. Each
 // answer is kept for the whole interval it holds for: one scan per interval, not per address.
+// The scan is libdwfl's own rules (__libdwfl_addrsym: sized symbols containing the address,
+// binding preference, then a sizeless one in the same section past every symbol's end), run
+// over a compact copy of the table: libdwfl's per-symbol calls made a stripped libLLVM's 40,000
+// dynamic symbols cost a millisecond a scan, and a clang++ report several seconds.
 class SymbolLookup {
  public:
   explicit SymbolLookup(Dwfl_Module* module);
@@ -53,9 +57,41 @@ class SymbolLookup {
     uint64_t end;
     std::string name;
   };
+  // One symbol as __libdwfl_addrsym considers it, in table order (ties go to the first found).
+  struct Symbol {
+    uint64_t value;
+    uint64_t size;
+    const char* name;  // libdwfl's, valid while the module is
+    uint32_t shndx;    // its section (SHN_XINDEX resolved)
+    uint8_t binding;   // global 3, weak 2, local 1, other 0
+  };
+  // An SHF_ALLOC section, as libdwfl's section lookup for addresses sees it.
+  struct Section {
+    uint64_t start;
+    uint64_t end;
+    uint32_t index;
+  };
+  const char* addrinfo(uint64_t address) const;
+  const char* full_scan(uint64_t address) const;
+  bool sizeless_may_apply(uint64_t address) const;
+  uint32_t section_of(uint64_t address) const;
+  struct Candidates;
+  void scan(size_t from, size_t to, uint64_t address, Candidates& found) const;
+
   Dwfl_Module* module_;
   std::vector<uint64_t> edges_;           // sorted
   std::map<uint64_t, Interval> intervals_;  // by start, disjoint
+  std::vector<Symbol> symbols_;           // eligible ones only, table order
+  size_t first_global_ = 0;               // in symbols_: the first of the global part
+  bool locals_exist_ = false;             // the table has a local part (first_global > 1)
+  std::vector<Section> sections_;         // by start
+  // For the common answers without a scan (addrinfo): symbols_ indices by value, the highest
+  // end among each prefix of that order, and the sizeless symbols' values by section.
+  std::vector<uint32_t> by_value_;
+  std::vector<uint64_t> prefix_end_;
+  std::vector<uint64_t> prefix_end_global_;  // the same over the global part only (always searched)
+  std::map<uint32_t, std::vector<uint64_t>> sizeless_by_section_;  // sorted values
+  std::vector<uint64_t> sizeless_absolute_;                        // sorted values (shndx >= SHN_LORESERVE)
 };
 
 class Symbolizer {
