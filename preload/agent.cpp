@@ -174,8 +174,12 @@ void after_fork_child() noexcept {
   // Nothing the child does may reach the parent's ring: not even a record the interrupted
   // frame reserved before the fork.
   a.ring.stop_in_fork_child();
-  // Not traced: keep checking blocks (the child frees inherited ones) but record nothing.
-  if (!a.options.follow_children) return;
+  // Not traced: keep checking blocks (the child frees inherited ones) but record nothing, and
+  // with no ring open, run no exit scan whose verdicts nobody would read.
+  if (!a.options.follow_children) {
+    if (!fork_interrupted_agent) a.ring.close();  // else the interrupted frame may still write to it
+    return;
+  }
   if (fork_interrupted_agent) {
     // The depot and the ring may be mid-update below us: start over once that frame is done.
     state.store(State::kForkPending, std::memory_order_release);
