@@ -75,7 +75,12 @@ SymbolLookup::SymbolLookup(Dwfl_Module* module) : module_(module) {
   const int count = dwfl_module_getsymtab(module);
   const int first_global = dwfl_module_getsymtab_first_global(module);
   locals_exist_ = first_global > 1;
+  bool globals_started = false;
   for (int i = 1; i < count; ++i) {
+    if (!globals_started && i >= first_global) {  // where the global part begins in symbols_
+      first_global_ = symbols_.size();
+      globals_started = true;
+    }
     GElf_Sym symbol{};
     GElf_Addr value = 0;
     GElf_Word shndx = 0;
@@ -84,7 +89,6 @@ SymbolLookup::SymbolLookup(Dwfl_Module* module) : module_(module) {
     edges_.push_back(value);
     edges_.push_back(value + symbol.st_size);
     edges_.push_back(symbol.st_value);  // a raw st_value may be tried too (function descriptors)
-    if (i == first_global) first_global_ = symbols_.size();
     const int type = GELF_ST_TYPE(symbol.st_info);
     if (name[0] == '\0' || symbol.st_shndx == SHN_UNDEF || type == STT_SECTION || type == STT_FILE || type == STT_TLS)
       continue;  // never a candidate (search_table's filter)
@@ -98,7 +102,7 @@ SymbolLookup::SymbolLookup(Dwfl_Module* module) : module_(module) {
     symbols_.push_back(Symbol{value, symbol.st_size, name, shndx, binding});
   }
   if (first_global <= 1) first_global_ = 0;  // one table, searched whole
-  else if (first_global >= count) first_global_ = symbols_.size();
+  else if (!globals_started) first_global_ = symbols_.size();
   GElf_Addr bias = 0;
   if (Elf* elf = dwfl_module_getelf(module, &bias)) {
     Elf_Scn* section = nullptr;
