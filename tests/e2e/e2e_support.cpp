@@ -100,6 +100,12 @@ void exec_or_exit(const std::vector<std::string>& argv) {
 }
 
 std::string heapscope_binary() { return HEAPSCOPE_BIN; }
+
+std::string scratch_directory(const std::string& name) {
+  std::string pattern = testing::TempDir() + "/" + name + "-XXXXXX";
+  if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed: " + pattern);
+  return std::filesystem::canonical(pattern).string();
+}
 std::string program(const std::string& name) { return std::string(E2E_PROGRAMS_DIR) + "/" + name; }
 
 RunOutput run_heapscope(const std::vector<std::string>& options, const std::vector<std::string>& command,

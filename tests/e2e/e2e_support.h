@@ -34,6 +34,10 @@ RunOutput run_native(const std::vector<std::string>& command,
                      std::chrono::seconds timeout = std::chrono::seconds(300));
 
 std::string program(const std::string& name);  // path of a tests/e2e/programs binary
+// A fresh private directory under the test's scratch root, named NAME-XXXXXX, as an absolute
+// path without `..` or `//` (the form programs and the loader report paths in). Throws if it
+// cannot be made.
+std::string scratch_directory(const std::string& name);
 std::string heapscope_binary();
 // 1-based line of the first line in `source` (under tests/e2e/programs) containing `marker`.
 int line_of(const std::string& source, const std::string& marker);

@@ -85,9 +85,7 @@ TEST(PreloadE2E, ReportsEachLeakShapeAtItsAllocatingFunction) {
 // run. They now carry the module and the offset in it: the same in every run, what addr2line
 // takes.
 TEST(PreloadE2E, FramesOfAStrippedProgramAreNamedByModuleAndOffset) {
-  std::string dir = testing::TempDir() + "/heapscope-stripped-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
-  dir = std::filesystem::canonical(dir).string();  // as the loader names the module
+  const std::string dir = scratch_directory("heapscope-stripped");
   const std::string stripped = dir + "/leak_shapes";
   ASSERT_EQ(run_native({"cp", program("leak_shapes"), stripped}).exit_code, 0);
   ASSERT_EQ(run_native({"strip", "--strip-all", stripped}).exit_code, 0);
@@ -759,8 +757,7 @@ TEST(TraceE2E, ATruncatedTraceStillReportsWhatItHolds) {
 // issue 12: --output on a regular file said "Permission denied"; a missing directory was refused;
 // a --log-file that could not be written lost the report and replaced the status with 125.
 TEST(RunCommandE2E, OutputProblemsAreNamedAndNeverCostTheReportOrTheStatus) {
-  std::string dir = testing::TempDir() + "/heapscope-outputs-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string dir = scratch_directory("heapscope-outputs");
   std::ofstream(dir + "/file") << "x";
   const RunOutput file = run_native({heapscope_binary(), "run", "--output", dir + "/file", "--", "true"});
   EXPECT_EQ(file.exit_code, 125);
@@ -778,8 +775,7 @@ TEST(RunCommandE2E, OutputProblemsAreNamedAndNeverCostTheReportOrTheStatus) {
 }
 
 TEST(RunCommandE2E, SuppressionsHideLeaksCountThemAndOpenTheGate) {
-  std::string dir = testing::TempDir() + "/heapscope-supp-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string dir = scratch_directory("heapscope-supp");
   const std::string first = dir + "/a.supp";
   const std::string second = dir + "/b.supp";
   std::ofstream(first) << "# the list is intentional\nleak:leak_many_blocks\nleak:^leak_calloc$\n";
@@ -813,8 +809,7 @@ TEST(RunCommandE2E, SuppressionsHideLeaksCountThemAndOpenTheGate) {
 }
 
 TEST(RunCommandE2E, CollapsedStacksAddUpToTheReportsFigures) {
-  std::string dir = testing::TempDir() + "/heapscope-collapsed-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string dir = scratch_directory("heapscope-collapsed");
   const std::map<std::string, std::string> figure = {
       {"leaked", "/live_at_exit/bytes"}, {"peak", "/peak_live_bytes"}, {"allocated", "/bytes_allocated"},
       {"count", "/allocations"}};
@@ -854,8 +849,7 @@ TEST(RunCommandE2E, ThresholdsGateOnLeakedBytesAndPeak) {
 }
 
 TEST(DiffE2E, ANewLeakSiteBetweenTwoRealRunsIsARegression) {
-  std::string dir = testing::TempDir() + "/heapscope-diff-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string dir = scratch_directory("heapscope-diff");
   std::ofstream(dir + "/hide.supp") << "leak:leak_calloc\n";
   // The base run does not see the calloc leak (suppressed), the new one does.
   const std::string base = dir + "/base.json";
@@ -882,8 +876,7 @@ TEST(DiffE2E, ANewLeakSiteBetweenTwoRealRunsIsARegression) {
 }
 
 TEST(DiffE2E, BlocksStillReachableAreNotRegressions) {
-  std::string dir = testing::TempDir() + "/heapscope-diff-reachable-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string dir = scratch_directory("heapscope-diff-reachable");
   // The same program, once with one thread more: its start (pthread_create at another line of
   // main) adds a reachable site, and no lost one.
   const std::string base = dir + "/base.json";
@@ -942,8 +935,7 @@ TEST(RunCommandE2E, QuietKeepsTheSummariesOnly) {
 TEST(SchemaE2E, RealReportsValidateAgainstThePublishedSchema) {
   if (run_native({"/usr/bin/python3", "-c", "import jsonschema"}).exit_code != 0)
     GTEST_SKIP() << "python3-jsonschema is not installed";
-  std::string dir = testing::TempDir() + "/heapscope-schema-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string dir = scratch_directory("heapscope-schema");
   std::ofstream(dir + "/s.supp") << "leak:leak_calloc\n";
   // Reports with leaks, every error kind's stacks, several processes, crashes, suppressions.
   const std::vector<std::vector<std::string>> runs = {
@@ -1031,8 +1023,7 @@ pid_t start_heapscope(const std::string& ring_dir, const std::vector<std::string
 }
 
 TEST(TraceE2E, KilledCollectorLeavesTheProgramRunningAndAPartialTrace) {
-  std::string dir = testing::TempDir() + "/heapscope-killed-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string dir = scratch_directory("heapscope-killed");
   const std::string traces = dir + "/traces";
   const std::string tmp = dir + "/tmp";
   std::filesystem::create_directories(traces);
@@ -1072,8 +1063,7 @@ TEST(TraceE2E, KilledCollectorLeavesTheProgramRunningAndAPartialTrace) {
 // SIGTERM now goes to the program and the report is still written; after SIGKILL, the next
 // heapscope removes the directory of the one that died.
 TEST(RunCommandE2E, SigtermGoesToTheProgramAndTheReportIsStillWritten) {
-  std::string dir = testing::TempDir() + "/heapscope-term-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string dir = scratch_directory("heapscope-term");
   const std::string rings = dir + "/rings";
   std::filesystem::create_directories(rings);
   const std::string json_path = dir + "/report.json";
@@ -1105,8 +1095,7 @@ TEST(RunCommandE2E, SigtermGoesToTheProgramAndTheReportIsStillWritten) {
 }
 
 TEST(RunCommandE2E, TheNextHeapscopeRemovesTheSessionOfAKilledOne) {
-  std::string dir = testing::TempDir() + "/heapscope-stale-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string dir = scratch_directory("heapscope-stale");
   const std::string rings = dir + "/rings";
   std::filesystem::create_directories(rings);
   const pid_t heapscope = start_heapscope(rings, {"run", "--", "sleep", "60"}, /*own_group=*/true);
@@ -1126,8 +1115,7 @@ TEST(RunCommandE2E, TheNextHeapscopeRemovesTheSessionOfAKilledOne) {
 // were lost, and a program waiting on a full ring hung heapscope in waitpid. Runs heapscope and
 // the program under a filter that makes pidfd_open fail with ENOSYS.
 RunOutput run_without_pidfd(const std::vector<std::string>& options, const std::vector<std::string>& command) {
-  std::string dir = testing::TempDir() + "/heapscope-nopidfd-XXXXXX";
-  if (mkdtemp(dir.data()) == nullptr) return {};
+  const std::string dir = scratch_directory("heapscope-nopidfd");
   const std::string json_path = dir + "/report.json";
   const std::string err_path = dir + "/err";
   std::vector<std::string> argv = {heapscope_binary(), "run", "--json", json_path};
@@ -1310,8 +1298,7 @@ TEST(StandaloneE2E, PreloadedAloneItWritesATraceAndPrintsASummary) {
 // issue 12 (9): preloaded by hand, every child dropped its trace in its own working directory;
 // HEAPSCOPE_OPTIONS=output_dir=DIR puts them all in DIR.
 TEST(StandaloneE2E, OutputDirGathersEveryProcesssTrace) {
-  std::string dir = testing::TempDir() + "/heapscope-alone-out-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string dir = scratch_directory("heapscope-alone-out");
   const std::string traces = dir + "/traces";
   const std::string elsewhere = dir + "/elsewhere";
   std::filesystem::create_directories(traces);
@@ -1338,9 +1325,7 @@ TEST(StandaloneE2E, OutputDirGathersEveryProcesssTrace) {
 // issue 12 (9): programs that close stderr before they exit (every coreutils one) lost the
 // summary line. Where stderr is a file or a terminal, the agent opens it again for that line.
 TEST(StandaloneE2E, TheSummaryReachesAStderrTheProgramClosed) {
-  std::string dir = testing::TempDir() + "/heapscope-alone-closed-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
-  dir = std::filesystem::canonical(dir).string();  // as the program's getcwd() says it
+  const std::string dir = scratch_directory("heapscope-alone-closed");
   const std::string err_file = dir + "/stderr.txt";
   const RunOutput run = run_preloaded_alone(dir, "", "ls " + dir + " > /dev/null 2> " + err_file);
   ASSERT_EQ(run.exit_code, 0) << run.err;
@@ -1354,8 +1339,7 @@ TEST(StandaloneE2E, TheSummaryReachesAStderrTheProgramClosed) {
 // $(...) around a program that leaves a daemon behind waited for the collector (2 s of grace
 // for descendants) instead of returning when the program ended.
 TEST(StandaloneE2E, TheCollectorHoldsNoneOfTheProgramsDescriptors) {
-  std::string dir = testing::TempDir() + "/heapscope-alone-fds-XXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  const std::string dir = scratch_directory("heapscope-alone-fds");
   const RunOutput run = run_native(
       {"bash", "-c", "cd " + dir + " && start=$(date +%s%N) && out=$(LD_PRELOAD=" + std::string(AGENT_LIBRARY) +
                          " sh -c 'echo hello; sleep 3 > /dev/null 2>&1 &') && echo \"$out\" "
