@@ -69,7 +69,11 @@ void* run(void*) {
 }  // namespace
 
 format::AttachStatus start(const char* session, int collector_pid, const char* options) noexcept {
-  // The previous session's thread is still on its way out: a new one would race it.
+  // The previous session's thread may still be on its way out: the collector saw the session
+  // finish (kRingFinished) before the thread returned. Give it a second to go, rather than
+  // turn away an attach that comes right after a detach; a new thread would race it.
+  for (int wait = 0; wait < 100 && thread_running.load(std::memory_order_acquire); ++wait)
+    sys::sleep_ns(10 * 1000 * 1000);
   if (thread_running.load(std::memory_order_acquire)) return format::AttachStatus::kAlreadyAttached;
   const format::AttachStatus begun = agent::begin_attached(session, collector_pid, options);
   if (begun != format::AttachStatus::kOk) return begun;
