@@ -36,6 +36,7 @@ size_t fixed_size(EventKind kind) {
     case EventKind::kPacked: return sizeof(format::PackedEvent);
     case EventKind::kRedirect: return sizeof(format::RedirectEvent);
     case EventKind::kDetach: return sizeof(format::DetachEvent);
+    case EventKind::kAgentMemory: return sizeof(format::AgentMemoryEvent);
   }
   return 0;
 }
@@ -91,6 +92,7 @@ const char* kind_name(format::EventKind kind) noexcept {
     case EventKind::kPacked: return "packed";
     case EventKind::kRedirect: return "redirect";
     case EventKind::kDetach: return "detach";
+    case EventKind::kAgentMemory: return "agent_memory";
   }
   return "unknown";
 }

@@ -1,10 +1,12 @@
 // Per-process reconstruction from records (see heap_model.h).
 #include "heap_model.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
 
-#include <fmt/format.h>
+#include "heapscope/block_layout.h"
 
 namespace heapscope::analyzer {
 
@@ -50,6 +52,19 @@ void ProcessModel::apply(const RecordView& record) {
       sample.fordblks = event.fordblks;
       sample.keepcost = event.keepcost;
       samples_.push_back(sample);
+      return;
+    }
+    case EventKind::kAgentMemory: {
+      // Written right after its kSample, by the same thread: it completes the last sample.
+      if (samples_.empty()) return;
+      const auto& event = record.as<format::AgentMemoryEvent>();
+      Sample& sample = samples_.back();
+      sample.has_agent_share = true;
+      sample.agent_tables = event.table_bytes;
+      sample.agent_ring = event.ring_bytes;
+      sample.agent_image = event.image_bytes;
+      sample.agent_quarantine = event.quarantine_bytes;
+      sample.agent_headers = (event.header.flags & format::kAgentMemoryBlockHeaders) != 0 ? header_bytes_ : 0;
       return;
     }
     case EventKind::kFatalSignal: fatal_signal_ = record.as<format::FatalSignalEvent>().signal; return;
@@ -236,7 +251,9 @@ void ProcessModel::on_alloc(const format::AllocEvent& event) {
   if (!fresh) {  // a free we never saw; keep sums sane
     counters_.live_bytes -= block.size;
     touch(*block.tally).costs.live_bytes -= block.size;
+    remove_header_bytes(event.address, block.size);
   }
+  add_header_bytes(event.address, event.size, event.alignment);
   StackTally& tally = touch(event.stack_id);  // tallies_ is node-based: the address stays valid
   block = LiveBlock{};
   block.size = event.size;
@@ -258,6 +275,23 @@ void ProcessModel::on_alloc(const format::AllocEvent& event) {
     return;
   }
   check_peak();
+}
+
+void ProcessModel::add_header_bytes(uint64_t address, uint64_t size, uint32_t alignment) {
+  const uint64_t front = layout::front_bytes(alignment);
+  if (front != layout::kHeaderBytes) wide_fronts_[address] = front;
+  header_bytes_ += front + layout::tail_bytes(size);
+}
+
+void ProcessModel::remove_header_bytes(uint64_t address, uint64_t size) {
+  uint64_t front = layout::kHeaderBytes;
+  if (!wide_fronts_.empty()) {
+    if (const auto wide = wide_fronts_.find(address); wide != wide_fronts_.end()) {
+      front = wide->second;
+      wide_fronts_.erase(wide);
+    }
+  }
+  header_bytes_ -= front + layout::tail_bytes(size);
 }
 
 void ProcessModel::check_peak() noexcept {
@@ -285,6 +319,7 @@ void ProcessModel::on_free(const format::FreeEvent& event) {
     if (LiveBlock* block = live_.find(event.address)) {
       counters_.live_bytes -= block->size;
       touch(*block->tally).costs.live_bytes -= block->size;
+      remove_header_bytes(event.address, block->size);
       if (!ignored_.empty()) ignored_.erase(event.address);
       live_.erase(event.address);
     }
@@ -314,6 +349,7 @@ void ProcessModel::on_free(const format::FreeEvent& event) {
   }
   counters_.live_bytes -= block->size;
   touch(*block->tally).costs.live_bytes -= block->size;
+  remove_header_bytes(event.address, block->size);
   live_.erase(event.address);
   if (completes_realloc) check_peak();
 }

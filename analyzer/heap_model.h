@@ -120,6 +120,14 @@ struct Sample {
   uint64_t rss_bytes = 0;
   bool has_mallinfo = false;  // glibc's allocator: the fields below are its mallinfo2
   uint64_t arena = 0, ordblks = 0, hblks = 0, hblkhd = 0, uordblks = 0, fordblks = 0, keepcost = 0;
+  // heapscope's own share of rss_bytes (format::AgentMemoryEvent; traces before format 11 and
+  // rings that stopped between the two records have none).
+  bool has_agent_share = false;
+  uint64_t agent_tables = 0, agent_ring = 0, agent_image = 0, agent_quarantine = 0;
+  uint64_t agent_headers = 0;  // headers and canaries of the live blocks, from block_layout.h
+  uint64_t agent_bytes() const noexcept {
+    return agent_tables + agent_ring + agent_image + agent_quarantine + agent_headers;
+  }
 };
 
 // Leaks at exit grouped by allocation stack and kind.
@@ -271,6 +279,13 @@ class ProcessModel {
   std::vector<Sample> samples_;
   uint64_t overhead_bytes_ = 0;
   uint64_t quarantine_bytes_ = 0;
+  // Bytes the headers and canaries of the live blocks take (include/heapscope/block_layout.h),
+  // kept as blocks come and go for each RSS sample's share of heapscope. Blocks aligned past
+  // the header's 32 bytes have a wider front: kept aside (rare) so their release subtracts it.
+  uint64_t header_bytes_ = 0;
+  std::unordered_map<uint64_t, uint64_t> wide_fronts_;
+  void add_header_bytes(uint64_t address, uint64_t size, uint32_t alignment);
+  void remove_header_bytes(uint64_t address, uint64_t size);
   std::unordered_set<uint64_t> ignored_;  // addresses of live blocks
   // Verdicts of the scan in progress, applied when its end record arrives (a block whose alloc
   // record was still in flight when the scan ran is named before it appears).

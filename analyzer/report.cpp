@@ -45,6 +45,9 @@ Statistics statistics_of(const ProcessModel& model, Symbolizer& symbolizer) {
   const std::vector<Sample>& samples = model.samples();
   if (!samples.empty()) {
     statistics.latest = samples.back();
+    statistics.rss_peak = *std::max_element(samples.begin(), samples.end(), [](const Sample& a, const Sample& b) {
+      return a.rss_bytes < b.rss_bytes;
+    });
     const size_t step = (samples.size() + kTimelinePoints - 1) / kTimelinePoints;
     for (size_t i = 0; i < samples.size(); i += step) statistics.timeline.push_back(samples[i]);
     if ((samples.size() - 1) % step != 0) statistics.timeline.push_back(samples.back());

@@ -105,6 +105,7 @@ struct SiteRecord {
 struct Statistics {
   std::vector<Sample> timeline;  // at most kTimelinePoints, evenly picked from the samples
   std::optional<Sample> latest;  // the last sample (at exit when the agent ended cleanly)
+  std::optional<Sample> rss_peak;  // the sample with the highest RSS (heapscope's share at it)
   uint64_t overhead_bytes = 0;   // heapscope's headers and canaries of live blocks, at the end
   uint64_t quarantine_bytes = 0; // freed bytes heapscope still held, at the end
   std::vector<std::tuple<uint64_t, uint64_t, uint64_t, uint64_t>> size_histogram;  // min, max, count, bytes

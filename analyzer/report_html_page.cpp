@@ -15,7 +15,7 @@ const char* const kHtmlPageHead = R"page(<!DOCTYPE html>
 <style>
 :root { --fg: #1d2330; --muted: #5f6b7a; --line: #d9dee5; --bg: #f6f7f9; --card: #fff;
         --definite: #c62828; --indirect: #ef6c00; --possible: #f9a825; --reachable: #2e7d32;
-        --unclassified: #6a1b9a; --live: #1565c0; --rss: #8e24aa; --alloc: #00897b; }
+        --unclassified: #6a1b9a; --live: #1565c0; --rss: #8e24aa; --alloc: #00897b; --agent: #f57c00; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
 header.page { padding: 16px 24px; background: #1d2330; color: #fff; }
@@ -204,9 +204,16 @@ function timeline(p) {
     return box;
   }
   const W = 900, H = 240, L = 70, R = 20, T = 14, B = 28;
+  // heapscope's own memory (its tables, ring, quarantine, block headers) is part of the RSS it
+  // samples: drawn apart, with the RSS the program would have without it.
+  const shared = points.some((s) => s.agent_bytes !== undefined && s.agent_bytes !== null);
+  for (const s of points)
+    s.program_rss_bytes = shared && s.agent_bytes !== null ? Math.max(0, s.rss_bytes - s.agent_bytes) : null;
   const series = [
     {key: "live_bytes", label: "live heap (program)", color: "var(--live)"},
-    {key: "rss_bytes", label: "RSS", color: "var(--rss)"},
+    {key: "rss_bytes", label: shared ? "RSS (whole process)" : "RSS", color: "var(--rss)"},
+    ...(shared ? [{key: "program_rss_bytes", label: "RSS without heapscope's share", color: "var(--rss)", dash: "6 4"},
+                  {key: "agent_bytes", label: "heapscope's share of the RSS", color: "var(--agent)"}] : []),
     {key: "allocator_bytes", label: "allocator footprint (arena + mmapped)", color: "var(--alloc)"},
   ];
   const tMax = Math.max(1e-9, ...points.map((s) => s.time_seconds));
@@ -226,7 +233,8 @@ function timeline(p) {
   }
   for (const line of series) {
     const coords = points.filter((s) => s[line.key] !== null).map((s) => `${x(s.time_seconds).toFixed(1)},${y(s[line.key]).toFixed(1)}`);
-    if (coords.length) chart.append(svg("polyline", {points: coords.join(" "), fill: "none", stroke: line.color, "stroke-width": "2", "data-series": line.key}));
+    if (coords.length) chart.append(svg("polyline", {points: coords.join(" "), fill: "none", stroke: line.color, "stroke-width": "2",
+                                                     "stroke-dasharray": line.dash || "none", "data-series": line.key}));
   }
   // The exact peak (from every event, not only the samples) as a line; the highest sample marked.
   chart.append(svg("line", {x1: L, x2: W - R, y1: y(p.summary.peak_live_bytes), y2: y(p.summary.peak_live_bytes),
@@ -391,6 +399,9 @@ function statistics(p) {
                 ["temporary allocations", num(st.temporary_allocations) + " (freed before their thread allocated again)"],
                 ["heapscope overhead", bytes(st.overhead.headers_and_canaries) + " headers and canaries, " + bytes(st.overhead.quarantine) + " in the quarantine"]];
   if (st.rss_bytes !== null) rows.push(["resident set (last sample)", bytes(st.rss_bytes)]);
+  if (st.agent_rss) rows.push([`heapscope's share of the highest sampled RSS (${bytes(st.agent_rss.rss_bytes)})`, bytes(st.agent_rss.total) +
+      ` (tables ${bytes(st.agent_rss.tables)}, ring ${bytes(st.agent_rss.ring)}, code ${bytes(st.agent_rss.image)},` +
+      ` quarantine ${bytes(st.agent_rss.quarantine)}, headers and canaries ${bytes(st.agent_rss.headers_and_canaries)})`]);
   if (a) {
     rows.push(["allocator: arena (non-mmapped)", bytes(a.arena)], ["allocator: hblks / hblkhd (mmapped)", num(a.hblks) + " / " + bytes(a.hblkhd)],
               ["allocator: uordblks (in use)", bytes(a.uordblks)], ["allocator: fordblks (free) in ordblks chunks", bytes(a.fordblks) + " in " + num(a.ordblks)],

@@ -49,6 +49,21 @@ json mallinfo_json(const Sample& sample) {
           {"keepcost", sample.keepcost}};
 }
 
+// heapscope's share of the RSS at a sample, by part, and the RSS then (null for traces that did
+// not measure it).
+json agent_share_json(const Sample* sample, uint64_t first_event_ns) {
+  if (sample == nullptr || !sample->has_agent_share) return nullptr;
+  const uint64_t since = first_event_ns != 0 && sample->time_ns > first_event_ns ? sample->time_ns - first_event_ns : 0;
+  return {{"rss_bytes", sample->rss_bytes},
+          {"time_seconds", static_cast<double>(since) / 1e9},
+          {"total", sample->agent_bytes()},
+          {"tables", sample->agent_tables},
+          {"ring", sample->agent_ring},
+          {"image", sample->agent_image},
+          {"quarantine", sample->agent_quarantine},
+          {"headers_and_canaries", sample->agent_headers}};
+}
+
 json statistics_json(const Statistics& statistics, uint64_t first_event_ns) {
   json timeline = json::array();
   for (const Sample& sample : statistics.timeline) {
@@ -57,7 +72,8 @@ json statistics_json(const Statistics& statistics, uint64_t first_event_ns) {
                         {"live_bytes", sample.live_bytes},
                         {"live_blocks", sample.live_blocks},
                         {"rss_bytes", sample.rss_bytes},
-                        {"allocator_bytes", sample.has_mallinfo ? json(sample.arena + sample.hblkhd) : json(nullptr)}});
+                        {"allocator_bytes", sample.has_mallinfo ? json(sample.arena + sample.hblkhd) : json(nullptr)},
+                        {"agent_bytes", sample.has_agent_share ? json(sample.agent_bytes()) : json(nullptr)}});
   }
   json histogram = json::array();
   for (const auto& [low, high, count, bytes] : statistics.size_histogram)
@@ -65,6 +81,7 @@ json statistics_json(const Statistics& statistics, uint64_t first_event_ns) {
   return {{"timeline", std::move(timeline)},
           {"allocator", statistics.latest ? mallinfo_json(*statistics.latest) : json(nullptr)},
           {"rss_bytes", statistics.latest ? json(statistics.latest->rss_bytes) : json(nullptr)},
+          {"agent_rss", agent_share_json(statistics.rss_peak ? &*statistics.rss_peak : nullptr, first_event_ns)},
           {"overhead", {{"headers_and_canaries", statistics.overhead_bytes}, {"quarantine", statistics.quarantine_bytes}}},
           {"size_histogram", std::move(histogram)},
           {"temporary_allocations", statistics.temporary_allocations},

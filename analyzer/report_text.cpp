@@ -211,6 +211,13 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
                          grouped(m.arena), grouped(m.hblkhd), plural(m.hblks, "region", "regions"), grouped(m.uordblks),
                          grouped(m.fordblks), grouped(m.ordblks), grouped(m.keepcost), grouped(m.rss_bytes));
     }
+    if (st.rss_peak && st.rss_peak->has_agent_share) {
+      const Sample& m = *st.rss_peak;
+      out += fmt::format("\n   heapscope's share of the rss at its highest sample: {} of {}: tables {}, ring {}, code {},"
+                         " quarantine {}, headers and canaries {}",
+                         grouped(m.agent_bytes()), grouped(m.rss_bytes), grouped(m.agent_tables), grouped(m.agent_ring),
+                         grouped(m.agent_image), grouped(m.agent_quarantine), grouped(m.agent_headers));
+    }
     out += fmt::format("\n   heapscope overhead at the end: {} of headers and canaries, {} in the quarantine",
                        plural(st.overhead_bytes, "byte", "bytes"), plural(st.quarantine_bytes, "byte", "bytes"));
     out += "\n   sizes:";

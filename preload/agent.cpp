@@ -285,6 +285,8 @@ void stop_following_children() noexcept {
   }
 }
 
+uint64_t quarantine_hold() noexcept { return the_agent().quarantine.held_bytes(); }
+
 uint64_t random_secret() noexcept {
   uint64_t secret = 0;
   if (getrandom(&secret, sizeof(secret), GRND_NONBLOCK) != sizeof(secret))
@@ -319,7 +321,7 @@ bool initialize() noexcept {
     return false;
   }
   init_stack_capture(a.options.fast_unwind);
-  init_sampler(a.options.sample_ms);
+  init_sampler(a.options.sample_ms, quarantine_hold);
   init_leak_scan();
   if (!start_recording(getppid(), /*forked=*/false)) return false;
   pthread_atfork(before_fork, after_fork_parent, after_fork_child);
@@ -419,6 +421,9 @@ void finish_image(const void* caller_frame, const ucontext_t* caller_state, bool
   ReentrancyGuard guard;
   Agent& a = the_agent();
   const uint64_t quarantined = a.quarantine.held_bytes();  // before the check empties it
+  // The last sample, while the quarantine still says what it holds (its blocks stay resident
+  // after the check: the process is ending, they are never released).
+  sample_now(a.ring);
   check_quarantine_at_exit();
   ExitSweep sweep;
   a.index.for_each(check_live_block, &sweep);
@@ -436,7 +441,6 @@ void finish_image(const void* caller_frame, const ucontext_t* caller_state, bool
     disabled.status = static_cast<uint32_t>(format::ScanStatus::kDisabled);
     emit_leak_scan_end(disabled, format::kScanAtExit);
   }
-  sample_now(a.ring);
   auto* header = a.ring.reserve(sizeof(format::AgentEndEvent));
   if (header != nullptr) {
     auto* record = reinterpret_cast<format::AgentEndEvent*>(header);
@@ -758,7 +762,7 @@ format::AttachStatus begin_attached(const char* session, int collector_pid, cons
     on_exit(on_program_exit, nullptr);
     attach_hooks_installed = true;
   }
-  init_sampler(a.options.sample_ms);
+  init_sampler(a.options.sample_ms, nullptr);  // no quarantine in an attached process
   if (!a.index.init() || !a.depot.init() || !a.quarantine.init(0)) return fail(format::AttachStatus::kNoMemory);
   unwind::forget_walk_memos();  // stack ids of an earlier session mean nothing in this ring
   if (!start_recording(getppid(), /*forked=*/false)) return fail(format::AttachStatus::kNoRing);

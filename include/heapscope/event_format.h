@@ -10,7 +10,7 @@
 namespace heapscope::format {
 
 inline constexpr uint32_t kRingMagic = 0x48534352;  // "HSCR"
-inline constexpr uint16_t kFormatVersion = 10;      // bump on ANY layout change below
+inline constexpr uint16_t kFormatVersion = 11;      // bump on ANY layout change below
 inline constexpr uint16_t kOldestTraceVersion = 8;  // trace files from here on are still read
 inline constexpr uint32_t kMaxFrames = 64;          // frames per captured stack, hard limit
 inline constexpr uint32_t kMaxPath = 1024;          // bytes of a module path or command line kept
@@ -74,6 +74,7 @@ enum class EventKind : uint16_t {  // 0 = slot not yet committed
   kPacked = 22,       // PackedEvent + packed alloc/free events: trace files only (docs/trace-format.md)
   kRedirect = 23,     // RedirectEvent: the attach agent redirected allocation slots (at attach, when modules load)
   kDetach = 24,       // DetachEvent: the attach agent's session ended; written before kAgentEnd
+  kAgentMemory = 25,  // AgentMemoryEvent: heapscope's own share of the RSS, right after each kSample
 };
 
 struct EventHeader {
@@ -237,6 +238,25 @@ struct SampleEvent {
   uint64_t keepcost;        // releasable top-most free space
 };
 static_assert(sizeof(SampleEvent) == 80);
+
+// What of the process's memory is heapscope's, measured with the kSample it follows: resident
+// pages of the agent's own mappings (from /proc/self/pagemap: a page counts once the process
+// wrote it, so the shared zero page behind a table that was only read does not), and the freed
+// blocks the quarantine holds back. The headers and canaries of live blocks are not measured
+// here: the reader knows every live block's size and alignment, hence their bytes
+// (kAgentMemoryBlockHeaders says the blocks have them; the attach agent's do not).
+struct AgentMemoryEvent {
+  EventHeader header;          // flags: AgentMemoryFlags
+  uint64_t table_bytes;        // the agent's tables: block index, stack depot, walker tables, arena
+  uint64_t ring_bytes;         // the event ring's pages mapped in this process
+  uint64_t image_bytes;        // libheapscope.so's code and data
+  uint64_t quarantine_bytes;   // freed blocks' bytes held in the quarantine
+};
+static_assert(sizeof(AgentMemoryEvent) == 48);
+
+enum AgentMemoryFlags : uint16_t {
+  kAgentMemoryBlockHeaders = 1u << 0,  // live blocks carry a header and canaries (block_header.h)
+};
 
 struct ExecEvent {
   EventHeader header;

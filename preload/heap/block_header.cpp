@@ -45,15 +45,6 @@ inline void tail_pattern(uint64_t seed, uint64_t (&words)[kMaxTailWords]) noexce
 
 void set_secret(uint64_t secret) noexcept { process_secret = secret | 1; }
 
-size_t front_bytes(size_t alignment) noexcept {
-  return alignment <= sizeof(BlockHeader) ? sizeof(BlockHeader) : alignment;
-}
-
-size_t tail_bytes(size_t size) noexcept {
-  const size_t to_boundary = (16 - (size & 15)) & 15;
-  return to_boundary + kMinTailBytes;
-}
-
 bool total_bytes(size_t size, size_t alignment, size_t& total) noexcept {
   size_t with_front = 0;
   if (__builtin_add_overflow(size, front_bytes(alignment), &with_front)) return false;

@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "heapscope/block_layout.h"
+
 namespace heapscope::preload::block {
 
 struct BlockHeader {
@@ -19,10 +21,10 @@ struct BlockHeader {
   uint32_t front_offset;     // user - real
   uint8_t front_canary[16];  // immediately before the user bytes
 };
-static_assert(sizeof(BlockHeader) == 32);
+static_assert(sizeof(BlockHeader) == layout::kHeaderBytes);
 
 inline constexpr size_t kDefaultAlignment = 16;
-inline constexpr size_t kMinTailBytes = 16;
+inline constexpr size_t kMinTailBytes = layout::kMinTailBytes;
 inline constexpr uint8_t kFreedFill = 0xfd;   // freed user bytes while in the quarantine
 inline constexpr uint8_t kFreshFill = 0xbe;   // fresh malloc bytes (never relied on by programs)
 
@@ -30,9 +32,9 @@ inline constexpr uint8_t kFreshFill = 0xbe;   // fresh malloc bytes (never relie
 void set_secret(uint64_t secret) noexcept;
 
 // Bytes before the user pointer for a given alignment (>= sizeof(BlockHeader)).
-size_t front_bytes(size_t alignment) noexcept;
+inline size_t front_bytes(size_t alignment) noexcept { return layout::front_bytes(alignment); }
 // Bytes after the user bytes: the tail canary, rounded so the whole block stays 16-aligned.
-size_t tail_bytes(size_t size) noexcept;
+inline size_t tail_bytes(size_t size) noexcept { return layout::tail_bytes(size); }
 // Total bytes to reserve from the real allocator; false on overflow.
 bool total_bytes(size_t size, size_t alignment, size_t& total) noexcept;
 

@@ -13,12 +13,14 @@ bool Quarantine::init(size_t budget_bytes) noexcept {
   return slots_ != nullptr;
 }
 
-bool Quarantine::over_budget() const noexcept { return bytes_ > budget_bytes_ || tail_ - head_ >= kSlots / 2; }
+bool Quarantine::over_budget() const noexcept {
+  return bytes_.load(std::memory_order_relaxed) > budget_bytes_ || tail_ - head_ >= kSlots / 2;
+}
 
 Quarantine::Slot Quarantine::take_oldest() noexcept {
   const Slot slot = slots_[head_ % kSlots];
   ++head_;
-  bytes_ -= slot.size;
+  bytes_.store(bytes_.load(std::memory_order_relaxed) - slot.size, std::memory_order_relaxed);
   return slot;
 }
 
@@ -28,7 +30,7 @@ bool Quarantine::push(uint64_t address, uint64_t size, uint64_t& leaving, uint64
   if (tail_ - head_ == kSlots) return false;
   slots_[tail_ % kSlots] = Slot{address, size};
   ++tail_;
-  bytes_ += size;
+  bytes_.store(bytes_.load(std::memory_order_relaxed) + size, std::memory_order_relaxed);
   if (over_budget()) {
     const Slot oldest = take_oldest();
     leaving = oldest.address;

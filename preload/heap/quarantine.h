@@ -3,6 +3,7 @@
 // after free is caught. Entries are only addresses: size and stacks live in the BlockIndex.
 // Behind one SpinLock; never reached from nested (signal/unwinder) calls.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -25,7 +26,9 @@ class Quarantine {
   // Takes the oldest block if the budget is exceeded (or, with `everything`, any block left).
   bool pop(uint64_t& address, uint64_t& size, bool everything) noexcept;
 
-  size_t held_bytes() const noexcept { return bytes_; }
+  // Read without the lock (the RSS sampler's figure): a relaxed load of a value only ever
+  // stored under the lock.
+  size_t held_bytes() const noexcept { return bytes_.load(std::memory_order_relaxed); }
   // True if `address` is in the FIFO now: its free filled it completely before pushing it (a
   // block marked quarantined in the index may still be being filled). A linear search: for
   // the rare block a check found changed. Lock order: an index shard's lock, then this one.
@@ -47,7 +50,7 @@ class Quarantine {
   Slot* slots_ = nullptr;
   size_t head_ = 0;  // next to leave
   size_t tail_ = 0;  // next free slot
-  size_t bytes_ = 0;
+  std::atomic<size_t> bytes_{0};  // written under lock_ only; relaxed stores cost a plain move
   size_t budget_bytes_ = 0;
 };
 

@@ -8,6 +8,8 @@
 
 #include <atomic>
 
+#include "agent_memory.h"
+#include "build_mode.h"
 #include "heapscope/event_format.h"
 #include "ring_writer.h"
 #include "sys.h"
@@ -18,6 +20,7 @@ namespace {
 using Mallinfo2Fn = struct mallinfo2 (*)();
 
 Mallinfo2Fn mallinfo2_fn = nullptr;
+uint64_t (*quarantine_hold)() noexcept = nullptr;
 uint64_t interval_ns = 0;
 std::atomic<uint64_t> next_sample_ns{0};
 uint64_t page_size = 4096;
@@ -41,8 +44,10 @@ uint64_t resident_bytes() noexcept {
 
 }  // namespace
 
-void init_sampler(uint32_t interval_ms) noexcept {
+void init_sampler(uint32_t interval_ms, uint64_t (*quarantine_bytes)() noexcept) noexcept {
   interval_ns = uint64_t{interval_ms} * 1000000;
+  quarantine_hold = quarantine_bytes;
+  init_agent_memory();
   page_size = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   // mallinfo2 describes glibc's arenas: only meaningful when glibc's malloc is the one we wrap
   // (not jemalloc, tcmalloc or mimalloc, whose own statistics it would not see).
@@ -77,6 +82,18 @@ HEAPSCOPE_COLD void sample_now(RingWriter& ring) noexcept {
   record->keepcost = info.keepcost;
   if (mallinfo2_fn != nullptr) header->flags = format::kSampleHasMallinfo;
   RingWriter::commit(header, format::EventKind::kSample);
+
+  const format::AgentMemoryEvent measured =
+      measure_agent_memory(ring, quarantine_hold != nullptr ? quarantine_hold() : 0);
+  header = ring.reserve(sizeof(format::AgentMemoryEvent));
+  if (header == nullptr) return;
+  auto* share = reinterpret_cast<format::AgentMemoryEvent*>(header);
+  share->table_bytes = measured.table_bytes;
+  share->ring_bytes = measured.ring_bytes;
+  share->image_bytes = measured.image_bytes;
+  share->quarantine_bytes = measured.quarantine_bytes;
+  header->flags = kAttachBuild ? 0 : format::kAgentMemoryBlockHeaders;
+  RingWriter::commit(header, format::EventKind::kAgentMemory);
 }
 
 HEAPSCOPE_HOT void maybe_sample(RingWriter& ring, uint64_t now_ns) noexcept {

@@ -10,10 +10,13 @@ namespace heapscope::preload {
 class RingWriter;
 
 // Looks up mallinfo2 and decides whether it describes the allocator in use. Call once at init.
-void init_sampler(uint32_t interval_ms) noexcept;
+// `quarantine_bytes` reports the quarantine's hold for heapscope's share of the RSS
+// (agent_memory.h); nullptr: none.
+void init_sampler(uint32_t interval_ms, uint64_t (*quarantine_bytes)() noexcept) noexcept;
 // Cheap check on every allocation: samples when the interval has passed since the last one.
 void maybe_sample(RingWriter& ring, uint64_t now_ns) noexcept;
-// Unconditionally (at start and at the end of recording).
+// Unconditionally (at start and at the end of recording). Writes a kSample record, then a
+// kAgentMemory record with heapscope's share of the memory it measured.
 void sample_now(RingWriter& ring) noexcept;
 
 }  // namespace heapscope::preload

@@ -55,6 +55,53 @@ TEST(HeapModel, AMovedReallocDoesNotCountBothBlocksInThePeak) {
   EXPECT_EQ(costs.at(2).peak_bytes, 512u << 10);
 }
 
+// issue 12, point 10: heapscope's share of each RSS sample, with the headers and canaries of
+// the blocks live then counted from their sizes and alignments (block_layout.h).
+TEST(HeapModel, ASampleCarriesHeapscopesShareWithTheLiveBlocksHeaders) {
+  RecordBuilder records;
+  ProcessModel model;
+  format::AllocEvent aligned{};
+  aligned.address = 0x10000;
+  aligned.size = 100;
+  aligned.stack_id = 1;
+  aligned.alignment = 4096;  // its front is the alignment, not the 32-byte header
+  aligned.api = static_cast<uint8_t>(format::Api::kAlignedAlloc);
+  aligned.family = static_cast<uint8_t>(format::Family::kMalloc);
+  model.apply(records.add(format::EventKind::kAlloc, aligned));
+  model.apply(records.alloc(0x200, 10, 1));  // 32 + 22
+  model.apply(records.alloc(0x300, 16, 1));  // 32 + 16
+  model.apply(records.free(0x300));
+  format::SampleEvent sample{};
+  sample.rss_bytes = 10 << 20;
+  model.apply(records.add(format::EventKind::kSample, sample));
+  format::AgentMemoryEvent share{};
+  share.table_bytes = 4096;
+  share.ring_bytes = 8192;
+  share.image_bytes = 12288;
+  share.quarantine_bytes = 16;
+  share.header.flags = format::kAgentMemoryBlockHeaders;
+  model.apply(records.add(format::EventKind::kAgentMemory, share));
+  ASSERT_EQ(model.samples().size(), 1u);
+  const Sample& first = model.samples()[0];
+  EXPECT_TRUE(first.has_agent_share);
+  EXPECT_EQ(first.agent_headers, (4096u + 28) + (32 + 22));
+  EXPECT_EQ(first.agent_bytes(), 4096u + 8192 + 12288 + 16 + first.agent_headers);
+
+  // The wide front leaves with its block; an attached process's blocks have no headers.
+  model.apply(records.free(0x10000));
+  model.apply(records.add(format::EventKind::kSample, sample));
+  share.header.flags = 0;
+  model.apply(records.add(format::EventKind::kAgentMemory, share));
+  model.apply(records.add(format::EventKind::kSample, sample));
+  model.apply(records.add(format::EventKind::kSample, sample));
+  share.header.flags = format::kAgentMemoryBlockHeaders;
+  model.apply(records.add(format::EventKind::kAgentMemory, share));
+  ASSERT_EQ(model.samples().size(), 4u);
+  EXPECT_EQ(model.samples()[1].agent_headers, 0u);
+  EXPECT_FALSE(model.samples()[2].has_agent_share);  // its share record never came
+  EXPECT_EQ(model.samples()[3].agent_headers, 32u + 22);
+}
+
 TEST(HeapModel, GroupsLeaksByStackLargestFirst) {
   RecordBuilder records;
   ProcessModel model;

@@ -96,6 +96,10 @@ TEST_F(HtmlReportE2E, PageRendersEveryPartWithoutAScriptError) {
   // The heap-over-time chart has its live-heap line and the peak; the flame graph its frames.
   EXPECT_NE(dom.find("data-series=\"live_bytes\""), std::string::npos);
   EXPECT_NE(dom.find("class=\"peak-line\""), std::string::npos);
+  // issue 12: heapscope's own memory apart from the program's in the RSS curve and the table.
+  EXPECT_NE(dom.find("data-series=\"agent_bytes\""), std::string::npos);
+  EXPECT_NE(dom.find("data-series=\"program_rss_bytes\""), std::string::npos);
+  EXPECT_NE(dom.find("heapscope's share of the highest sampled RSS"), std::string::npos);
   EXPECT_GE(count(dom, "class=\"frame"), 5u);
   EXPECT_GE(count(dom, "class=\"bar\""), 2u);
   EXPECT_EQ(dom.find(">null<"), std::string::npos);  // an absent part printed as text

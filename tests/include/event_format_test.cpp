@@ -12,7 +12,7 @@ namespace {
 
 TEST(EventFormat, VersionAndMagic) {
   EXPECT_EQ(kRingMagic, 0x48534352u);  // "HSCR"
-  EXPECT_EQ(kFormatVersion, 10);
+  EXPECT_EQ(kFormatVersion, 11);
   EXPECT_EQ(kOldestTraceVersion, 8);
 }
 
@@ -50,6 +50,7 @@ TEST(EventFormat, RecordLayoutsArePinned) {
   EXPECT_EQ(sizeof(PhaseEvent), 80u);
   EXPECT_EQ(sizeof(IgnoreEvent), 24u);
   EXPECT_EQ(sizeof(SampleEvent), 80u);
+  EXPECT_EQ(sizeof(AgentMemoryEvent), 48u);
   EXPECT_EQ(sizeof(TraceFileHeader), 24u);
   EXPECT_EQ(sizeof(RedirectEvent), 32u);
   EXPECT_EQ(sizeof(DetachEvent), 32u);
@@ -82,6 +83,7 @@ TEST(EventFormat, KindsAreAppendOnly) {
   EXPECT_EQ(static_cast<int>(EventKind::kCorruption), 7);
   EXPECT_EQ(static_cast<int>(EventKind::kRedirect), 23);
   EXPECT_EQ(static_cast<int>(EventKind::kDetach), 24);
+  EXPECT_EQ(static_cast<int>(EventKind::kAgentMemory), 25);
   EXPECT_EQ(static_cast<int>(EventKind::kAgentEnd), 11);
   EXPECT_EQ(static_cast<int>(EventKind::kFatalSignal), 12);
   EXPECT_EQ(static_cast<int>(EventKind::kEnding), 13);
