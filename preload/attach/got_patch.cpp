@@ -85,9 +85,9 @@ bool in_relro(uint64_t address, uint64_t begin, uint64_t end) noexcept { return 
 void store_slot(uint64_t address, uint64_t value, uint64_t relro_begin, uint64_t relro_end) noexcept {
   const bool protect = in_relro(address, relro_begin, relro_end);
   const uint64_t page = address & ~(page_size - 1);
-  if (protect && mprotect(reinterpret_cast<void*>(page), page_size, PROT_READ | PROT_WRITE) != 0) return;
+  if (protect && !sys::protect_memory(reinterpret_cast<void*>(page), page_size, PROT_READ | PROT_WRITE)) return;
   __atomic_store_n(reinterpret_cast<uint64_t*>(address), value, __ATOMIC_RELEASE);
-  if (protect) mprotect(reinterpret_cast<void*>(page), page_size, PROT_READ);
+  if (protect) sys::protect_memory(reinterpret_cast<void*>(page), page_size, PROT_READ);
 }
 
 // The process's mappings as one pass over /proc/self/maps found them (a pass over every module

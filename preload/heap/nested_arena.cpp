@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cstring>
 
+#include "sys.h"
+
 namespace heapscope::preload::nested {
 namespace {
 
@@ -40,11 +42,11 @@ std::atomic<uint64_t> free_heads[kClasses];  // tag:16 | pointer:48
 // Maps segment `count` unless another thread did. False when no segment can be added.
 bool add_segment(size_t count) noexcept {
   if (count >= kMaxSegments) return false;
-  void* mapped = mmap(nullptr, kSegmentBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (mapped == MAP_FAILED) return segment_count.load(std::memory_order_acquire) != count;  // someone else's may be there
+  void* mapped = sys::map_memory(nullptr, kSegmentBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+  if (mapped == nullptr) return segment_count.load(std::memory_order_acquire) != count;  // someone else's may be there
   uintptr_t expected = 0;
   if (!segments[count].compare_exchange_strong(expected, reinterpret_cast<uintptr_t>(mapped), std::memory_order_acq_rel))
-    munmap(mapped, kSegmentBytes);  // another thread won the race
+    sys::unmap_memory(mapped, kSegmentBytes);  // another thread won the race
   size_t current = count;
   segment_count.compare_exchange_strong(current, count + 1, std::memory_order_acq_rel);
   return true;

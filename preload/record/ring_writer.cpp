@@ -30,7 +30,7 @@ void RingWriter::close() noexcept {
   if (ring_ == nullptr) return;
   format::RingHeader* ring = ring_;
   ring_ = nullptr;
-  munmap(ring, sizeof(format::RingHeader) + ring->capacity);
+  sys::unmap_memory(ring, sizeof(format::RingHeader) + ring->capacity);
   data_ = nullptr;
   collector_lost_ = false;
   seen_read_pos_.store(0, std::memory_order_relaxed);
@@ -42,7 +42,7 @@ void RingWriter::stop_in_fork_child() noexcept {
   const size_t total = sizeof(format::RingHeader) + mask_ + 1;
   // ring_ stays valid whatever happens: an interrupted reserve may be reading it. Replacing a
   // range we own fails only without memory for the kernel's bookkeeping.
-  if (mmap(ring_, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) return;
+  if (sys::map_memory(ring_, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED) == nullptr) return;
   ring_->capacity = mask_ + 1;  // for close()
 }
 
@@ -70,10 +70,10 @@ bool RingWriter::open(const char* session_dir, int collector_pid, size_t capacit
   const size_t total = sizeof(format::RingHeader) + capacity_bytes;
   const int saved_errno = errno;
   const bool sized = ftruncate(fd, static_cast<off_t>(total)) == 0;
-  void* mapping = sized ? mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+  void* mapping = sized ? sys::map_memory(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd) : nullptr;
   errno = saved_errno;
   sys::close_file(fd);
-  if (mapping == MAP_FAILED) return false;
+  if (mapping == nullptr) return false;
   auto* ring = static_cast<format::RingHeader*>(mapping);
   ring->version = format::kFormatVersion;
   ring->header_size = sizeof(format::RingHeader);

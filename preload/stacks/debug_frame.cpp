@@ -73,8 +73,8 @@ bool map_section(const char* path, const uint8_t*& section, const uint8_t*& sect
           continue;
         const uint64_t page_offset = candidate.sh_offset & ~uint64_t{4095};
         const size_t length = candidate.sh_size + (candidate.sh_offset - page_offset);
-        void* mapping = mmap(nullptr, length, PROT_READ, MAP_PRIVATE, fd, static_cast<off_t>(page_offset));
-        if (mapping == MAP_FAILED) break;
+        void* mapping = sys::map_memory(nullptr, length, PROT_READ, MAP_PRIVATE, fd, page_offset);
+        if (mapping == nullptr) break;
         section = static_cast<const uint8_t*>(mapping) + (candidate.sh_offset - page_offset);
         section_end = section + candidate.sh_size;
         mapped = true;

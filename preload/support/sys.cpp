@@ -131,12 +131,31 @@ void forget_mapping(uint64_t begin) noexcept {
 }
 }  // namespace
 
-void* map_anonymous(size_t bytes) noexcept {
+void* map_memory(void* hint, size_t bytes, int protection, int flags, int fd, uint64_t offset) noexcept {
   const int saved_errno = errno;
-  void* address = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  const long address = syscall(SYS_mmap, hint, bytes, protection, flags, fd, offset);
   errno = saved_errno;
-  if (address == MAP_FAILED) return nullptr;
+  // The kernel returns -4095..-1 for errors; syscall() turned that into -1 and errno.
+  return address == -1 ? nullptr : reinterpret_cast<void*>(address);
+}
+
+bool unmap_memory(void* address, size_t bytes) noexcept {
+  const int saved_errno = errno;
+  const long result = syscall(SYS_munmap, address, bytes);
+  errno = saved_errno;
+  return result == 0;
+}
+
+bool protect_memory(void* address, size_t bytes, int protection) noexcept {
+  const int saved_errno = errno;
+  const long result = syscall(SYS_mprotect, address, bytes, protection);
+  errno = saved_errno;
+  return result == 0;
+}
+
+void* map_anonymous(size_t bytes) noexcept {
+  void* address = map_memory(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+  if (address == nullptr) return nullptr;
   const auto begin = reinterpret_cast<uint64_t>(address);
   remember_mapping(begin, begin + bytes);
   return address;
@@ -145,7 +164,7 @@ void* map_anonymous(size_t bytes) noexcept {
 void unmap(void* address, size_t bytes) noexcept {
   if (address == nullptr) return;
   forget_mapping(reinterpret_cast<uint64_t>(address));
-  munmap(address, bytes);
+  unmap_memory(address, bytes);
 }
 
 size_t agent_mapping_count() noexcept {
@@ -157,14 +176,11 @@ size_t agent_mapping_count() noexcept {
 uint64_t unlisted_mappings() noexcept { return unlisted.load(std::memory_order_relaxed); }
 
 void* map_unlisted(size_t bytes) noexcept {
-  const int saved_errno = errno;
-  void* address = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  errno = saved_errno;
-  return address == MAP_FAILED ? nullptr : address;
+  return map_memory(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
 }
 
 void unmap_unlisted(void* address, size_t bytes) noexcept {
-  if (address != nullptr) munmap(address, bytes);
+  if (address != nullptr) unmap_memory(address, bytes);
 }
 
 void for_each_agent_mapping(void (*visit)(uint64_t, uint64_t, void*), void* context) noexcept {

@@ -44,6 +44,13 @@ void init_clock() noexcept;
 void sleep_ns(uint64_t ns) noexcept;   // nanosleep (not a cancellation point here); EINTR ends it
 bool process_alive(int pid) noexcept;  // kill(pid, 0) != ESRCH; errno untouched
 
+// mmap, munmap and mprotect as raw system calls: errno is left alone, and the program's own
+// mmap family, which the agent interposes (interpose_mmap.cpp) to record, never sees the
+// agent's mappings. map_memory returns nullptr on failure (never MAP_FAILED).
+void* map_memory(void* hint, size_t bytes, int protection, int flags, int fd = -1, uint64_t offset = 0) noexcept;
+bool unmap_memory(void* address, size_t bytes) noexcept;
+bool protect_memory(void* address, size_t bytes, int protection) noexcept;
+
 // Anonymous private mapping for the agent's own tables; MAP_NORESERVE so untouched pages cost
 // nothing. nullptr on failure. Every such mapping is listed (for_each_agent_mapping) until
 // unmapped: a leak scan must not read them as roots (the index holds every block's address).
