@@ -359,7 +359,7 @@ void ProcessModel::on_corruption(const format::CorruptionEvent& event) {
                               event.block_size, event.bad_offset, event.stack_id,
                               event.alloc_stack_id, event.free_stack_id, event.alloc_family,
                               event.free_api, (event.header.flags & format::kDetectedAtExit) != 0,
-                              event.thread_id});
+                              event.header.flags, event.thread_id});
 }
 
 void ProcessModel::on_leak_kinds(const RecordView& record) {

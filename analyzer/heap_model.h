@@ -69,6 +69,7 @@ struct HeapError {
   uint8_t alloc_family = 0;
   uint8_t free_api = 0;
   bool detected_at_exit = false;
+  uint16_t flags = 0;  // format::CorruptionFlags
   uint32_t thread_id = 0;
 };
 

@@ -211,6 +211,8 @@ ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer,
     record.allocator = family_name(error.alloc_family);
     record.release = api_name(error.free_api);
     record.detected_at_exit = error.detected_at_exit;
+    if ((error.flags & format::kDetectedAtAccess) != 0)
+      record.access = (error.flags & format::kAccessWasWrite) != 0 ? "write" : "read";
     record.thread_id = error.thread_id;
     record.stack = symbolize_stack(model, error.stack_id, symbolizer);
     if (error.alloc_stack_id != 0)

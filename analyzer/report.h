@@ -80,6 +80,9 @@ struct ErrorRecord {
   std::string allocator;             // family of the allocation, "" when not ours
   std::string release;               // the call that released or tried to ("free", "delete"...)
   bool detected_at_exit = false;
+  // --guard-pages: "read" or "write" when the access itself faulted (stack is the access's);
+  // "" when a check found the damage later.
+  std::string access;
   uint32_t thread_id = 0;
   FrameList stack;                   // where it was detected (empty when at exit)
   std::optional<FrameList> alloc_stack;

@@ -357,7 +357,8 @@ function errorsTable(p) {
     [{text: "error"}, {text: "address"}, {text: "block", num: true}, {text: "detected at (click for the stacks)"}],
     p.errors.map((e) => ({error: e, cells: [el("td", {}, el("span", {class: "kind error", text: e.kind})), el("td", {text: e.address}),
                                             el("td", {class: "num", text: e.block_size ? num(e.block_size) + " B" : "—"}),
-                                            el("td", {text: e.detected_at_exit ? "at exit" : topFrame(e.stack)})]})),
+                                            el("td", {text: e.detected_at_exit ? "at exit" :
+                                                        (e.access ? "the " + e.access + " itself, in " : "") + topFrame(e.stack)})]})),
     (row) => [el("strong", {text: "detected at"}), stackList(row.error.stack),
               row.error.alloc_stack ? el("strong", {text: "allocated by " + (row.error.allocator || "?") + " at"}) : null,
               row.error.alloc_stack ? stackList(row.error.alloc_stack) : null,

@@ -198,6 +198,7 @@ json process_json(const ProcessReport& process) {
                       {"allocator", error.allocator.empty() ? json(nullptr) : json(error.allocator)},
                       {"release", error.release.empty() ? json(nullptr) : json(error.release)},
                       {"detected_at_exit", error.detected_at_exit},
+                      {"access", error.access.empty() ? json(nullptr) : json(error.access)},
                       {"thread_id", error.thread_id},
                       {"stack", stack_json(error.stack)},
                       {"alloc_stack", optional_stack(error.alloc_stack)},

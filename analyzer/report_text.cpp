@@ -79,6 +79,15 @@ void append_stack(std::string& out, const FrameList& frames, const Style& style)
 
 std::string error_headline(const ErrorRecord& error) {
   const std::string size = fmt::format("{}-byte", grouped(error.block_size));
+  if (!error.access.empty()) {  // --guard-pages: the access faulted
+    if (error.kind == "use_after_free")
+      return fmt::format("use after free: a {} of byte {} of a freed {} block at {:#x}, caught by its inaccessible pages",
+                         error.access, error.offset, size, error.address);
+    if (error.kind == "overflow")
+      return fmt::format("heap overflow: a {} {} past the end of a {} block at {:#x}, caught by its guard page",
+                         error.access, plural(static_cast<uint64_t>(error.offset) - error.block_size + 1, "byte", "bytes"),
+                         size, error.address);
+  }
   if (error.kind == "overflow")
     return fmt::format("heap overflow: a write {} past the end of a {} block at {:#x}",
                        plural(static_cast<uint64_t>(error.offset) - error.block_size + 1, "byte", "bytes"),
@@ -256,6 +265,9 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
     out += fmt::format("\n   {}: {}\n", style.red(fmt::format("error {}", i + 1)), error_headline(error));
     if (error.detected_at_exit) {
       out += "      detected at exit\n";
+    } else if (!error.access.empty()) {
+      out += fmt::format("      the {} at\n", error.access);
+      append_stack(out, error.stack, style);
     } else {
       out += "      detected at\n";
       append_stack(out, error.stack, style);

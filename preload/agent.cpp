@@ -18,6 +18,7 @@
 #include "build_mode.h"
 #include "attach_session.h"
 #include "got_patch.h"
+#include "heap_ops.h"
 #include "leak_scan.h"
 #include "module_map.h"
 #include "raw_log.h"
@@ -219,8 +220,17 @@ SigactionFn real_sigaction = nullptr;  // looked up at init: never dlsym in a ha
 // under memcheck), then lets the signal kill the process exactly as it would have: the default
 // action is restored before re-raising, so exit status and core dumps are unchanged. The scan
 // is skipped where the signal interrupted the agent itself (its locks may be held below us).
-void on_fatal_signal(int signal_number, siginfo_t*, void* context) noexcept {
+void on_fatal_signal(int signal_number, siginfo_t* info, void* context) noexcept {
   watched_signals.fetch_and(~(uint64_t{1} << (signal_number - 1)), std::memory_order_acq_rel);
+  // --guard-pages: an access to a guard page or a freed block's pages is the heap error it is,
+  // reported with the faulting instruction's stack, before the process dies of it.
+  if ((signal_number == SIGSEGV || signal_number == SIGBUS) && info != nullptr && context != nullptr &&
+      the_agent().options.guard_pages && !ReentrancyGuard::active() && is_ring_owner_now() && the_agent().ring.is_open()) {
+    ReentrancyGuard guard;
+    const auto* state = static_cast<const ucontext_t*>(context);
+    const bool write = (state->uc_mcontext.gregs[REG_ERR] & 2) != 0;  // x86 page-fault error code
+    heap::report_guard_fault(reinterpret_cast<uint64_t>(info->si_addr), write, context);
+  }
   auto* header = is_ring_owner_now() ? the_agent().ring.reserve(sizeof(format::FatalSignalEvent)) : nullptr;
   if (header != nullptr) {
     auto* record = reinterpret_cast<format::FatalSignalEvent*>(header);
@@ -378,7 +388,7 @@ void check_live_block(const BlockEntry& entry, void* context) noexcept {
   sweep.live_bytes += entry.size;
   if (!the_agent().options.canaries || (entry.flags & kBlockReported) != 0) return;
   int64_t bad_offset = 0;
-  const int damage = block::check(reinterpret_cast<void*>(entry.address), entry.size, bad_offset);
+  const int damage = heap::check_canaries(entry, bad_offset);
   if (damage == 0) return;
   report_error(ErrorReport{damage > 0 ? format::ErrorKind::kOverflow : format::ErrorKind::kUnderflow,
                            entry.address, entry.size, bad_offset, 0, entry.alloc_stack_id, 0,
@@ -392,6 +402,7 @@ void check_quarantine_at_exit() noexcept {
   while (a.quarantine.pop(address, size, /*everything=*/true)) {
     BlockEntry entry{};
     if (!a.index.find(address, entry)) continue;
+    if ((entry.flags & kBlockGuarded) != 0) continue;  // inaccessible: an access faulted already
     const int64_t changed = block::check_fill(reinterpret_cast<void*>(address), entry.size);
     if (changed >= 0 && (entry.flags & kBlockReported) == 0) {
       report_error(ErrorReport{format::ErrorKind::kUseAfterFree, address, entry.size, changed, 0,
@@ -498,6 +509,13 @@ HEAPSCOPE_HOT uint32_t capture_stack_id() noexcept {
   const uint32_t id = a.depot.put(frames, count, on_new_stack, nullptr);
   if (memo.stack_id != nullptr) *memo.stack_id = id;
   return id;
+}
+
+uint32_t capture_stack_id_at(uint64_t pc, uint64_t sp, uint64_t fp) noexcept {
+  Agent& a = the_agent();
+  uint64_t frames[format::kMaxFrames + kCaptureSlack];
+  const size_t count = capture_stack_at(pc, sp, fp, frames, a.options.max_frames);
+  return a.depot.put(frames, count, on_new_stack, nullptr);
 }
 
 HEAPSCOPE_HOT void emit_alloc(uint64_t address, uint64_t size, uint32_t stack_id,

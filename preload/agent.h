@@ -29,6 +29,9 @@ Quarantine& quarantine() noexcept;
 // Captures the caller's stack and returns its depot id (0 if none), emitting its definition
 // (and any new modules) the first time it is seen.
 uint32_t capture_stack_id() noexcept;
+// The same for a stack that starts at instruction `pc` with stack pointer `sp` and frame
+// pointer `fp` (a faulting instruction, from a signal's context).
+uint32_t capture_stack_id_at(uint64_t pc, uint64_t sp, uint64_t fp) noexcept;
 
 void emit_alloc(uint64_t address, uint64_t size, uint32_t stack_id, uint32_t alignment,
                 format::Api api, format::Family family) noexcept;

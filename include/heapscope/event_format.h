@@ -172,6 +172,8 @@ enum class ErrorKind : uint16_t {
 
 enum CorruptionFlags : uint16_t {
   kDetectedAtExit = 1u << 0,   // found by the final sweep, not by a call of the program
+  kDetectedAtAccess = 1u << 1, // --guard-pages: the access itself faulted; stack_id is where
+  kAccessWasWrite = 1u << 2,   // with kDetectedAtAccess: the access was a write, else a read
 };
 
 struct CorruptionEvent {

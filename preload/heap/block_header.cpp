@@ -52,6 +52,10 @@ bool total_bytes(size_t size, size_t alignment, size_t& total) noexcept {
 }
 
 void arm(void* user, size_t size, size_t front, uint32_t stack_id) noexcept {
+  arm_with_tail(user, size, front, stack_id, tail_bytes(size));
+}
+
+void arm_with_tail(void* user, size_t size, size_t front, uint32_t stack_id, size_t tail_length) noexcept {
   const auto address = reinterpret_cast<uintptr_t>(user);
   auto* header = reinterpret_cast<BlockHeader*>(static_cast<char*>(user) - sizeof(BlockHeader));
   header->size = size;
@@ -62,7 +66,7 @@ void arm(void* user, size_t size, size_t front, uint32_t stack_id) noexcept {
   memcpy(header->front_canary, front_words, sizeof(front_words));
   uint64_t tail_words[kMaxTailWords];
   tail_pattern(seed, tail_words);
-  memcpy(static_cast<uint8_t*>(user) + size, tail_words, tail_bytes(size));
+  memcpy(static_cast<uint8_t*>(user) + size, tail_words, tail_length);
 }
 
 // Compares `length` bytes (at most 32) word by word: a memcmp call costs more than the compare
@@ -81,6 +85,10 @@ inline bool same_bytes(const uint8_t* actual, const uint8_t* expected, size_t le
 }
 
 int check(const void* user, size_t size, int64_t& bad_offset) noexcept {
+  return check_with_tail(user, size, tail_bytes(size), bad_offset);
+}
+
+int check_with_tail(const void* user, size_t size, size_t tail_length, int64_t& bad_offset) noexcept {
   const auto address = reinterpret_cast<uintptr_t>(user);
   const uint64_t seed = canary_seed(address);
   const uint64_t front_words[2] = {canary_word(seed, 0), canary_word(seed, 1)};
@@ -96,7 +104,6 @@ int check(const void* user, size_t size, int64_t& bad_offset) noexcept {
   tail_pattern(seed, tail_words);
   const auto* expected_tail = reinterpret_cast<const uint8_t*>(tail_words);
   const auto* tail = static_cast<const uint8_t*>(user) + size;
-  const size_t tail_length = tail_bytes(size);
   if (!same_bytes(tail, expected_tail, tail_length)) {
     size_t i = 0;
     while (tail[i] == expected_tail[i]) ++i;

@@ -40,10 +40,14 @@ bool total_bytes(size_t size, size_t alignment, size_t& total) noexcept;
 
 // Writes header and both canaries around `user`.
 void arm(void* user, size_t size, size_t front, uint32_t stack_id) noexcept;
+// The same with a tail canary of `tail_length` bytes (at most 32): a guarded block's tail ends
+// at its guard page (guarded_pages.h).
+void arm_with_tail(void* user, size_t size, size_t front, uint32_t stack_id, size_t tail_length) noexcept;
 
 // Checks both canaries. Returns 0 if intact; otherwise sets `bad_offset` to the first damaged
 // byte relative to `user` (negative = underflow) and returns 1 (overflow) or -1 (underflow).
 int check(const void* user, size_t size, int64_t& bad_offset) noexcept;
+int check_with_tail(const void* user, size_t size, size_t tail_length, int64_t& bad_offset) noexcept;
 
 // Fills freed user bytes, and later checks that the fill is intact. check_fill returns the
 // offset of the first changed byte, or -1.

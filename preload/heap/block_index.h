@@ -32,6 +32,7 @@ enum BlockFlags : uint8_t {
   kBlockReported = 1u << 0,  // its damage was reported already (one report per bug)
   kBlockIgnored = 1u << 1,   // heapscope_ignore_object(): a leak scan treats it as a root
   kBlockSeenLost = 1u << 2,  // a leak scan found it lost (heapscope_leak_check counts it once)
+  kBlockGuarded = 1u << 3,   // has pages of its own before a guard page (guarded_pages.h)
 };
 static_assert(sizeof(BlockEntry) == 32);
 

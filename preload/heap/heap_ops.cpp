@@ -2,6 +2,8 @@
 // own, no locks except the index/quarantine SpinLocks, which nested calls never reach.
 #include "heap_ops.h"
 
+#include <ucontext.h>
+
 #include <cstdint>
 #include <cstring>
 
@@ -9,6 +11,7 @@
 #include "block_header.h"
 #include "block_index.h"
 #include "build_mode.h"
+#include "guarded_pages.h"
 #include "nested_arena.h"
 #include "real_alloc.h"
 #include "sys.h"
@@ -30,7 +33,18 @@ void* real_allocate(size_t total, size_t alignment, bool zeroed) noexcept {
 }
 
 void release_to_real(const BlockEntry& entry) noexcept {
+  if ((entry.flags & kBlockGuarded) != 0) return guarded::unmap_block(entry.address, entry.size, front_bytes(entry));
   real::free(reinterpret_cast<char*>(entry.address) - front_bytes(entry));
+}
+
+// A freed block's fill, checked as it leaves the quarantine: -1 when unchanged. A guarded
+// block has no fill to check: its pages were made inaccessible, any access faulted already.
+int64_t changed_fill(uint64_t address, uint64_t size) noexcept {
+  if (agent::options().guard_pages) {
+    BlockEntry entry{};
+    if (agent::index().find(address, entry) && (entry.flags & kBlockGuarded) != 0) return -1;
+  }
+  return block::check_fill(reinterpret_cast<void*>(address), size);
 }
 
 // Releases the blocks leaving the quarantine, `address` (of `size` bytes) and any more while it
@@ -41,7 +55,7 @@ __attribute__((noinline)) void drain_quarantine(uint32_t detecting_stack, uint64
   Quarantine& quarantine = agent::quarantine();
   BlockIndex& index = agent::index();
   do {
-    const int64_t changed = block::check_fill(reinterpret_cast<void*>(address), size);
+    const int64_t changed = changed_fill(address, size);
     BlockEntry entry{};
     if (!index.take_quarantined(address, entry)) continue;
     if (changed >= 0 && (entry.flags & kBlockReported) == 0) {
@@ -140,6 +154,43 @@ inline void* reallocate_in_place(void* pointer, size_t size, Api api) noexcept {
   return fresh;
 }
 
+// --guard-pages: the block on pages of its own, against a guard page (guarded_pages.h).
+// nullptr when it cannot be guarded: the caller lays it out as usual.
+HEAPSCOPE_COLD void* allocate_guarded(size_t size, size_t alignment, Api api, Family family) noexcept {
+  size_t front = 0;
+  char* user = static_cast<char*>(guarded::map_block(size, alignment, front));
+  if (user == nullptr) return nullptr;
+  const auto address = reinterpret_cast<uint64_t>(user);
+  const uint32_t stack_id = agent::capture_stack_id();
+  if (agent::options().canaries) block::arm_with_tail(user, size, front, stack_id, guarded::tail_bytes(address, size));
+  const BlockEntry entry{address, size, stack_id, 0, encode_front(front), static_cast<uint8_t>(family),
+                         BlockState::kLive, 0, kBlockGuarded};
+  if (!agent::index().insert(entry)) {
+    guarded::unmap_block(address, size, front);
+    return nullptr;
+  }
+  agent::emit_alloc(address, size, stack_id, event_alignment(alignment), api, family);
+  return user;
+}
+
+// The end of release() for a guarded block, its canaries already checked: its pages become
+// inaccessible in the quarantine, or go at once.
+HEAPSCOPE_COLD void release_guarded(const BlockEntry& entry, uint32_t free_stack, bool may_quarantine) noexcept {
+  Quarantine& quarantine = agent::quarantine();
+  const uint64_t front = front_bytes(entry);
+  if (quarantine.accepts(entry.size)) {
+    guarded::retire(entry.address, entry.size, front);
+    uint64_t leaving = 0;
+    uint64_t leaving_size = 0;
+    if (quarantine.push(entry.address, entry.size, leaving, leaving_size)) {
+      if (leaving != 0) drain_quarantine(free_stack, leaving, leaving_size);
+      return;
+    }
+  }
+  if (may_quarantine) agent::index().remove(entry.address);
+  guarded::unmap_block(entry.address, entry.size, front);
+}
+
 }  // namespace
 
 HEAPSCOPE_HOT void* passthrough_allocate(size_t size, size_t alignment, bool zeroed,
@@ -173,9 +224,57 @@ size_t passthrough_usable_size(void* pointer) noexcept {
   return real::usable_size(pointer);
 }
 
+namespace {
+
+struct FaultSearch {
+  uint64_t address;
+  bool found;
+  BlockEntry entry;
+};
+
+void find_guarded_block(const BlockEntry& entry, void* context) noexcept {
+  auto& search = *static_cast<FaultSearch*>(context);
+  if (search.found || (entry.flags & kBlockGuarded) == 0) return;
+  const guarded::Span span = guarded::span_of(entry.address, entry.size, front_bytes(entry));
+  if (search.address < span.begin || search.address >= span.end) return;
+  search.found = true;
+  search.entry = entry;
+}
+
+}  // namespace
+
+// A fault is rare and ends the process: one pass over the index finds the block.
+bool report_guard_fault(uint64_t address, bool write, const void* context) noexcept {
+  FaultSearch search{address, false, {}};
+  agent::index().for_each(find_guarded_block, &search);
+  if (!search.found) return false;
+  const BlockEntry& entry = search.entry;
+  const auto& registers = static_cast<const ucontext_t*>(context)->uc_mcontext;
+  const uint32_t stack = agent::capture_stack_id_at(static_cast<uint64_t>(registers.gregs[REG_RIP]),
+                                                    static_cast<uint64_t>(registers.gregs[REG_RSP]),
+                                                    static_cast<uint64_t>(registers.gregs[REG_RBP]));
+  const auto offset = static_cast<int64_t>(address - entry.address);
+  const bool freed = entry.state == BlockState::kQuarantined;
+  const ErrorKind kind = freed ? ErrorKind::kUseAfterFree : offset < 0 ? ErrorKind::kUnderflow : ErrorKind::kOverflow;
+  const auto flags = static_cast<uint16_t>(format::kDetectedAtAccess | (write ? format::kAccessWasWrite : 0));
+  agent::report_error({kind, entry.address, entry.size, offset, stack, entry.alloc_stack_id,
+                       freed ? entry.free_stack_id : 0, entry.family, freed ? entry.free_api : uint8_t{0}, flags});
+  return true;
+}
+
+int check_canaries(const BlockEntry& entry, int64_t& bad_offset) noexcept {
+  const auto* user = reinterpret_cast<const void*>(entry.address);
+  if ((entry.flags & kBlockGuarded) != 0)
+    return block::check_with_tail(user, entry.size, guarded::tail_bytes(entry.address, entry.size), bad_offset);
+  return block::check(user, entry.size, bad_offset);
+}
+
 HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void* allocate(size_t size, size_t alignment, Api api, Family family,
                                                bool zeroed) noexcept {
   if (kAttachBuild) return allocate_in_place(size, alignment, api, family, zeroed);
+  if (agent::options().guard_pages) {
+    if (void* guarded_block = allocate_guarded(size, alignment, api, family)) return guarded_block;
+  }
   size_t total = 0;
   if (!block::total_bytes(size, alignment, total)) return nullptr;
   void* real_block = real_allocate(total, alignment, zeroed);
@@ -253,7 +352,7 @@ HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void release(void* pointer, Api api) noexcept {
   }
   if (agent::options().canaries && (entry.flags & kBlockReported) == 0) {
     int64_t bad_offset = 0;
-    const int damage = block::check(pointer, entry.size, bad_offset);
+    const int damage = check_canaries(entry, bad_offset);
     if (damage != 0) {
       const uint32_t stack = detection_stack();
       agent::report_error({damage > 0 ? ErrorKind::kOverflow : ErrorKind::kUnderflow, address,
@@ -261,6 +360,7 @@ HEAPSCOPE_HOT HEAPSCOPE_FLATTEN void release(void* pointer, Api api) noexcept {
                            static_cast<uint8_t>(api), 0});
     }
   }
+  if ((entry.flags & kBlockGuarded) != 0) return release_guarded(entry, free_stack, may_quarantine);
   if (quarantine.accepts(entry.size)) {
     block::fill_freed(pointer, entry.size);
     uint64_t leaving = 0;
@@ -317,6 +417,7 @@ void verify_entry(BlockEntry& entry, void* context) noexcept {
   if ((entry.flags & kBlockReported) != 0) return;
   const auto* user = reinterpret_cast<const void*>(entry.address);
   if (entry.state == BlockState::kQuarantined) {
+    if ((entry.flags & kBlockGuarded) != 0) return;  // inaccessible: an access faulted already
     const int64_t changed = block::check_fill(user, entry.size);
     if (changed < 0) return;
     // A free still filling it (it pushes the block into the FIFO once the fill is done), or
@@ -327,7 +428,7 @@ void verify_entry(BlockEntry& entry, void* context) noexcept {
                          entry.alloc_stack_id, entry.free_stack_id, entry.family, entry.free_api, 0});
   } else {
     int64_t bad_offset = 0;
-    const int damage = agent::options().canaries ? block::check(user, entry.size, bad_offset) : 0;
+    const int damage = agent::options().canaries ? check_canaries(entry, bad_offset) : 0;
     if (damage == 0) return;
     agent::report_error({damage > 0 ? ErrorKind::kOverflow : ErrorKind::kUnderflow, entry.address, entry.size,
                          bad_offset, verification.stack_id, entry.alloc_stack_id, 0, entry.family, 0, 0});

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 
+#include "block_index.h"
 #include "heapscope/event_format.h"
 
 namespace heapscope::preload::heap {
@@ -24,6 +25,16 @@ void* reallocate(void* pointer, size_t size, format::Api api) noexcept;
 // Checks every live block's canaries and every quarantined block's fill now, reporting each
 // damaged block once with the caller's stack. Returns how many were damaged.
 int verify_all() noexcept;
+
+// Checks a block's canaries as it is laid out (a guarded block's tail ends at its guard page):
+// 0 if intact, else block::check's result and offset.
+int check_canaries(const BlockEntry& entry, int64_t& bad_offset) noexcept;
+
+// --guard-pages: a fault at `address` (from a SIGSEGV or SIGBUS) inside a guarded block's pages
+// is reported as the overflow or use after free it is, with the stack of the faulting
+// instruction (`context`, the signal's ucontext_t), and true is returned; false when the
+// address is no guarded block's. `write`: the access was a write.
+bool report_guard_fault(uint64_t address, bool write, const void* context) noexcept;
 
 // Requested size of a tracked block; 0 for nullptr or a pointer that is not ours.
 size_t usable_size(void* pointer) noexcept;

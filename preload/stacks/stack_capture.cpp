@@ -117,4 +117,14 @@ HEAPSCOPE_HOT size_t capture_stack(uint64_t* frames, size_t max_frames, unwind::
   return got > 0 ? without_own_frames(frames, static_cast<size_t>(got), max_frames) : 0;
 }
 
+size_t capture_stack_at(uint64_t pc, uint64_t sp, uint64_t fp, uint64_t* frames, size_t max_frames) noexcept {
+  if (max_frames == 0) return 0;
+  // The walker and the symbolizer take frames for return addresses and look one byte before
+  // them: pc + 1 makes both look at the instruction itself.
+  const int got = unwind::fast_backtrace_from(pc + 1, sp, fp, frames, max_frames + kCaptureSlack);
+  if (got > 0) return without_own_frames(frames, static_cast<size_t>(got), max_frames);
+  frames[0] = pc + 1;
+  return 1;
+}
+
 }  // namespace heapscope::preload

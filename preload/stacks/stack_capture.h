@@ -22,6 +22,11 @@ inline constexpr size_t kCaptureSlack = 8;
 // the frames are the ones the word was filled for, and whatever was derived from them holds.
 size_t capture_stack(uint64_t* frames, size_t max_frames, unwind::WalkMemo* memo = nullptr) noexcept;
 
+// The stack of a faulting instruction, from a signal's context: `pc` the instruction, `sp` and
+// `fp` its stack and frame pointers. Frame 0 is pc + 1 (frames are taken for return addresses,
+// looked up one byte before). The agent's own frames (main's wrapper) are dropped. Not hot.
+size_t capture_stack_at(uint64_t pc, uint64_t sp, uint64_t fp, uint64_t* frames, size_t max_frames) noexcept;
+
 // The calling thread is ending: frees what its captures kept (the walker's remembered walks).
 // Captures later on this thread, from other destructors, still work, only slower.
 void end_thread_captures() noexcept;
