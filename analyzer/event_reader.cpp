@@ -37,6 +37,8 @@ size_t fixed_size(EventKind kind) {
     case EventKind::kRedirect: return sizeof(format::RedirectEvent);
     case EventKind::kDetach: return sizeof(format::DetachEvent);
     case EventKind::kAgentMemory: return sizeof(format::AgentMemoryEvent);
+    case EventKind::kMap: return sizeof(format::MapEvent);
+    case EventKind::kUnmap: return sizeof(format::UnmapEvent);
   }
   return 0;
 }
@@ -93,6 +95,8 @@ const char* kind_name(format::EventKind kind) noexcept {
     case EventKind::kRedirect: return "redirect";
     case EventKind::kDetach: return "detach";
     case EventKind::kAgentMemory: return "agent_memory";
+    case EventKind::kMap: return "map";
+    case EventKind::kUnmap: return "unmap";
   }
   return "unknown";
 }

@@ -51,7 +51,14 @@ void ProcessModel::apply(const RecordView& record) {
       sample.uordblks = event.uordblks;
       sample.fordblks = event.fordblks;
       sample.keepcost = event.keepcost;
+      sample.mapped_bytes = mappings_.counters().live_bytes;
       samples_.push_back(sample);
+      return;
+    }
+    case EventKind::kMap: mappings_.map(record.as<format::MapEvent>()); return;
+    case EventKind::kUnmap: {
+      const auto& event = record.as<format::UnmapEvent>();
+      mappings_.unmap(event.address, event.length, (event.header.flags & format::kUnmapByRemap) != 0);
       return;
     }
     case EventKind::kAgentMemory: {

@@ -11,6 +11,7 @@
 
 #include "address_map.h"
 #include "event_reader.h"
+#include "mapping_model.h"
 
 namespace heapscope::analyzer {
 
@@ -126,6 +127,7 @@ struct Sample {
   bool has_agent_share = false;
   uint64_t agent_tables = 0, agent_ring = 0, agent_image = 0, agent_quarantine = 0;
   uint64_t agent_headers = 0;  // headers and canaries of the live blocks, from block_layout.h
+  uint64_t mapped_bytes = 0;   // the program's own mmap'd memory then (mapping_model.h)
   uint64_t agent_bytes() const noexcept {
     return agent_tables + agent_ring + agent_image + agent_quarantine + agent_headers;
   }
@@ -205,6 +207,8 @@ class ProcessModel {
   const std::vector<HeapError>& errors() const noexcept { return errors_; }
   const std::vector<Phase>& phases() const noexcept { return phases_; }
   const std::vector<Sample>& samples() const noexcept { return samples_; }
+  // The memory the program mapped itself (mmap), by call site.
+  const MappingModel& mappings() const noexcept { return mappings_; }
   // Threads started with pthread_create, in start order (a reused tid starts a new entry).
   const std::vector<ThreadLife>& threads() const noexcept { return threads_; }
   // heapscope's own cost at the end, from the agent: headers and canaries of live blocks, and
@@ -284,6 +288,7 @@ class ProcessModel {
   // kept as blocks come and go for each RSS sample's share of heapscope. Blocks aligned past
   // the header's 32 bytes have a wider front: kept aside (rare) so their release subtracts it.
   uint64_t header_bytes_ = 0;
+  MappingModel mappings_;
   std::unordered_map<uint64_t, uint64_t> wide_fronts_;
   void add_header_bytes(uint64_t address, uint64_t size, uint32_t alignment);
   void remove_header_bytes(uint64_t address, uint64_t size);

@@ -27,6 +27,31 @@ std::vector<SiteRecord> top_sites(const ProcessModel& model, const std::unordere
   return sites;
 }
 
+MappingsRecord mappings_of(const ProcessModel& model, Symbolizer& symbolizer) {
+  MappingsRecord out;
+  const MappingModel& mappings = model.mappings();
+  const MappingCounters& counters = mappings.counters();
+  out.mmap_calls = counters.maps;
+  out.munmap_calls = counters.unmaps;
+  out.mremap_calls = counters.remaps;
+  out.peak_bytes = counters.peak_bytes;
+  out.bytes_at_exit = counters.live_bytes;
+  out.regions_at_exit = counters.live_regions;
+  std::vector<std::pair<uint32_t, const MappingSite*>> ranked;
+  for (const auto& [stack_id, site] : mappings.sites()) ranked.emplace_back(stack_id, &site);
+  std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    if (a.second->live_bytes != b.second->live_bytes) return a.second->live_bytes > b.second->live_bytes;
+    if (a.second->bytes_mapped != b.second->bytes_mapped) return a.second->bytes_mapped > b.second->bytes_mapped;
+    return a.first < b.first;
+  });
+  if (ranked.size() > kMappingSites) ranked.resize(kMappingSites);
+  for (const auto& [stack_id, site] : ranked) {
+    out.sites.push_back({mapping_kind_name(site->kind), site->calls, site->bytes_mapped, site->live_bytes,
+                         site->live_regions, symbolize_stack(model, stack_id, symbolizer)});
+  }
+  return out;
+}
+
 Statistics statistics_of(const ProcessModel& model, Symbolizer& symbolizer) {
   Statistics statistics;
   const SizeHistogram& histogram = model.size_histogram();
@@ -156,6 +181,7 @@ ProcessReport build_process(const TracedProcess& traced, Symbolizer& symbolizer,
   report.summary.live_bytes = counters.live_bytes;
   report.summary.error_count = model.errors().size();
   report.statistics = statistics_of(model, symbolizer);
+  report.mappings = mappings_of(model, symbolizer);
   report.phases = model.phases();
   report.threads = model.threads();
   report.first_event_ns = model.counters().first_event_ns;

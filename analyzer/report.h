@@ -122,6 +122,25 @@ struct Statistics {
 
 inline constexpr size_t kTimelinePoints = 500;
 
+// The memory the program mapped itself with mmap, by call site (mapping_model.h).
+struct MappingSiteRecord {
+  std::string kind;  // mapping_kind_name
+  uint64_t calls = 0;
+  uint64_t bytes_mapped = 0;
+  uint64_t bytes_at_exit = 0;
+  uint64_t regions_at_exit = 0;
+  FrameList stack;
+};
+
+struct MappingsRecord {
+  uint64_t mmap_calls = 0, munmap_calls = 0, mremap_calls = 0;
+  uint64_t peak_bytes = 0;
+  uint64_t bytes_at_exit = 0;    // at the end of the trace (at exit, for a process that exited)
+  uint64_t regions_at_exit = 0;
+  std::vector<MappingSiteRecord> sites;  // most still mapped first, then most mapped; at most kMappingSites
+};
+inline constexpr size_t kMappingSites = 50;
+
 // A `heapscope attach` session, for the report.
 struct AttachRecord {
   double duration_seconds = 0;      // from the first redirection to the detach (or the last event)
@@ -162,6 +181,7 @@ struct ProcessReport {
   LeakScanRecord leak_scan;
   std::vector<LeakCheckRecord> leak_checks;
   std::vector<ErrorRecord> errors;
+  MappingsRecord mappings;
   std::optional<AttachRecord> attach;  // the process was attached to, not started
 };
 

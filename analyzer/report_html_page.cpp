@@ -15,7 +15,7 @@ const char* const kHtmlPageHead = R"page(<!DOCTYPE html>
 <style>
 :root { --fg: #1d2330; --muted: #5f6b7a; --line: #d9dee5; --bg: #f6f7f9; --card: #fff;
         --definite: #c62828; --indirect: #ef6c00; --possible: #f9a825; --reachable: #2e7d32;
-        --unclassified: #6a1b9a; --live: #1565c0; --rss: #8e24aa; --alloc: #00897b; --agent: #f57c00; }
+        --unclassified: #6a1b9a; --live: #1565c0; --rss: #8e24aa; --alloc: #00897b; --agent: #f57c00; --mapped: #6d4c41; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
 header.page { padding: 16px 24px; background: #1d2330; color: #fff; }
@@ -215,6 +215,7 @@ function timeline(p) {
     ...(shared ? [{key: "program_rss_bytes", label: "RSS without heapscope's share", color: "var(--rss)", dash: "6 4"},
                   {key: "agent_bytes", label: "heapscope's share of the RSS", color: "var(--agent)"}] : []),
     {key: "allocator_bytes", label: "allocator footprint (arena + mmapped)", color: "var(--alloc)"},
+    ...(points.some((s) => s.mapped_bytes) ? [{key: "mapped_bytes", label: "mapped by the program (mmap)", color: "var(--mapped)"}] : []),
   ];
   const tMax = Math.max(1e-9, ...points.map((s) => s.time_seconds));
   let yMax = p.summary.peak_live_bytes;
@@ -426,6 +427,25 @@ function checks(p) {
     }));
 }
 
+// The memory the program mapped itself (mmap), by call site: not a leak, shown as the heap is.
+function mappingsTable(p) {
+  const m = p.mappings;
+  const box = el("div", {"data-role": "mappings"});
+  if (!m || !(m.calls.mmap + m.calls.munmap + m.calls.mremap)) {
+    box.append(el("p", {class: "note", text: "The program mapped no memory itself (mmap)."}));
+    return box;
+  }
+  appendAll(box, el("p", {text: `${bytes(m.at_exit.bytes)} still mapped at exit in ${num(m.at_exit.regions)} regions; peak ${bytes(m.peak_bytes)}; ` +
+                                 `${num(m.calls.mmap)} mmap, ${num(m.calls.munmap)} munmap, ${num(m.calls.mremap)} mremap calls.`}),
+    expandableTable(
+      [{text: "kind"}, {text: "mapped", num: true}, {text: "at exit", num: true}, {text: "calls", num: true}, {text: "mapped at (click for the stack)"}],
+      m.sites.map((s) => ({site: s, cells: [el("td", {text: s.kind}), el("td", {class: "num", text: bytes(s.bytes_mapped), title: num(s.bytes_mapped) + " bytes"}),
+                                           el("td", {class: "num", text: bytes(s.at_exit.bytes), title: num(s.at_exit.bytes) + " bytes"}),
+                                           el("td", {class: "num", text: num(s.calls)}), el("td", {text: topFrame(s.stack)})]})),
+      (row) => [stackList(row.site.stack)]));
+  return box;
+}
+
 function processBody(p, first) {
   const st = p.statistics;
   const scan = p.leak_scan;
@@ -437,6 +457,7 @@ function processBody(p, first) {
     el("p", {class: "note", text: scan.classified ? `Leak scan: ${num(scan.blocks)} blocks in ${seconds(scan.duration_seconds)}, threads stopped by ${scan.stop_method}.` : ""}),
     el("h3", {text: "Heap errors"}), errorsTable(p),
     checks(p),
+    el("h3", {text: "Memory mapped by the program (mmap)"}), mappingsTable(p),
     el("div", {class: "grid2"},
        el("div", {}, el("h3", {text: "Allocation sizes"}), histogram(p)),
        el("div", {}, el("h3", {text: "Statistics"}), statistics(p))),

@@ -73,7 +73,8 @@ json statistics_json(const Statistics& statistics, uint64_t first_event_ns) {
                         {"live_blocks", sample.live_blocks},
                         {"rss_bytes", sample.rss_bytes},
                         {"allocator_bytes", sample.has_mallinfo ? json(sample.arena + sample.hblkhd) : json(nullptr)},
-                        {"agent_bytes", sample.has_agent_share ? json(sample.agent_bytes()) : json(nullptr)}});
+                        {"agent_bytes", sample.has_agent_share ? json(sample.agent_bytes()) : json(nullptr)},
+                        {"mapped_bytes", sample.mapped_bytes}});
   }
   json histogram = json::array();
   for (const auto& [low, high, count, bytes] : statistics.size_histogram)
@@ -90,6 +91,21 @@ json statistics_json(const Statistics& statistics, uint64_t first_event_ns) {
           {"top_sites", {{"by_bytes", sites_json(statistics.top_by_bytes, "bytes")},
                          {"by_count", sites_json(statistics.top_by_count, "allocations")},
                          {"by_temporary", sites_json(statistics.top_by_temporary, "temporary")}}}};
+}
+
+json mappings_json(const MappingsRecord& mappings) {
+  json sites = json::array();
+  for (const MappingSiteRecord& site : mappings.sites) {
+    sites.push_back({{"kind", site.kind},
+                     {"calls", site.calls},
+                     {"bytes_mapped", site.bytes_mapped},
+                     {"at_exit", {{"regions", site.regions_at_exit}, {"bytes", site.bytes_at_exit}}},
+                     {"stack", stack_json(site.stack)}});
+  }
+  return {{"calls", {{"mmap", mappings.mmap_calls}, {"munmap", mappings.munmap_calls}, {"mremap", mappings.mremap_calls}}},
+          {"peak_bytes", mappings.peak_bytes},
+          {"at_exit", {{"regions", mappings.regions_at_exit}, {"bytes", mappings.bytes_at_exit}}},
+          {"sites", std::move(sites)}};
 }
 
 json phases_json(const ProcessReport& process) {
@@ -244,6 +260,7 @@ json process_json(const ProcessReport& process) {
           {"threads", threads_json(process)},
           {"leaks", std::move(leaks)},
           {"errors", std::move(errors)},
+          {"mappings", mappings_json(process.mappings)},
           {"modules", std::move(modules)}};
 }
 

@@ -250,6 +250,21 @@ void append_process(std::string& out, const ProcessReport& process, const TextOp
                          plural(process.phases[i].live_bytes, "byte", "bytes"));
     out += "\n";
   }
+  const MappingsRecord& mappings = process.mappings;
+  if (mappings.mmap_calls + mappings.munmap_calls + mappings.mremap_calls > 0) {
+    out += fmt::format("   mapped with mmap: {} still mapped at exit in {}; peak {} ({}, {}, {})\n",
+                       plural(mappings.bytes_at_exit, "byte", "bytes"), plural(mappings.regions_at_exit, "region", "regions"),
+                       plural(mappings.peak_bytes, "byte", "bytes"), plural(mappings.mmap_calls, "mmap", "mmaps"),
+                       plural(mappings.munmap_calls, "munmap", "munmaps"), plural(mappings.mremap_calls, "mremap", "mremaps"));
+    if (options.detail == Detail::kVerbose) {
+      for (const MappingSiteRecord& site : mappings.sites) {
+        out += fmt::format("   mapped {} ({}) by {}, {} still mapped at exit, at\n",
+                           plural(site.bytes_mapped, "byte", "bytes"), site.kind, plural(site.calls, "call", "calls"),
+                           plural(site.bytes_at_exit, "byte", "bytes"));
+        append_stack(out, site.stack, style);
+      }
+    }
+  }
   if (process.ignored_blocks > 0)
     out += fmt::format("   ignored (heapscope_ignore_object): {} in {}\n", plural(process.ignored_bytes, "byte", "bytes"),
                        plural(process.ignored_blocks, "block", "blocks"));

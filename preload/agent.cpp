@@ -547,6 +547,33 @@ HEAPSCOPE_HOT void emit_free(uint64_t address, format::Api api) noexcept {
   RingWriter::commit(header, format::EventKind::kFree);
 }
 
+void emit_map(uint64_t address, uint64_t length, uint32_t stack_id, int protection, int map_flags,
+              uint16_t flags) noexcept {
+  auto* header = the_agent().ring.reserve(sizeof(format::MapEvent));
+  if (header == nullptr) return;
+  header->flags = flags;
+  auto* record = reinterpret_cast<format::MapEvent*>(header);
+  record->address = address;
+  record->length = length;
+  record->stack_id = stack_id;
+  record->thread_id = sys::thread_id();
+  record->protection = protection;
+  record->map_flags = map_flags;
+  RingWriter::commit(header, format::EventKind::kMap);
+}
+
+void emit_unmap(uint64_t address, uint64_t length, uint16_t flags) noexcept {
+  auto* header = the_agent().ring.reserve(sizeof(format::UnmapEvent));
+  if (header == nullptr) return;
+  header->flags = flags;
+  auto* record = reinterpret_cast<format::UnmapEvent*>(header);
+  record->address = address;
+  record->length = length;
+  record->thread_id = sys::thread_id();
+  record->reserved = 0;
+  RingWriter::commit(header, format::EventKind::kUnmap);
+}
+
 HEAPSCOPE_COLD void report_error(const ErrorReport& report) noexcept {
   Agent& a = the_agent();
   a.errors_reported.fetch_add(1, std::memory_order_relaxed);

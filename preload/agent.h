@@ -36,6 +36,10 @@ uint32_t capture_stack_id_at(uint64_t pc, uint64_t sp, uint64_t fp) noexcept;
 void emit_alloc(uint64_t address, uint64_t size, uint32_t stack_id, uint32_t alignment,
                 format::Api api, format::Family family) noexcept;
 void emit_free(uint64_t address, format::Api api) noexcept;
+// The program's own mappings (interpose_mmap.cpp); stack_id 0 for an unmap.
+void emit_map(uint64_t address, uint64_t length, uint32_t stack_id, int protection, int map_flags,
+              uint16_t flags) noexcept;
+void emit_unmap(uint64_t address, uint64_t length, uint16_t flags = 0) noexcept;
 
 struct ErrorReport {
   format::ErrorKind kind;

@@ -75,6 +75,8 @@ enum class EventKind : uint16_t {  // 0 = slot not yet committed
   kRedirect = 23,     // RedirectEvent: the attach agent redirected allocation slots (at attach, when modules load)
   kDetach = 24,       // DetachEvent: the attach agent's session ended; written before kAgentEnd
   kAgentMemory = 25,  // AgentMemoryEvent: heapscope's own share of the RSS, right after each kSample
+  kMap = 26,          // MapEvent: the program's own mmap() succeeded (or mremap()'s new range)
+  kUnmap = 27,        // UnmapEvent: the program's own munmap() (or mremap()'s old range)
 };
 
 struct EventHeader {
@@ -255,6 +257,39 @@ struct AgentMemoryEvent {
   uint64_t quarantine_bytes;   // freed blocks' bytes held in the quarantine
 };
 static_assert(sizeof(AgentMemoryEvent) == 48);
+
+// Memory the program maps itself with mmap (interpose_mmap.cpp): its own family in the
+// reports, beside the heap. The C library's and the loader's own mappings (malloc's arenas,
+// thread stacks, dlopen) are made by internal calls and never appear. munmap is recorded
+// before the call (so that a racing mmap given the same addresses comes after it in the
+// ring), mmap and mremap after it succeeds.
+struct MapEvent {
+  EventHeader header;   // flags: MapFlags
+  uint64_t address;
+  uint64_t length;      // bytes asked for; the kernel maps whole pages
+  uint32_t stack_id;
+  uint32_t thread_id;
+  int32_t protection;   // PROT_* (for mremap: the old range's, which the reader knows)
+  int32_t map_flags;    // MAP_* as passed (MAP_SHARED, MAP_ANONYMOUS, MAP_FIXED...)
+};
+static_assert(sizeof(MapEvent) == 48);
+
+enum MapFlags : uint16_t {
+  kMapByRemap = 1u << 0,  // the new range of an mremap(); the kUnmap of its old range came just before
+};
+
+struct UnmapEvent {
+  EventHeader header;   // flags: kUnmapByRemap
+  uint64_t address;
+  uint64_t length;
+  uint32_t thread_id;
+  uint32_t reserved;
+};
+static_assert(sizeof(UnmapEvent) == 40);
+
+enum UnmapFlags : uint16_t {
+  kUnmapByRemap = 1u << 0,  // the old range of an mremap(), whose new range follows
+};
 
 enum AgentMemoryFlags : uint16_t {
   kAgentMemoryBlockHeaders = 1u << 0,  // live blocks carry a header and canaries (block_header.h)

@@ -131,17 +131,30 @@ void forget_mapping(uint64_t begin) noexcept {
 }
 }  // namespace
 
+// Under ThreadSanitizer (tests/CMakeLists.txt: preload_tsan_test) the agent's code is linked
+// into a test, not preloaded, and TSan must see mappings come and go: it forgets the accesses
+// to an unmapped range by intercepting munmap, and reported a table mapped where another had
+// been unmapped as racing with it.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kSanitizerSeesMappings = true;
+#else
+constexpr bool kSanitizerSeesMappings = false;
+#endif
+
 void* map_memory(void* hint, size_t bytes, int protection, int flags, int fd, uint64_t offset) noexcept {
   const int saved_errno = errno;
-  const long address = syscall(SYS_mmap, hint, bytes, protection, flags, fd, offset);
+  const long address = kSanitizerSeesMappings
+                           ? reinterpret_cast<long>(mmap(hint, bytes, protection, flags, fd, static_cast<off_t>(offset)))
+                           : syscall(SYS_mmap, hint, bytes, protection, flags, fd, offset);
   errno = saved_errno;
-  // The kernel returns -4095..-1 for errors; syscall() turned that into -1 and errno.
+  // The kernel returns -4095..-1 for errors; syscall() turned that into -1 and errno, as mmap()
+  // returns MAP_FAILED, which is -1.
   return address == -1 ? nullptr : reinterpret_cast<void*>(address);
 }
 
 bool unmap_memory(void* address, size_t bytes) noexcept {
   const int saved_errno = errno;
-  const long result = syscall(SYS_munmap, address, bytes);
+  const long result = kSanitizerSeesMappings ? munmap(address, bytes) : syscall(SYS_munmap, address, bytes);
   errno = saved_errno;
   return result == 0;
 }

@@ -84,7 +84,7 @@ TEST_F(HtmlReportE2E, PageRendersEveryPartWithoutAScriptError) {
   EXPECT_NE(dom.find("data-js-errors=\"0\""), std::string::npos) << dom.substr(0, 2000);
   EXPECT_NE(dom.find("data-rendered=\"1\""), std::string::npos);
   for (const char* part : {"summary-cards", "timeline", "flame-graph", "leak-table", "error-table", "size-histogram",
-                           "statistics", "top-sites", "leak-checks"})
+                           "statistics", "top-sites", "leak-checks", "mappings"})
     EXPECT_NE(dom.find(std::string("data-role=\"") + part + "\""), std::string::npos) << part;
   // Summary cards with the leak kinds; the leak table lists the lost records by default.
   EXPECT_NE(dom.find("definitely lost"), std::string::npos);

@@ -314,6 +314,51 @@ TEST(PreloadE2E, TheRssWithoutHeapscopesShareIsTheProgramsOwn) {
   EXPECT_LT(without, native * 13 / 10) << "without heapscope's share " << without << ", native " << native;
 }
 
+// issue 12, point 11: the memory the program maps itself is its own family in the reports:
+// by call site, cut by partial munmaps, moved by mremap, with what is still mapped at exit.
+TEST(PreloadE2E, TheProgramsOwnMappingsAreReportedBySite) {
+  const RunOutput run = run_heapscope({"--verbose"}, {program("mappings")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "mapped\n");
+  const json& process = only_process(run);
+  const json& mappings = process["mappings"];
+  EXPECT_EQ(mappings["calls"]["mmap"], 5);
+  EXPECT_EQ(mappings["calls"]["munmap"], 3) << "the unaligned munmap fails and is not counted";
+  EXPECT_EQ(mappings["calls"]["mremap"], 1);
+  EXPECT_EQ(mappings["at_exit"]["bytes"], (64 + 60 + 2048) * 1024);
+  EXPECT_EQ(mappings["at_exit"]["regions"], 4);
+  EXPECT_EQ(mappings["peak_bytes"], (64 + 60 + 2048 + 4) * 1024);
+  std::map<std::string, long> at_exit_by_function;  // innermost frame -> bytes
+  std::map<std::string, long> mapped_by_function;
+  for (const json& site : mappings["sites"]) {
+    ASSERT_FALSE(site["stack"].empty());
+    const std::string function = site["stack"][0]["function"];
+    at_exit_by_function[function] += site["at_exit"]["bytes"].get<long>();
+    mapped_by_function[function] += site["bytes_mapped"].get<long>();
+    if (function == "map_file") {
+      EXPECT_EQ(site["kind"], "file_shared");
+      EXPECT_EQ(site["stack"][0]["line"], line_of("mappings.c", "mappings:file"));
+    } else {
+      EXPECT_EQ(site["kind"], "anonymous") << function;
+    }
+  }
+  EXPECT_EQ(at_exit_by_function, (std::map<std::string, long>{
+                                     {"map_scratch", 124 * 1024}, {"map_table", 0}, {"grow_table", 2048 * 1024}, {"map_file", 0}}));
+  EXPECT_EQ(mapped_by_function["map_scratch"], 3 * 64 * 1024);
+  EXPECT_EQ(mapped_by_function["map_file"], 4096);
+  // Mapped memory is no leak: nothing is lost, and the text says where the memory went.
+  EXPECT_EQ(process["summary"]["leaks"]["definite"]["bytes"], 0);
+  EXPECT_NE(run.err.find("mapped with mmap: 2,224,128 bytes still mapped at exit in 4 regions"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("grow_table"), std::string::npos);
+  // The timeline's last sample has it too.
+  EXPECT_EQ(process["statistics"]["timeline"].back()["mapped_bytes"], (64 + 60 + 2048) * 1024);
+
+  // --track-mmap=no: nothing recorded.
+  const RunOutput off = run_heapscope({"--track-mmap=no"}, {program("mappings")});
+  ASSERT_EQ(off.exit_code, 0) << off.err;
+  EXPECT_EQ(only_process(off)["mappings"]["calls"]["mmap"], 0);
+}
+
 TEST(PreloadE2E, SizesAreWhatTheProgramAskedFor) {
   const RunOutput run = run_heapscope({}, {program("sizes")});
   ASSERT_EQ(run.exit_code, 0) << run.err;

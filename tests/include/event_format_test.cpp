@@ -51,6 +51,8 @@ TEST(EventFormat, RecordLayoutsArePinned) {
   EXPECT_EQ(sizeof(IgnoreEvent), 24u);
   EXPECT_EQ(sizeof(SampleEvent), 80u);
   EXPECT_EQ(sizeof(AgentMemoryEvent), 48u);
+  EXPECT_EQ(sizeof(MapEvent), 48u);
+  EXPECT_EQ(sizeof(UnmapEvent), 40u);
   EXPECT_EQ(sizeof(TraceFileHeader), 24u);
   EXPECT_EQ(sizeof(RedirectEvent), 32u);
   EXPECT_EQ(sizeof(DetachEvent), 32u);
@@ -84,6 +86,8 @@ TEST(EventFormat, KindsAreAppendOnly) {
   EXPECT_EQ(static_cast<int>(EventKind::kRedirect), 23);
   EXPECT_EQ(static_cast<int>(EventKind::kDetach), 24);
   EXPECT_EQ(static_cast<int>(EventKind::kAgentMemory), 25);
+  EXPECT_EQ(static_cast<int>(EventKind::kMap), 26);
+  EXPECT_EQ(static_cast<int>(EventKind::kUnmap), 27);
   EXPECT_EQ(static_cast<int>(EventKind::kAgentEnd), 11);
   EXPECT_EQ(static_cast<int>(EventKind::kFatalSignal), 12);
   EXPECT_EQ(static_cast<int>(EventKind::kEnding), 13);
