@@ -114,6 +114,51 @@ nlohmann::json stack_findings(const nlohmann::json& report) {
   return findings;
 }
 
+// issue 12, point 11: CPython 3.11 takes its object arenas (1 MiB each) from mmap and gives
+// empty ones back with munmap: the program's own mappings, by site, beside its heap.
+TEST(RealProgramMappingsE2E, PythonsObjectArenasAreItsOwnMappings) {
+  if (!program_exists("/usr/bin/python3")) GTEST_SKIP() << "/usr/bin/python3 is not installed";
+  const RunOutput run = run_heapscope(
+      {}, {"/usr/bin/python3", "-c", "x = [str(i) for i in range(300000)]\ndel x\ny = [str(i) for i in range(1000)]\nprint(len(y))"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "1000\n");
+  ASSERT_EQ(run.report["processes"].size(), 1u) << run.err;
+  const nlohmann::json* python = &run.report["processes"][0];
+  const nlohmann::json& mappings = (*python)["mappings"];
+  EXPECT_GE(mappings["calls"]["mmap"].get<long>(), 10) << mappings.dump(1);  // 300,000 strings: > 10 MiB of arenas
+  EXPECT_GE(mappings["calls"]["munmap"].get<long>(), 5) << "arenas freed once the list was deleted";
+  EXPECT_GE(mappings["peak_bytes"].get<long>(), 10 << 20);
+  EXPECT_LT(mappings["at_exit"]["bytes"].get<long>(), mappings["peak_bytes"].get<long>());
+  bool unicode_site = false;
+  for (const auto& site : mappings["sites"]) {
+    EXPECT_EQ(site["kind"], "anonymous");
+    for (const auto& frame : site["stack"]) unicode_site = unicode_site || function_is(frame, "PyUnicode_New");
+  }
+  EXPECT_TRUE(unicode_site) << "the strings' arenas are mapped under PyUnicode_New";
+}
+
+// issue 12, point 11: --guard-pages changes nothing a correct program does: every block on
+// pages of its own, freed ones inaccessible in the quarantine.
+TEST(RealProgramGuardPagesE2E, CorrectProgramsRunAsNatively) {
+  const std::vector<std::vector<std::string>> commands = {
+      {"/usr/bin/python3", "-c", "import json, re\nprint(len(json.dumps([re.sub('a', 'b', 'aa' * i) for i in range(500)])))"},
+      {"perl", "-e", "my %h = map { $_ => [$_] } 1..2000; print scalar(keys %h), \"\\n\""},
+      {"sqlite3", ":memory:", "create table t(a); insert into t values (1),(2),(3); select sum(a) from t;"}};
+  int ran = 0;
+  for (const auto& command : commands) {
+    if (!program_exists(command[0])) continue;
+    SCOPED_TRACE(command[0]);
+    const RunOutput native = run_native(command);
+    const RunOutput run = run_heapscope({"--guard-pages"}, command);
+    EXPECT_EQ(run.exit_code, native.exit_code) << run.err;
+    EXPECT_EQ(run.out, native.out);
+    ASSERT_TRUE(run.report.is_object()) << run.err;
+    for (const auto& process : run.report["processes"]) EXPECT_EQ(process["errors"].size(), 0u) << process["errors"].dump(1);
+    ++ran;
+  }
+  if (ran == 0) GTEST_SKIP() << "none of python3, perl, sqlite3 is installed";
+}
+
 // heapscope's own stack walker (fast_unwind.h) gives the same stacks as libunwind
 // (--fast-unwind=no) on real programs: an interpreter, a C++ program, threads, deep recursion.
 TEST(RealProgramStacksE2E, OwnUnwinderMatchesLibunwind) {
