@@ -14,7 +14,7 @@ packages=(
   # the trace-reader fuzzer (libFuzzer)
   clang libclang-rt-14-dev
   # real programs the end-to-end suite runs under heapscope
-  python3 perl bash git sqlite3 jq xz-utils openssl curl redis-server default-jre-headless
+  python3 perl bash git sqlite3 jq xz-utils openssl curl redis-server default-jre-headless gdb
   # the HTML report's end-to-end test runs the page in headless Chromium
   chromium fonts-liberation
   # allocators the agent must work on top of
