@@ -101,9 +101,19 @@ std::string agent_library(const char* name) {
   char self[PATH_MAX];
   const ssize_t length = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (length <= 0) throw IoError("cannot find heapscope's own location in /proc/self/exe");
-  std::string path(self, static_cast<size_t>(length));
-  path = path.substr(0, path.rfind('/'));            // .../bin
-  path = path.substr(0, path.rfind('/')) + "/lib/" + name;
+  std::string bin(self, static_cast<size_t>(length));
+  bin = bin.substr(0, bin.rfind('/'));
+  // The build tree keeps the agents in bin/../lib; an installed heapscope finds them where
+  // `cmake --install` put them, relative to its own directory (HEAPSCOPE_AGENT_DIR_FROM_BINDIR,
+  // from CMakeLists.txt), whatever the prefix.
+  std::string path = bin.substr(0, bin.rfind('/')) + "/lib/" + name;
+#ifdef HEAPSCOPE_AGENT_DIR_FROM_BINDIR
+  if (access(path.c_str(), R_OK) != 0) {
+    std::string installed = bin + "/" HEAPSCOPE_AGENT_DIR_FROM_BINDIR "/" + name;
+    if (char resolved[PATH_MAX]; realpath(installed.c_str(), resolved) != nullptr) installed = resolved;
+    path = installed;
+  }
+#endif
   if (access(path.c_str(), R_OK) != 0)
     throw IoError(fmt::format("the agent library {} is missing (set HEAPSCOPE_AGENT to its path)", path));
   if (path.find(' ') != std::string::npos || path.find(':') != std::string::npos)

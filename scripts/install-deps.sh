@@ -15,6 +15,8 @@ packages=(
   clang libclang-rt-14-dev
   # real programs the end-to-end suite runs under heapscope
   python3 perl bash git sqlite3 jq xz-utils openssl curl redis-server default-jre-headless gdb
+  # installing and packaging (issue 14): man renders the page, dpkg-shlibdeps finds the dependencies
+  man-db groff-base dpkg-dev
   # the HTML report's end-to-end test runs the page in headless Chromium
   chromium fonts-liberation
   # allocators the agent must work on top of

@@ -74,14 +74,25 @@ const char* own_file() noexcept {
   return self.dli_fname;
 }
 
-// heapscope beside the library: <prefix>/lib/libheapscope.so -> <prefix>/bin/heapscope.
-bool find_collector(const char* library) noexcept {
+// heapscope beside the library: in a build tree <build>/lib/libheapscope.so ->
+// <build>/bin/heapscope; installed, the path from the agents' directory to the binaries'
+// (HEAPSCOPE_BINDIR_FROM_AGENT_DIR, from CMakeLists.txt: ../../bin under <prefix>/lib/heapscope).
+bool collector_at(const char* library, const char* relative) noexcept {
   collector_buffer[0] = '\0';
   if (!append(collector_buffer, library)) return false;
   char* slash = collector_buffer + sys::string_length(collector_buffer);
   while (slash > collector_buffer && *slash != '/') --slash;
   *slash = '\0';
-  return append(collector_buffer, "/../bin/heapscope") && access(collector_buffer, X_OK) == 0;
+  return append(collector_buffer, relative) && access(collector_buffer, X_OK) == 0;
+}
+
+bool find_collector(const char* library) noexcept {
+  if (collector_at(library, "/../bin/heapscope")) return true;
+#ifdef HEAPSCOPE_BINDIR_FROM_AGENT_DIR
+  return collector_at(library, "/" HEAPSCOPE_BINDIR_FROM_AGENT_DIR "/heapscope");
+#else
+  return false;
+#endif
 }
 
 // <output_dir, or cwd, or TMPDIR>/heapscope.<program>.<pid>.trace.zst, numbered if taken (as
