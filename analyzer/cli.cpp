@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -459,7 +460,7 @@ std::string usage_text() {
       "  --text                 (report) print the text report on stdout even with --json\n"
       "  --for SECONDS          (attach) detach after SECONDS (default: at Ctrl-C, SIGINT, SIGTERM)\n"
       "  --min-age SECONDS      (attach) only blocks older than SECONDS at detach are leak suspects\n"
-      "  --no-follow-children   trace only the launched program (same as --follow-children=no)\n\n"
+      "  --no-follow-children   (run) trace only the launched program (same as --follow-children=no)\n\n"
       "Agent options (also settable as HEAPSCOPE_OPTIONS=key=value:...):\n";
   for (const AgentFlag& flag : kAgentFlags) {
     const std::string value = std::strcmp(flag.type, "bool") == 0 ? "[=yes|no]" : " N";
@@ -533,6 +534,9 @@ RunArguments parse_run_arguments(const std::vector<std::string>& arguments) {
       ++i;
       break;
     }
+    // Among run's own options, not the program's: the parser alone knows which words are
+    // option values and where the program starts.
+    if (argument == "--help" || argument == "-h") throw HelpRequested{};
     if (!argument.starts_with("--")) break;  // the program starts here
     const size_t equals = argument.find('=');
     const std::string option = argument.substr(0, equals);
@@ -629,6 +633,64 @@ int collect_command(const std::vector<std::string>& arguments) {
   return 0;
 }
 
+// `heapscope COMMAND --help`: the parts of usage_text() about COMMAND, so there is one text.
+// Option lines marked "(run)", "(report)" or "(attach)" belong to that command only; agent
+// options to run and attach.
+std::string command_usage_text(const std::string& command) {
+  std::istringstream lines(usage_text());
+  std::string line, out;
+  enum class Part { kSynopsis, kDescriptions, kReportOptions, kAgentOptions, kExitStatus } part = Part::kSynopsis;
+  bool describing = false;
+  const bool has_options = command == "run" || command == "report" || command == "attach";
+  const bool has_agent_options = command == "run" || command == "attach";
+  while (std::getline(lines, line)) {
+    if (line.rfind("Report options:", 0) == 0) part = Part::kReportOptions;
+    else if (line.rfind("Agent options", 0) == 0) part = Part::kAgentOptions;
+    else if (line.rfind("Exit status", 0) == 0) part = Part::kExitStatus;
+    else if (part == Part::kSynopsis && line.empty()) part = Part::kDescriptions;
+    switch (part) {
+      case Part::kSynopsis:
+        if (line.find("heapscope " + command + " ") != std::string::npos)
+          out += "usage: " + line.substr(line.find("heapscope ")) + "\n\n";
+        break;
+      case Part::kDescriptions:
+        if (line.rfind(command + ": ", 0) == 0) describing = true;
+        else if (line.empty() || line[0] != ' ') describing = false;
+        if (describing) out += line + "\n";
+        break;
+      case Part::kReportOptions: {
+        if (!has_options) break;
+        bool other = false;
+        for (const char* marker : {"(run)", "(report)", "(attach)"})
+          if (line.find(std::string(" ") + marker + " ") != std::string::npos && marker != "(" + command + ")") other = true;
+        if (!other) out += (line.rfind("Report options:", 0) == 0 ? "\nOptions:" : line) + "\n";
+        break;
+      }
+      case Part::kAgentOptions:
+        if (has_agent_options) out += line + "\n";
+        break;
+      case Part::kExitStatus:
+        if (has_options) out += line + "\n";
+        break;
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// --help among the options of a command that runs no program (run's parser decides for run:
+// after its program, or after `--`, the word is the program's).
+bool asks_for_help(const std::vector<std::string>& arguments) {
+  for (size_t i = 1; i < arguments.size(); ++i) {
+    if (arguments[i] == "--") return false;
+    if (arguments[i] == "--help" || arguments[i] == "-h") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 int run_cli(int argc, char** argv) {
   const std::vector<std::string> arguments(argv + 1, argv + argc);
   try {
@@ -645,6 +707,11 @@ int run_cli(int argc, char** argv) {
       std::cout << "heapscope " << kVersion << "\n";
       return 0;
     }
+    if ((command == "report" || command == "diff" || command == "attach" || command == "default-suppressions") &&
+        asks_for_help(arguments)) {
+      std::cout << command_usage_text(command);
+      return 0;
+    }
     if (command == "run") return run_command({arguments.begin() + 1, arguments.end()});
     if (command == "report") return report_command({arguments.begin() + 1, arguments.end()});
     if (command == "diff") return diff_command({arguments.begin() + 1, arguments.end()});
@@ -655,6 +722,9 @@ int run_cli(int argc, char** argv) {
     }
     if (command == "attach") return attach_command({arguments.begin() + 1, arguments.end()});
     throw UsageError(fmt::format("unknown command '{}' (see heapscope --help)", command));
+  } catch (const HelpRequested&) {
+    std::cout << command_usage_text(arguments[0]);
+    return 0;
   } catch (const UsageError& error) {
     std::cerr << "heapscope: " << error.what() << "\n";
   } catch (const FormatError& error) {

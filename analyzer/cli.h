@@ -92,5 +92,7 @@ int attach_command(const std::vector<std::string>& arguments);
 int run_cli(int argc, char** argv);
 
 std::string usage_text();
+// `heapscope COMMAND --help`: the synopsis, description, options and exit status of COMMAND.
+std::string command_usage_text(const std::string& command);
 
 }  // namespace heapscope::analyzer

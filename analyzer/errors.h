@@ -19,6 +19,9 @@ class IoError : public std::runtime_error {
 };
 
 // The user asked for something that cannot be done (bad option, missing program...).
+// `heapscope COMMAND --help` found among COMMAND's own options by its parser: not an error.
+struct HelpRequested {};
+
 class UsageError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

@@ -41,6 +41,21 @@ TEST(Cli, BadArgumentsAreUsageErrors) {
   EXPECT_THROW(parse_run_arguments({"--canaries=perhaps", "prog"}), UsageError);
 }
 
+// issue 14: --help among run's options asks for run's help; after the program, or after --,
+// it is the program's argument (a value of an option is never taken for it).
+TEST(Cli, RunsHelpIsRunsOwnOptionOnly) {
+  EXPECT_THROW(parse_run_arguments({"--help"}), HelpRequested);
+  EXPECT_THROW(parse_run_arguments({"--json", "r.json", "-h", "prog"}), HelpRequested);
+  EXPECT_EQ(parse_run_arguments({"prog", "--help"}).command, (std::vector<std::string>{"prog", "--help"}));
+  EXPECT_EQ(parse_run_arguments({"--", "--help"}).command, (std::vector<std::string>{"--help"}));
+  EXPECT_EQ(parse_run_arguments({"--log-file", "--help", "prog"}).command, (std::vector<std::string>{"prog"}));
+  const std::string run = command_usage_text("run");
+  EXPECT_EQ(run.rfind("usage: heapscope run", 0), 0u) << run;
+  EXPECT_NE(run.find("--guard-pages"), std::string::npos);
+  EXPECT_EQ(run.find("--min-age"), std::string::npos) << "attach's only";
+  EXPECT_EQ(command_usage_text("diff").find("Options:"), std::string::npos) << "diff takes none of those";
+}
+
 TEST(Cli, HelpListsEveryAgentOption) {
   const std::string help = usage_text();
   for (const char* flag : {"--max-frames", "--canaries", "--quarantine-mib", "--free-stacks", "--abort-on-error",

@@ -1522,6 +1522,29 @@ TEST(RunCommandE2E, HelpVersionAndUnknownCommands) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("usage: heapscope run"), std::string::npos) << help.out;
   EXPECT_NE(help.out.find("--sample-ms"), std::string::npos);
+  // issue 14: each command's own help, from the same text; the program's --help is its own.
+  const RunOutput run_help = run_native({heapscope_binary(), "run", "--json", "x.json", "--help"});
+  EXPECT_EQ(run_help.exit_code, 0);
+  EXPECT_EQ(run_help.out.rfind("usage: heapscope run", 0), 0u) << run_help.out;
+  EXPECT_NE(run_help.out.find("--quarantine-mib"), std::string::npos);
+  EXPECT_NE(run_help.out.find("--output DIR"), std::string::npos);
+  EXPECT_EQ(run_help.out.find("--for SECONDS"), std::string::npos) << "attach's only";
+  EXPECT_EQ(run_help.out.find("usage: heapscope attach"), std::string::npos);
+  const RunOutput report_help = run_native({heapscope_binary(), "report", "-h"});
+  EXPECT_EQ(report_help.exit_code, 0);
+  EXPECT_EQ(report_help.out.rfind("usage: heapscope report", 0), 0u) << report_help.out;
+  EXPECT_NE(report_help.out.find("--text"), std::string::npos);
+  EXPECT_EQ(report_help.out.find("--quarantine-mib"), std::string::npos) << "no agent in a report";
+  const RunOutput attach_help = run_native({heapscope_binary(), "attach", "--help"});
+  EXPECT_NE(attach_help.out.find("--for SECONDS"), std::string::npos) << attach_help.out;
+  EXPECT_NE(attach_help.out.find("120 no such process"), std::string::npos);
+  for (const std::vector<std::string>& program_help :
+       {std::vector<std::string>{heapscope_binary(), "run", "printf", "%s\\n", "--help"},
+        std::vector<std::string>{heapscope_binary(), "run", "--", "printf", "%s\\n", "--help"}}) {
+    const RunOutput passed_on = run_native(program_help);
+    EXPECT_EQ(passed_on.exit_code, 0) << passed_on.err;
+    EXPECT_EQ(passed_on.out, "--help\n") << "the program's argument";
+  }
   const RunOutput version = run_native({heapscope_binary(), "--version"});
   EXPECT_EQ(version.exit_code, 0);
   EXPECT_EQ(version.out.rfind("heapscope ", 0), 0u) << version.out;
