@@ -574,6 +574,8 @@ void emit_unmap(uint64_t address, uint64_t length, uint16_t flags) noexcept {
   RingWriter::commit(header, format::EventKind::kUnmap);
 }
 
+uint64_t errors_reported() noexcept { return the_agent().errors_reported.load(std::memory_order_relaxed); }
+
 HEAPSCOPE_COLD void report_error(const ErrorReport& report) noexcept {
   Agent& a = the_agent();
   a.errors_reported.fetch_add(1, std::memory_order_relaxed);

@@ -55,6 +55,8 @@ struct ErrorReport {
 };
 // Records a heap error; aborts afterwards if the abort_on_error option is set.
 void report_error(const ErrorReport& report) noexcept;
+// Heap errors this process image has reported so far (heapscope_error_count()).
+uint64_t errors_reported() noexcept;
 
 void emit_phase(const char* label) noexcept;   // label may be nullptr
 void emit_leak_kinds(uint32_t scan_id, const format::LeakKindEntry* entries, size_t count) noexcept;

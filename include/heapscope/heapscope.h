@@ -26,6 +26,7 @@ extern int heapscope_agent_verify_heap(void) __attribute__((weak));
 extern int heapscope_agent_ignore_object(const void* pointer) __attribute__((weak));
 extern void heapscope_agent_mark_phase(const char* label) __attribute__((weak));
 extern int heapscope_agent_leak_check(void) __attribute__((weak));
+extern unsigned long long heapscope_agent_error_count(void) __attribute__((weak));
 
 /* Not part of the API: the agent's entry point `name`, the weak reference when the linker kept
  * it, else looked up now. (void*)0 is RTLD_DEFAULT, which <dlfcn.h> names only under
@@ -63,6 +64,15 @@ static inline int heapscope_ignore_object(const void* pointer) {
 static inline int heapscope_leak_check(void) {
   int (*check)(void) = HEAPSCOPE_ENTRY_POINT_(int (*)(void), heapscope_agent_leak_check);
   return check ? check() : 0;
+}
+
+/* Heap errors heapscope has reported in this process so far (every kind: overflows, uses after
+ * free, invalid, double and mismatched frees), whenever they were found: compare two readings
+ * to learn whether the code between them made one. 0 without heapscope (or with an agent too
+ * old to count). */
+static inline unsigned long long heapscope_error_count(void) {
+  unsigned long long (*count)(void) = HEAPSCOPE_ENTRY_POINT_(unsigned long long (*)(void), heapscope_agent_error_count);
+  return count ? count() : 0;
 }
 
 /* Names the phase of the program that starts now (up to 63 bytes are kept); the report lists

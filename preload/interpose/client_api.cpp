@@ -43,6 +43,10 @@ HEAPSCOPE_EXPORT int heapscope_agent_leak_check(void) {
   return static_cast<int>(outcome.newly_lost_blocks);
 }
 
+HEAPSCOPE_EXPORT unsigned long long heapscope_agent_error_count(void) {
+  return agent::ready() ? agent::errors_reported() : 0;
+}
+
 HEAPSCOPE_EXPORT void heapscope_agent_mark_phase(const char* label) {
   if (route() != Route::kTracked) return;
   ReentrancyGuard guard;
