@@ -10,11 +10,10 @@
 // parent's until written).
 #include "agent_memory.h"
 
-#include <dlfcn.h>
 #include <fcntl.h>
-#include <link.h>
 
 #include "fast_unwind.h"
+#include "own_image.h"
 #include "ring_writer.h"
 #include "sys.h"
 
@@ -25,24 +24,9 @@ constexpr uint64_t kPagePresent = uint64_t{1} << 63;
 constexpr uint64_t kPageExclusive = uint64_t{1} << 56;
 constexpr uint64_t kPageBytes = 4096;
 
-struct Range {
-  uint64_t begin, end;
-};
 constexpr size_t kMaxImageSegments = 6;
-constinit Range image_segments[kMaxImageSegments] = {};
+constinit ImageSegment image_segments[kMaxImageSegments] = {};
 constinit size_t image_segment_count = 0;
-
-int find_image_segments(dl_phdr_info* info, size_t, void* base) noexcept {
-  if (info->dlpi_addr != reinterpret_cast<uintptr_t>(base)) return 0;
-  for (int i = 0; i < info->dlpi_phnum && image_segment_count < kMaxImageSegments; ++i) {
-    const ElfW(Phdr)& segment = info->dlpi_phdr[i];
-    if (segment.p_type != PT_LOAD) continue;
-    const uint64_t begin = info->dlpi_addr + segment.p_vaddr;
-    image_segments[image_segment_count++] = {begin & ~(kPageBytes - 1),
-                                             (begin + segment.p_memsz + kPageBytes - 1) & ~(kPageBytes - 1)};
-  }
-  return 1;
-}
 
 struct Counter {
   int pagemap = -1;
@@ -71,9 +55,7 @@ void count_resident(uint64_t begin, uint64_t end, void* context) noexcept {
 }  // namespace
 
 void init_agent_memory() noexcept {
-  Dl_info self{};
-  if (image_segment_count == 0 && dladdr(reinterpret_cast<void*>(&init_agent_memory), &self) != 0)
-    dl_iterate_phdr(find_image_segments, self.dli_fbase);
+  if (image_segment_count == 0) image_segment_count = find_own_segments(image_segments, kMaxImageSegments, false);
 }
 
 format::AgentMemoryEvent measure_agent_memory(const RingWriter& ring, uint64_t quarantine_bytes) noexcept {

@@ -22,6 +22,7 @@
 #include "self_maps.h"
 #include "sys.h"
 #include "fast_unwind.h"
+#include "own_image.h"
 #include "thread_stop.h"
 
 namespace heapscope::preload {
@@ -248,19 +249,8 @@ constinit uint32_t scans_run = 0;
 // program passed it (the registers at exit, with the dead caller-saved ones a lost block's
 // address may linger in) and nothing the program could reach a block through.
 constexpr size_t kMaxOwnSegments = 4;
-constinit Range own_data[kMaxOwnSegments] = {};
+constinit ImageSegment own_data[kMaxOwnSegments] = {};
 constinit size_t own_data_count = 0;
-
-int find_own_data(dl_phdr_info* info, size_t, void* base) noexcept {
-  if (info->dlpi_addr != reinterpret_cast<uintptr_t>(base)) return 0;
-  for (int i = 0; i < info->dlpi_phnum && own_data_count < kMaxOwnSegments; ++i) {
-    const ElfW(Phdr)& segment = info->dlpi_phdr[i];
-    if (segment.p_type != PT_LOAD || (segment.p_flags & PF_W) == 0) continue;
-    const uint64_t begin = info->dlpi_addr + segment.p_vaddr;
-    own_data[own_data_count++] = {begin & ~uint64_t{4095}, (begin + segment.p_memsz + 4095) & ~uint64_t{4095}};
-  }
-  return 1;
-}
 constexpr uint64_t kGlibcArenaBytes = uint64_t{64} << 20;  // HEAP_MAX_SIZE on 64-bit
 constinit size_t static_tls_bytes = 0;  // glibc's static TLS + thread control block; 0 unknown
 
@@ -319,9 +309,7 @@ void send_kinds(uint32_t scan_id, const ReachabilityMarker& marker, const ScanBl
 }  // namespace
 
 void init_leak_scan() noexcept {
-  Dl_info self{};
-  if (own_data_count == 0 && dladdr(reinterpret_cast<void*>(&init_leak_scan), &self) != 0)
-    dl_iterate_phdr(find_own_data, self.dli_fbase);
+  if (own_data_count == 0) own_data_count = find_own_segments(own_data, kMaxOwnSegments, /*writable_only=*/true);
   // GLIBC_PRIVATE, but stable since 2.0 and what sanitizers use for the same purpose.
   using StaticInfo = void (*)(size_t*, size_t*);
   auto info = reinterpret_cast<StaticInfo>(dlsym(RTLD_DEFAULT, "_dl_get_tls_static_info"));
@@ -378,7 +366,7 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   // The index's tables and the scan's own arrays are among the agent's mappings.
   sys::for_each_agent_mapping(exclude_mapping, &extra);
   unwind::for_each_thread_table(exclude_mapping, &extra);
-  for (size_t i = 0; i < own_data_count; ++i) extra.add(own_data[i]);
+  for (size_t i = 0; i < own_data_count; ++i) extra.add({own_data[i].begin, own_data[i].end});
   const bool all_excluded = extra.count < extra.capacity && sys::unlisted_mappings() == 0;
 
   // ptrace first: it interrupts nothing the program sees. Signals where it is refused.
