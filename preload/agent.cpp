@@ -362,7 +362,30 @@ HEAPSCOPE_COLD bool slow_ready() noexcept {
   return state.load(std::memory_order_acquire) == State::kReady;
 }
 
+// The innermost frames of each stack, by id, for heapscope_leak_check_sites(): the depot keeps
+// only hashes, and the frames otherwise go to the ring alone. Written once per distinct stack
+// (here, the cold path), mapped at the first one; ids past kFramedStacks have none.
+constexpr uint32_t kFramedStacks = uint32_t{1} << 20;
+std::atomic<uint64_t*> stack_heads{nullptr};  // kFramedStacks x kStackHeadFrames
+
+void remember_stack_head(uint32_t id, const uint64_t* frames, size_t count) noexcept {
+  if (id >= kFramedStacks) return;
+  uint64_t* table = stack_heads.load(std::memory_order_acquire);
+  if (table == nullptr) {
+    auto* fresh = static_cast<uint64_t*>(sys::map_anonymous(size_t{kFramedStacks} * kStackHeadFrames * 8));
+    if (fresh == nullptr) return;
+    if (stack_heads.compare_exchange_strong(table, fresh, std::memory_order_acq_rel)) {
+      table = fresh;
+    } else {
+      sys::unmap(fresh, size_t{kFramedStacks} * kStackHeadFrames * 8);  // another thread's won
+    }
+  }
+  uint64_t* head = table + size_t{id} * kStackHeadFrames;
+  for (size_t i = 0; i < kStackHeadFrames; ++i) head[i] = i < count ? frames[i] : 0;
+}
+
 HEAPSCOPE_COLD void on_new_stack(uint32_t id, const uint64_t* frames, size_t count, void*) noexcept {
+  remember_stack_head(id, frames, count);
   Agent& a = the_agent();
   if (!a.modules.covers(frames, count)) a.modules.refresh(a.ring);
   auto* header = a.ring.reserve(format::record_size(sizeof(format::StackEvent) + count * 8));
@@ -572,6 +595,13 @@ void emit_unmap(uint64_t address, uint64_t length, uint16_t flags) noexcept {
   record->thread_id = sys::thread_id();
   record->reserved = 0;
   RingWriter::commit(header, format::EventKind::kUnmap);
+}
+
+bool stack_head(uint32_t id, uint64_t (&frames)[kStackHeadFrames]) noexcept {
+  const uint64_t* table = stack_heads.load(std::memory_order_acquire);
+  if (table == nullptr || id == 0 || id >= kFramedStacks) return false;
+  for (size_t i = 0; i < kStackHeadFrames; ++i) frames[i] = table[size_t{id} * kStackHeadFrames + i];
+  return frames[0] != 0;
 }
 
 uint64_t errors_reported() noexcept { return the_agent().errors_reported.load(std::memory_order_relaxed); }

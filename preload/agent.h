@@ -55,6 +55,9 @@ struct ErrorReport {
 };
 // Records a heap error; aborts afterwards if the abort_on_error option is set.
 void report_error(const ErrorReport& report) noexcept;
+// The innermost frames of stack `id` (0 past its end), as captured; false if not kept.
+inline constexpr size_t kStackHeadFrames = 4;
+bool stack_head(uint32_t id, uint64_t (&frames)[kStackHeadFrames]) noexcept;
 // Heap errors this process image has reported so far (heapscope_error_count()).
 uint64_t errors_reported() noexcept;
 

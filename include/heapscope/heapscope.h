@@ -27,6 +27,9 @@ extern int heapscope_agent_ignore_object(const void* pointer) __attribute__((wea
 extern void heapscope_agent_mark_phase(const char* label) __attribute__((weak));
 extern int heapscope_agent_leak_check(void) __attribute__((weak));
 extern unsigned long long heapscope_agent_error_count(void) __attribute__((weak));
+struct heapscope_lost_site;
+extern int heapscope_agent_leak_check_sites(struct heapscope_lost_site* sites, int capacity, int* filled)
+    __attribute__((weak));
 
 /* Not part of the API: the agent's entry point `name`, the weak reference when the linker kept
  * it, else looked up now. (void*)0 is RTLD_DEFAULT, which <dlfcn.h> names only under
@@ -64,6 +67,24 @@ static inline int heapscope_ignore_object(const void* pointer) {
 static inline int heapscope_leak_check(void) {
   int (*check)(void) = HEAPSCOPE_ENTRY_POINT_(int (*)(void), heapscope_agent_leak_check);
   return check ? check() : 0;
+}
+
+/* One allocation stack of blocks a leak check newly found lost (heapscope_leak_check_sites). */
+typedef struct heapscope_lost_site {
+  unsigned long long bytes;   /* of the site's newly lost blocks */
+  unsigned long long blocks;
+  void* frames[4];            /* its innermost frames, return addresses (0 past the stack's end or
+                                 when not kept); name them with dladdr() or addr2line */
+} heapscope_lost_site;
+
+/* heapscope_leak_check(), and the allocation stacks of the blocks it newly found lost, most
+ * bytes first: up to `capacity` of them in `sites`, their number in *filled (0 without
+ * heapscope). Returns what heapscope_leak_check() returns. */
+static inline int heapscope_leak_check_sites(heapscope_lost_site* sites, int capacity, int* filled) {
+  int (*check)(heapscope_lost_site*, int, int*) =
+      HEAPSCOPE_ENTRY_POINT_(int (*)(heapscope_lost_site*, int, int*), heapscope_agent_leak_check_sites);
+  if (filled) *filled = 0;
+  return check ? check(sites, capacity, filled) : 0;
 }
 
 /* Heap errors heapscope has reported in this process so far (every kind: overflows, uses after

@@ -197,6 +197,11 @@ void BlockIndex::add_flags_locked(uint64_t address, uint8_t flags) noexcept {
   if (slot != nullptr) slot->flags |= flags;
 }
 
+uint32_t BlockIndex::alloc_stack_locked(uint64_t address) noexcept {
+  const BlockEntry* slot = lookup(shard_for(shards_, address), address);
+  return slot != nullptr ? slot->alloc_stack_id : 0;
+}
+
 void BlockIndex::for_each(void (*visit)(const BlockEntry&, void*), void* context) noexcept {
   for (Shard& shard : shards_) {
     SpinLockGuard hold(shard.lock);

@@ -98,6 +98,7 @@ class BlockIndex {
   void for_each_locked(void (*visit)(const BlockEntry&, void*), void* context) const noexcept;
   size_t size_locked() const noexcept;  // entries, live and quarantined
   void add_flags_locked(uint64_t address, uint8_t flags) noexcept;
+  uint32_t alloc_stack_locked(uint64_t address) noexcept;  // 0 if not ours
 
  private:
   static constexpr size_t kShards = 256;

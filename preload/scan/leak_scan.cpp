@@ -284,7 +284,8 @@ uint64_t dead_stack_live_part(uint64_t begin, uint64_t end, const ReachabilityMa
 // Sends the verdicts; counts blocks per kind and the lost ones no earlier scan saw lost (marked
 // in the index so the next on-demand check does not count them again).
 void send_kinds(uint32_t scan_id, const ReachabilityMarker& marker, const ScanBlock* blocks,
-                size_t count, uint64_t (&tally)[5], uint64_t (&bytes)[5], uint64_t& newly_lost) noexcept {
+                size_t count, uint64_t (&tally)[5], uint64_t (&bytes)[5], uint64_t& newly_lost,
+                const LeakScanRequest& request) noexcept {
   constexpr size_t kBatch = 255;
   format::LeakKindEntry batch[kBatch];
   size_t held = 0;
@@ -296,6 +297,10 @@ void send_kinds(uint32_t scan_id, const ReachabilityMarker& marker, const ScanBl
     if (blocks[i].seen_lost == 0) {
       ++newly_lost;
       agent::index().add_flags_locked(blocks[i].address, kBlockSeenLost);
+      if (request.newly_lost_count != nullptr && *request.newly_lost_count < request.newly_lost_capacity) {
+        request.newly_lost[(*request.newly_lost_count)++] = {agent::index().alloc_stack_locked(blocks[i].address),
+                                                             blocks[i].size};
+      }
     }
     batch[held] = format::LeakKindEntry{blocks[i].address, kind, {}};
     if (++held == kBatch) {
@@ -539,7 +544,7 @@ LeakScanOutcome run_leak_scan(const LeakScanRequest& request) noexcept {
   } else {
     uint64_t tally[5] = {0, 0, 0, 0, 0};
     send_kinds(outcome.scan_id, marker, blocks.data(), gathered.block_count, tally,
-               outcome.bytes_by_kind, outcome.newly_lost_blocks);
+               outcome.bytes_by_kind, outcome.newly_lost_blocks, request);
     outcome.classified = true;
     outcome.lost_blocks = tally[1] + tally[2] + tally[3];
   }

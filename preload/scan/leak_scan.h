@@ -31,6 +31,14 @@ struct LeakScanRequest {
   // caller-saved registers dead: the stale pointer a call left in rdx or rcx would make a block
   // lost just before exit look reachable (memcheck: definite). Only callee-saved ones are roots.
   bool interrupted = false;
+  // heapscope_leak_check_sites(): the blocks this scan newly finds lost, as many as fit.
+  struct LostBlock {
+    uint32_t stack_id;
+    uint64_t size;
+  };
+  LostBlock* newly_lost = nullptr;
+  size_t newly_lost_capacity = 0;
+  size_t* newly_lost_count = nullptr;
 };
 
 struct LeakScanOutcome {

@@ -104,6 +104,9 @@ TEST_F(InstalledHeapscope, AConsumerProjectTestsItsProgramsUnderHeapscope) {
   // with heapscope's word in the failure; their sibling passes; the report names the function.
   EXPECT_NE(tests.out.find("[  FAILED  ] Consumer.LeaksABlock"), std::string::npos) << tests.out;
   EXPECT_NE(tests.out.find("heapscope: Consumer.LeaksABlock leaked 1 block(s)"), std::string::npos);
+  // The failure itself names the leak's site, the test's own (static) function first.
+  EXPECT_NE(tests.out.find("48 bytes in 1 block(s) allocated at\n    (anonymous namespace)::remember_forever() (in unit_tests)"),
+            std::string::npos) << tests.out;
   EXPECT_NE(tests.out.find("[  FAILED  ] Consumer.WritesPastABlock"), std::string::npos);
   EXPECT_NE(tests.out.find("heapscope: 1 heap error(s) during Consumer.WritesPastABlock"), std::string::npos);
   EXPECT_NE(tests.out.find("[       OK ] Consumer.FreesWhatItTakes"), std::string::npos);
