@@ -369,7 +369,8 @@ constexpr uint32_t kFramedStacks = uint32_t{1} << 20;
 std::atomic<uint64_t*> stack_heads{nullptr};  // kFramedStacks x kStackHeadFrames
 
 void remember_stack_head(uint32_t id, const uint64_t* frames, size_t count) noexcept {
-  if (id >= kFramedStacks) return;
+  // The attach agent serves no client API, and must leave nothing mapped behind at detach.
+  if (kAttachBuild || id >= kFramedStacks) return;
   uint64_t* table = stack_heads.load(std::memory_order_acquire);
   if (table == nullptr) {
     auto* fresh = static_cast<uint64_t*>(sys::map_anonymous(size_t{kFramedStacks} * kStackHeadFrames * 8));
