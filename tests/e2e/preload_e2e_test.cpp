@@ -302,8 +302,10 @@ TEST(PreloadE2E, TheRssWithoutHeapscopesShareIsTheProgramsOwn) {
   const std::vector<std::string> command{ALLOC_WORKLOAD, "300000", "few"};
   const long native = native_peak_rss(command);
   ASSERT_GT(native, 0);
-  const RunOutput run = run_heapscope({"--sample-ms", "10", "--quarantine-mib", "0"}, command);
+  const RunOutput run = run_heapscope({"--sample-ms", "10", "--quarantine-mib", "0", "--verbose"}, command);
   ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.err.find("heapscope's share of the rss at its highest sample: "), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find(", quarantine 0, headers and canaries "), std::string::npos) << run.err;
   long whole = 0, without = 0;
   for (const json& point : only_process(run)["statistics"]["timeline"]) {
     whole = std::max(whole, point["rss_bytes"].get<long>());
