@@ -146,6 +146,26 @@ TEST_F(HtmlReportE2E, AVeryShortRunGetsAReadableTimeAxis) {
   EXPECT_NE(dom.find("data-rendered=\"1\""), std::string::npos);
 }
 
+// issue 12 (11): the memory the program maps itself, as a table by site and a curve; and a
+// guard-page fault shown as the access it was.
+TEST_F(HtmlReportE2E, MappingsTableAndGuardPageFaults) {
+  const std::string html = scratch("mappings.html");
+  const RunOutput run = run_heapscope({"--html", html}, {program("mappings")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string dom = rendered_dom(html);
+  EXPECT_NE(dom.find("data-js-errors=\"0\""), std::string::npos);
+  EXPECT_NE(dom.find("data-series=\"mapped_bytes\""), std::string::npos);
+  EXPECT_NE(dom.find("grow_table"), std::string::npos) << "the mremap's site in the table";
+  EXPECT_NE(dom.find("file_shared"), std::string::npos);
+  EXPECT_NE(dom.find("title=\"2,097,152 bytes\""), std::string::npos) << "the grown table's exact size on hover";
+
+  const std::string faulted = scratch("guard.html");
+  const RunOutput guarded = run_heapscope({"--guard-pages", "--html", faulted}, {program("guard_pages"), "write-past-end"});
+  EXPECT_EQ(guarded.exit_code, 128 + 11) << guarded.err;
+  const std::string errors = rendered_dom(faulted);
+  EXPECT_NE(errors.find("the write itself, in write_past_end"), std::string::npos) << errors.substr(0, 3000);
+}
+
 TEST_F(HtmlReportE2E, FlameGraphSwitchesCostSearchesAndZooms) {
   const std::string html = testing::TempDir() + "/heapscope-flame.html";
   const RunOutput run = run_heapscope({"--html", html}, {program("leak_kinds")});
